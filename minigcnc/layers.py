@@ -1,0 +1,295 @@
+"""Layers as small (init, apply, jtp) triples with shape inference, in the style of stax.
+
+A layer is a ``Layer`` with three pure functions:
+
+- ``init(rng, in_shape, dtype) -> (out_shape, params)``: shapes exclude the batch axis; ``rng`` is a
+  ``numpy.random.Generator``; params are host (NumPy) arrays, moved to a device by the model.
+- ``apply(params, x) -> (y, cache)``: forward on a batch ``x (N, *in_shape)``; ``cache`` holds what the
+  transpose-Jacobian product needs (activation masks, derivatives, shapes).
+- ``jtp(params, cache, T) -> T_in``: the batched transpose-Jacobian product. ``T (N, q, *out_shape)``
+  holds q cotangents per sample; the result ``(N, q, *in_shape)`` is ``T_n J_n`` for each sample n,
+  computed for all q at once (one matrix product for dense and conv layers).
+
+Exact input Jacobians come from pushing the identity of the output space back through ``jtp``
+(see ``gc.py``). All functions are written with ``ops`` primitives, so autograd can differentiate the
+Jacobian itself with respect to the parameters (the GC regularizer).
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as onp
+from autograd.tracer import getval
+
+from . import ops
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: ``init``, ``apply``, ``jtp`` as described in the module docstring."""
+
+    name: str
+    init: Callable
+    apply: Callable
+    jtp: Callable
+    info: dict = field(default_factory=dict)
+
+
+def _expand(a, q_axis=1):
+    """a (N, *s) -> (N, 1, *s), to broadcast over the cotangent axis."""
+    return ops.reshape(a, a.shape[:q_axis] + (1,) + a.shape[q_axis:])
+
+
+def _normal(rng, shape, std, dtype):
+    return (rng.standard_normal(shape) * std).astype(dtype)
+
+
+def _weight_std(init, fan_in):
+    """He-normal sqrt(2/fan_in) for relu nets, LeCun-normal sqrt(1/fan_in) otherwise."""
+    if init == "he":
+        return onp.sqrt(2.0 / fan_in)
+    if init == "lecun":
+        return onp.sqrt(1.0 / fan_in)
+    raise ValueError(f"weight init must be 'he' or 'lecun'; got {init!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------------
+def _activation_apply(name, x):
+    """Apply activation ``name`` and return (y, derivative factor for jtp)."""
+    if name == "relu":
+        y = ops.relu(x)
+        return y, (getval(x) > 0).astype(getval(x).dtype)  # piecewise constant: no gradient flows
+    if name == "tanh":
+        y = ops.tanh(x)
+        return y, 1 - y * y  # depends on the parameters: kept traced for the GC penalty
+    if name == "identity":
+        return x, None
+    raise ValueError(f"activation must be one of 'relu', 'tanh', 'identity'; got {name!r}")
+
+
+def _activation_jtp(d, T):
+    return T if d is None else T * _expand(d)
+
+
+def Activation(name):
+    """Elementwise activation ``name`` ('relu' | 'tanh'); jtp multiplies by its derivative."""
+    _activation_apply(name, onp.zeros(1))  # validate the name now
+
+    def init(rng, in_shape, dtype):
+        return in_shape, ()
+
+    def apply(params, x):
+        return _activation_apply(name, x)
+
+    def jtp(params, d, T):
+        return _activation_jtp(d, T)
+
+    return Layer(name, init, apply, jtp)
+
+
+def Relu():
+    return Activation("relu")
+
+
+def Tanh():
+    return Activation("tanh")
+
+
+# --------------------------------------------------------------------------------------------------
+# Dense
+# --------------------------------------------------------------------------------------------------
+def DenseAct(out_dim, activation="relu", init="he"):
+    """Dense layer followed by an activation: y = act(x W + b); params (W (n, out_dim), b (out_dim,)).
+
+    The activation sits in the same layer so that an MLP's parameters are a plain list of (W, b) pairs.
+    ``info['pre_linear_jtp']`` exposes the activation part of the jtp alone: for a first dense layer
+    ``||J||_F^2 = sum((M @ (W^T W)) * M)`` with M that cotangent (the Gram saving in ``gc.py``).
+    """
+    _activation_apply(activation, onp.zeros(1))
+    if init == "he" and activation != "relu":
+        init = "lecun"
+
+    def init_fn(rng, in_shape, dtype):
+        if len(in_shape) != 1:
+            raise ValueError(f"DenseAct expects flat inputs (n,); got input shape {in_shape}: add Flatten() first")
+        W = _normal(rng, (in_shape[0], out_dim), _weight_std(init, in_shape[0]), dtype)
+        return (out_dim,), (W, onp.zeros(out_dim, dtype=dtype))
+
+    def apply(params, x):
+        W, b = params
+        return _activation_apply(activation, ops.linear(x, W, b))
+
+    def pre_linear_jtp(params, d, T):
+        return _activation_jtp(d, T)
+
+    def jtp(params, d, T):
+        return ops.matmul_t(_activation_jtp(d, T), params[0])  # (N, q, out) -> (N, q, in)
+
+    return Layer(f"dense{out_dim}-{activation}", init_fn, apply, jtp, {"pre_linear_jtp": pre_linear_jtp, "kind": "dense"})
+
+
+def Dense(out_dim, init="lecun"):
+    """Affine layer y = x W + b (no activation)."""
+    return DenseAct(out_dim, "identity", init)
+
+
+# --------------------------------------------------------------------------------------------------
+# Convolution and pooling
+# --------------------------------------------------------------------------------------------------
+def Conv(out_channels, kernel=3, stride=1, padding=None, activation="relu", init="he", bias=True):
+    """Convolution (+ bias) followed by an activation; params (W (O, C, k, k), b (O,)) or (W,) without bias.
+
+    padding defaults to k // 2 ('same' for odd k and stride 1).
+    """
+    padding = kernel // 2 if padding is None else padding
+    _activation_apply(activation, onp.zeros(1))
+    if init == "he" and activation != "relu":
+        init = "lecun"
+
+    def init_fn(rng, in_shape, dtype):
+        if len(in_shape) != 3:
+            raise ValueError(f"Conv expects image inputs (C, H, W); got input shape {in_shape}")
+        C, H, W = in_shape
+        Ho, Wo = ops.conv_output_size(H, kernel, stride, padding), ops.conv_output_size(W, kernel, stride, padding)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"Conv {kernel}x{kernel} stride {stride} does not fit an input of shape {in_shape}")
+        Wt = _normal(rng, (out_channels, C, kernel, kernel), _weight_std(init, C * kernel * kernel), dtype)
+        params = (Wt, onp.zeros(out_channels, dtype=dtype)) if bias else (Wt,)
+        return (out_channels, Ho, Wo), params
+
+    def apply(params, x):
+        z = ops.conv2d(x, params[0], stride, padding)
+        if bias:
+            z = ops.add_bias(z, params[1], axis=1)
+        y, d = _activation_apply(activation, z)
+        return y, (d, tuple(x.shape[1:]))
+
+    def jtp(params, cache, T):
+        d, in_shape = cache
+        T = _activation_jtp(d, T)
+        N, q = T.shape[:2]
+        T = ops.reshape(T, (N * q,) + tuple(T.shape[2:]))  # (N*q, O, Ho, Wo)
+        T = ops.conv2d_input_grad(T, params[0], in_shape, stride, padding)
+        return ops.reshape(T, (N, q) + in_shape)
+
+    return Layer(f"conv{out_channels}k{kernel}s{stride}-{activation}", init_fn, apply, jtp, {"kind": "conv"})
+
+
+def _pool_init(size, kind):
+    def init(rng, in_shape, dtype):
+        if len(in_shape) != 3:
+            raise ValueError(f"{kind} expects image inputs (C, H, W); got input shape {in_shape}")
+        C, H, W = in_shape
+        s = H if size is None else size
+        if H // s < 1 or W // s < 1:
+            raise ValueError(f"{kind} window {s} does not fit an input of shape {in_shape}")
+        return (C, H // s, W // s), ()
+
+    return init
+
+
+def MaxPool(size=2):
+    """Max-pooling over non-overlapping size x size windows."""
+
+    def apply(params, x):
+        raw = getval(x)
+        return ops.maxpool2d(x, size), (ops.maxpool_mask(raw, size), raw.shape[2], raw.shape[3])
+
+    def jtp(params, cache, T):
+        mask, H, W = cache
+        return ops.maxpool2d_input_grad(T, mask, size, H, W)  # (N, q, C, Ho, Wo) -> (N, q, C, H, W)
+
+    return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, {"kind": "pool"})
+
+
+def AvgPool(size=None):
+    """Average pooling over non-overlapping size x size windows; size=None pools the whole map (global)."""
+
+    def apply(params, x):
+        s = x.shape[2] if size is None else size
+        return ops.avgpool2d(x, s), (s, x.shape[2], x.shape[3])
+
+    def jtp(params, cache, T):
+        s, H, W = cache
+        N, q = T.shape[:2]
+        T = ops.reshape(T, (N * q,) + tuple(T.shape[2:]))
+        T = ops.avgpool2d_input_grad(T, s, H, W)
+        return ops.reshape(T, (N, q) + tuple(T.shape[1:]))
+
+    return Layer("avgpool" if size else "globalavgpool", _pool_init(size, "AvgPool"), apply, jtp, {"kind": "pool"})
+
+
+def Flatten():
+    """(N, C, H, W) -> (N, C*H*W)."""
+
+    def init(rng, in_shape, dtype):
+        return (int(onp.prod(in_shape)),), ()
+
+    def apply(params, x):
+        return ops.flatten(x), tuple(x.shape[1:])
+
+    def jtp(params, in_shape, T):
+        return ops.reshape(T, tuple(T.shape[:2]) + in_shape)
+
+    return Layer("flatten", init, apply, jtp)
+
+
+# --------------------------------------------------------------------------------------------------
+# Composition
+# --------------------------------------------------------------------------------------------------
+def Serial(*layers):
+    """Layers applied in order; params are a list with one entry per layer."""
+
+    def init(rng, in_shape, dtype):
+        params = []
+        for layer in layers:
+            in_shape, p = layer.init(rng, in_shape, dtype)
+            params.append(p)
+        return in_shape, params
+
+    def apply(params, x):
+        caches = []
+        for layer, p in zip(layers, params):
+            x, c = layer.apply(p, x)
+            caches.append(c)
+        return x, caches
+
+    def jtp(params, caches, T):
+        for layer, p, c in reversed(list(zip(layers, params, caches))):
+            T = layer.jtp(p, c, T)
+        return T
+
+    return Layer("serial", init, apply, jtp, {"layers": layers})
+
+
+def Residual(main, shortcut=None):
+    """y = relu(shortcut(x) + alpha * main(x)) with a learned scalar alpha initialised to 0 (SkipInit).
+
+    SkipInit (De & Smith 2020) replaces batch normalization in residual nets: each block starts as the
+    identity, so deep nets train without batch statistics and every metric stays a pure function of one
+    input (no train/eval modes). params: (main params, shortcut params, alpha ()).
+    """
+    shortcut = shortcut or Serial()
+
+    def init(rng, in_shape, dtype):
+        out_shape, pm = main.init(rng, in_shape, dtype)
+        s_shape, ps = shortcut.init(rng, in_shape, dtype)
+        if tuple(s_shape) != tuple(out_shape):
+            raise ValueError(f"Residual: main branch gives {out_shape} but shortcut gives {s_shape}")
+        return out_shape, (pm, ps, onp.zeros((), dtype=dtype))
+
+    def apply(params, x):
+        pm, ps, alpha = params
+        m, cm = main.apply(pm, x)
+        s, cs = shortcut.apply(ps, x)
+        y, d = _activation_apply("relu", s + alpha * m)
+        return y, (cm, cs, d)
+
+    def jtp(params, cache, T):
+        pm, ps, alpha = params
+        cm, cs, d = cache
+        T = _activation_jtp(d, T)
+        return shortcut.jtp(ps, cs, T) + main.jtp(pm, cm, alpha * T)
+
+    return Layer("residual", init, apply, jtp, {"kind": "residual"})

@@ -1,0 +1,210 @@
+"""Models as pure functions of their parameters: ``embed(params, X)`` and ``logits(params, X)``.
+
+A classifier is ``logits(x) = g(x) W + b`` (PAPER.md section 1): ``g`` is the *embedding*, the
+post-activation output of the last hidden layer, and ``(W, b)`` is the linear head. Parameters are a plain
+list, one entry per body layer, then the head ``(W (p, k), b (k,))`` last. For ``mlp`` every body entry is a
+``(W, b)`` pair, so an MLP's parameters are a list of ``(W, b)`` with ``W`` of shape ``(fan_in, fan_out)``.
+
+- ``mlp(sizes, n_classes)``: sizes = [D, h1, ..., p] (laptop scale; the default model);
+- ``convnet(input_shape, n_classes)``: two conv-pool stages and a dense embedding (laptop scale);
+- ``vgg("vgg11" | "vgg13", ...)`` and ``resnet18(...)``: the paper's networks (GPU scale), with a
+  ``width`` multiplier so tests can build narrow ones. No batch normalization: VGG as originally published,
+  ResNet-18 with SkipInit residual scales (see ``layers.Residual``), so every model is one pure function
+  of its input with no train/eval modes.
+"""
+import numpy as onp
+
+from . import ops
+from .backend import default_dtype, get_backend, to_device
+from .layers import AvgPool, Conv, DenseAct, Flatten, MaxPool, Residual, Serial
+
+
+class Model:
+    """A body of layers producing the embedding (N, p) and a linear head producing logits (N, k).
+
+    Attributes: ``name``, ``input_shape`` (without the batch axis), ``embed_dim`` (p), ``n_classes`` (k),
+    ``layers`` (the body), ``input_dim`` (D = prod(input_shape), the size Jacobians are taken against).
+    """
+
+    def __init__(self, name, input_shape, layers, n_classes, config=None):
+        if not isinstance(n_classes, (int, onp.integer)) or n_classes < 2:
+            raise ValueError(f"n_classes must be an integer >= 2; got {n_classes!r}")
+        self.name = name
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.layers = tuple(layers)
+        self.body = Serial(*self.layers)
+        self.n_classes = int(n_classes)
+        self.config = dict(config or {})
+        out_shape, _ = self.body.init(onp.random.default_rng(0), self.input_shape, "float32")
+        if len(out_shape) != 1:
+            raise ValueError(f"{name}: the body must end in flat features (p,); it ends in {out_shape}")
+        self.embed_dim = int(out_shape[0])
+        self.input_dim = int(onp.prod(self.input_shape))
+
+    def __repr__(self):
+        return f"Model({self.name}, input {self.input_shape}, embed_dim {self.embed_dim}, classes {self.n_classes})"
+
+    # ---- parameters ----
+    def init(self, rng=0, dtype=None, backend=None):
+        """Fresh parameters: list of per-layer params, then the head (W (p, k), b (k,)), on ``backend``.
+
+        rng: a ``numpy.random.Generator`` or an int seed. Hidden layers are He-normal (relu) or
+        LeCun-normal (tanh) with zero biases; the head is LeCun-normal with a zero bias.
+        """
+        rng = onp.random.default_rng(rng) if not isinstance(rng, onp.random.Generator) else rng
+        backend = backend or get_backend()
+        dtype = dtype or default_dtype(backend)
+        _, body = self.body.init(rng, self.input_shape, dtype)
+        p, k = self.embed_dim, self.n_classes
+        head = ((rng.standard_normal((p, k)) / onp.sqrt(p)).astype(dtype), onp.zeros(k, dtype=dtype))
+        return to_device(list(body) + [head], backend=backend)
+
+    # ---- forward ----
+    def check_input(self, X):
+        """X reshaped to (N, *input_shape); accepts flat (N, D) or image-shaped inputs of the right size."""
+        shape = tuple(getattr(X, "shape", ()))
+        if len(shape) < 2:
+            raise ValueError(f"{self.name}: X must be a batch (N, *{self.input_shape}); got shape {shape}")
+        if shape[1:] == self.input_shape:
+            return X
+        if int(onp.prod(shape[1:])) == self.input_dim:
+            return ops.reshape(X, (shape[0],) + self.input_shape)
+        raise ValueError(
+            f"{self.name}: X has shape {shape} but the model takes inputs of shape (N, *{self.input_shape}) "
+            f"(or anything with {self.input_dim} values per sample); check the dataset or build the model "
+            f"with input shape {shape[1:]}"
+        )
+
+    def embed_with_cache(self, params, X):
+        """(Z (N, p), caches): the embedding and what the transpose-Jacobian products need."""
+        return self.body.apply(params[:-1], self.check_input(X))
+
+    def embed(self, params, X):
+        """The embedding g(X): post-activation features of the last hidden layer, (N, p)."""
+        return self.embed_with_cache(params, X)[0]
+
+    def head(self, params, Z):
+        """Logits from embeddings: Z W + b, (N, k)."""
+        W, b = params[-1]
+        return ops.linear(Z, W, b)
+
+    def logits(self, params, X):
+        """logits(X) = g(X) W + b, (N, k)."""
+        return self.head(params, self.embed(params, X))
+
+    def loss(self, params, X, y):
+        """Mean cross-entropy of the logits against integer labels y."""
+        return ops.cross_entropy(self.logits(params, X), y)
+
+    # ---- Jacobians ----
+    def jtp(self, params, caches, T, target="embed", first=0):
+        """Batched transpose-Jacobian product back to the input of body layer ``first``.
+
+        T (N, q, p) for target='embed' or (N, q, k) for target='logits'; returns (N, q, D) for first=0
+        (the flattened input), else (N, q, *shape at layer ``first``).
+        """
+        if target == "logits":
+            T = ops.matmul_t(T, params[-1][0])  # (N, q, k) -> (N, q, p)
+        elif target != "embed":
+            raise ValueError(f"target must be 'embed' or 'logits'; got {target!r}")
+        for layer, p, c in reversed(list(zip(self.layers[first:], params[first:-1], caches[first:]))):
+            T = layer.jtp(p, c, T)
+        if first == 0:
+            T = ops.reshape(T, (T.shape[0], T.shape[1], self.input_dim))
+        return T
+
+
+# --------------------------------------------------------------------------------------------------
+def mlp(sizes, n_classes, activation="relu"):
+    """Multilayer perceptron: sizes = [D, h1, ..., p]; embedding = act(... act(x W1 + b1) ...), (N, p)."""
+    sizes = list(sizes)
+    if len(sizes) < 2 or any((not isinstance(s, (int, onp.integer))) or s < 1 for s in sizes):
+        raise ValueError(f"mlp sizes must be [D, h1, ..., p] with positive integers and at least one hidden layer; got {sizes}")
+    layers = [DenseAct(h, activation) for h in sizes[1:]]
+    name = f"mlp{'-'.join(map(str, sizes))}"
+    return Model(name, (sizes[0],), layers, n_classes, {"kind": "mlp", "sizes": sizes, "activation": activation})
+
+
+def convnet(input_shape=(1, 28, 28), n_classes=10, channels=(16, 32), hidden=(128,), activation="relu"):
+    """Small convnet: [conv3x3 - act - maxpool2] per channel count, flatten, dense hidden layers.
+
+    The embedding is the last dense layer's activation, p = hidden[-1]. Fits 28x28 and 32x32 inputs.
+    """
+    layers = []
+    for c in channels:
+        layers += [Conv(c, 3, activation=activation), MaxPool(2)]
+    layers += [Flatten()] + [DenseAct(h, activation) for h in hidden]
+    cfg = {"kind": "convnet", "channels": list(channels), "hidden": list(hidden), "activation": activation}
+    return Model(f"convnet{'-'.join(map(str, channels))}", input_shape, layers, n_classes, cfg)
+
+
+VGG_CONFIGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+}
+
+
+def vgg(name="vgg13", input_shape=(3, 32, 32), n_classes=10, width=1.0, hidden=512):
+    """VGG-11/13 (Simonyan & Zisserman 2015) for small images, without batch normalization.
+
+    3x3 convs with relu, 2x2 max-pools (skipped once the map is 1x1, so 28x28 MNIST fits), then flatten and
+    one dense hidden layer of ``hidden * width`` units whose activation is the embedding. ``width``
+    scales every channel count (tests use narrow nets).
+    """
+    if name not in VGG_CONFIGS:
+        raise ValueError(f"vgg name must be one of {sorted(VGG_CONFIGS)}; got {name!r}")
+    layers, size = [], min(input_shape[1:])
+    for v in VGG_CONFIGS[name]:
+        if v == "M":
+            if size >= 2:
+                layers.append(MaxPool(2))
+                size //= 2
+        else:
+            layers.append(Conv(max(1, int(round(v * width))), 3))
+    layers += [Flatten(), DenseAct(max(1, int(round(hidden * width))))]
+    cfg = {"kind": "vgg", "name": name, "width": width, "hidden": hidden}
+    return Model(name if width == 1 else f"{name}x{width:g}", input_shape, layers, n_classes, cfg)
+
+
+def _basic_block(channels, stride, in_channels):
+    main = Serial(Conv(channels, 3, stride=stride, padding=1), Conv(channels, 3, padding=1, activation="identity"))
+    shortcut = None
+    if stride != 1 or in_channels != channels:
+        shortcut = Serial(Conv(channels, 1, stride=stride, padding=0, activation="identity", init="lecun"))
+    return Residual(main, shortcut)
+
+
+def resnet18(input_shape=(3, 32, 32), n_classes=10, width=1.0):
+    """ResNet-18 for small images (He et al. 2016, CIFAR stem: one 3x3 conv, no initial pooling).
+
+    Four stages of two basic blocks (64, 128, 256, 512 channels times ``width``; stride 2 from the second
+    stage, 1x1 projection shortcuts), SkipInit residual scales instead of batch normalization, global average
+    pooling; the pooled features (p = 512 * width) are the embedding.
+    """
+    chans = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
+    layers, c_in = [Conv(chans[0], 3, padding=1)], chans[0]
+    for i, c in enumerate(chans):
+        for j in range(2):
+            stride = 2 if (i > 0 and j == 0) else 1
+            layers.append(_basic_block(c, stride, c_in))
+            c_in = c
+    layers += [AvgPool(None), Flatten()]
+    cfg = {"kind": "resnet18", "width": width}
+    return Model("resnet18" if width == 1 else f"resnet18x{width:g}", input_shape, layers, n_classes, cfg)
+
+
+def build(kind, input_shape, n_classes, **kwargs):
+    """A model by name: 'mlp' (kwargs sizes or hidden), 'convnet', 'vgg11', 'vgg13', 'resnet18'."""
+    if kind == "mlp":
+        hidden = list(kwargs.pop("hidden", (256, 256, 64)))
+        return mlp([int(onp.prod(input_shape))] + hidden, n_classes, **kwargs)
+    if kind == "convnet":
+        return convnet(input_shape, n_classes, **kwargs)
+    if kind in VGG_CONFIGS:
+        return vgg(kind, input_shape, n_classes, **kwargs)
+    if kind == "resnet18":
+        return resnet18(input_shape, n_classes, **kwargs)
+    raise ValueError(f"model must be one of 'mlp', 'convnet', 'vgg11', 'vgg13', 'resnet18'; got {kind!r}")
+
+
+__all__ = ["Model", "mlp", "convnet", "vgg", "resnet18", "build"]

@@ -1,0 +1,397 @@
+"""The differentiable primitives every model is built from, each forward beside its VJP.
+
+Every primitive is written only with the array module of its inputs (``xp = get_xp(...)``) and is
+registered with autograd (``primitive`` + ``defvjp``), so gradients stay on the device the data lives on.
+autograd's own VJPs for ``sum``, ``mean``, ``dot`` or indexing allocate host arrays; traced model code uses
+the primitives below (and the array operators ``+ - *`` of autograd boxes, whose VJPs are device-safe)
+and nothing else.
+
+Shapes: ``x (..., n) @ W (n, m)``; images ``(N, C, H, W)``; conv kernels ``(O, C, kh, kw)``.
+Where a VJP is itself written with primitives (``matmul`` <-> ``matmul_t``, ``conv2d`` <->
+``conv2d_input_grad``), the derivative is differentiable again, which the GC penalty relies on.
+"""
+from autograd.extend import defvjp, primitive
+
+from .backend import get_xp
+
+
+# --------------------------------------------------------------------------------------------------
+# Dense algebra
+# --------------------------------------------------------------------------------------------------
+def _outer_sum(a, g):
+    """sum over leading axes of a^T g: a (..., n), g (..., m) -> (n, m)."""
+    xp = get_xp(a, g)
+    return xp.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+
+
+@primitive
+def matmul(x, W):
+    """x @ W for x (..., n), W (n, m) -> (..., m)."""
+    return get_xp(x, W).matmul(x, W)
+
+
+@primitive
+def matmul_t(T, W):
+    """T @ W^T for T (..., m), W (n, m) -> (..., n): the transpose-Jacobian product of ``matmul``."""
+    return get_xp(T, W).matmul(T, W.T)
+
+
+defvjp(
+    matmul,
+    lambda ans, x, W: lambda g: matmul_t(g, W),  # dL/dx = g W^T
+    lambda ans, x, W: lambda g: _outer_sum(x, g),  # dL/dW = sum x^T g
+)
+defvjp(
+    matmul_t,
+    lambda ans, T, W: lambda g: matmul(g, W),  # dL/dT = g W
+    lambda ans, T, W: lambda g: _outer_sum(g, T),  # dL/dW = sum g^T T
+)
+
+
+@primitive
+def gram(W):
+    """W^T W for W (n, m) -> (m, m)."""
+    return get_xp(W).matmul(W.T, W)
+
+
+defvjp(gram, lambda ans, W: lambda g: get_xp(W, g).matmul(W, g + g.T))  # d tr(G^T W^T W) = W (G + G^T)
+
+
+@primitive
+def add_bias(x, b, axis=-1):
+    """x + b with b (n,) broadcast along ``axis`` of x (axis -1 for dense, 1 for NCHW images)."""
+    return x + b.reshape(_bias_shape(x.ndim, b.shape[0], axis))
+
+
+def _bias_shape(ndim, n, axis):
+    shape = [1] * ndim
+    shape[axis] = n
+    return tuple(shape)
+
+
+def _sum_except(g, axis):
+    axes = tuple(a for a in range(g.ndim) if a != axis % g.ndim)
+    return get_xp(g).sum(g, axis=axes)
+
+
+defvjp(
+    add_bias,
+    lambda ans, x, b, axis=-1: lambda g: g,
+    lambda ans, x, b, axis=-1: lambda g: _sum_except(g, axis),
+)
+
+
+def linear(x, W, b):
+    """x @ W + b: x (..., n), W (n, m), b (m,) -> (..., m)."""
+    return add_bias(matmul(x, W), b)
+
+
+# --------------------------------------------------------------------------------------------------
+# Elementwise activations
+# --------------------------------------------------------------------------------------------------
+@primitive
+def relu(x):
+    """max(x, 0)."""
+    return get_xp(x).maximum(x, 0)
+
+
+defvjp(relu, lambda ans, x: lambda g: g * (x > 0))
+
+
+@primitive
+def tanh(x):
+    """tanh(x)."""
+    return get_xp(x).tanh(x)
+
+
+defvjp(tanh, lambda ans, x: lambda g: g * (1 - ans * ans))
+
+
+ACTIVATIONS = {"relu": relu, "tanh": tanh}
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes and reductions
+# --------------------------------------------------------------------------------------------------
+@primitive
+def reshape(x, shape):
+    """x reshaped to ``shape``."""
+    return x.reshape(shape)
+
+
+defvjp(reshape, lambda ans, x, shape: lambda g: reshape(g, x.shape))
+
+
+def flatten(x):
+    """(N, ...) -> (N, prod(...))."""
+    return reshape(x, (x.shape[0], -1))
+
+
+@primitive
+def transpose(x, axes):
+    """x with its axes permuted by ``axes``."""
+    return x.transpose(axes)
+
+
+def _inverse_perm(axes):
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+defvjp(transpose, lambda ans, x, axes: lambda g: transpose(g, _inverse_perm(axes)))
+
+
+def _expand_to(g, shape, axis, keepdims):
+    """Broadcast a reduced gradient back to ``shape`` (a fresh, writable array)."""
+    xp = get_xp(g)
+    if axis is not None and not keepdims:
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        axes = sorted(a % len(shape) for a in axes)
+        for a in axes:
+            g = xp.expand_dims(g, a)
+    elif axis is None and not keepdims:
+        g = g.reshape((1,) * len(shape))
+    return xp.broadcast_to(g, shape).copy()
+
+
+@primitive
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy's name on purpose
+    """Sum of x over ``axis`` (all axes when None)."""
+    return get_xp(x).sum(x, axis=axis, keepdims=keepdims)
+
+
+@primitive
+def mean(x, axis=None, keepdims=False):
+    """Mean of x over ``axis`` (all axes when None)."""
+    return get_xp(x).mean(x, axis=axis, keepdims=keepdims)
+
+
+def _count(shape, axis):
+    if axis is None:
+        n = 1
+        for s in shape:
+            n *= s
+        return n
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+defvjp(sum, lambda ans, x, axis=None, keepdims=False: lambda g: _expand_to(g, x.shape, axis, keepdims))
+defvjp(
+    mean,
+    lambda ans, x, axis=None, keepdims=False: lambda g: _expand_to(g, x.shape, axis, keepdims) / _count(x.shape, axis),
+)
+
+
+def sum_squares(x):
+    """sum of x**2 over all entries (used by L2 and by squared Jacobian norms)."""
+    return sum(x * x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loss
+# --------------------------------------------------------------------------------------------------
+def _log_softmax(z):
+    xp = get_xp(z)
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+
+
+def _one_hot(y, k, like):
+    xp = get_xp(like)
+    return (y[:, None] == xp.arange(k)[None, :]).astype(like.dtype)
+
+
+@primitive
+def cross_entropy(logits, y):
+    """Mean over the batch of -log softmax(logits)[y]; logits (N, k), y (N,) integer labels.
+
+    Stable form: log softmax(z) = (z - max z) - log sum exp(z - max z).
+    """
+    logp = _log_softmax(logits)
+    return -get_xp(logits).sum(logp * _one_hot(y, logits.shape[-1], logits)) / logits.shape[0]
+
+
+defvjp(
+    cross_entropy,
+    # d/dz of mean CE = (softmax(z) - onehot(y)) / N
+    lambda ans, logits, y: lambda g: g * (get_xp(logits).exp(_log_softmax(logits)) - _one_hot(y, logits.shape[-1], logits))
+    / logits.shape[0],
+    None,
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Convolution by im2col: one matrix product per call
+# --------------------------------------------------------------------------------------------------
+def conv_output_size(size, k, stride, padding):
+    """Output length of a convolution along one axis: floor((size + 2 padding - k) / stride) + 1."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def _im2col(x, kh, kw, stride, padding):
+    """Patches of x (N, C, H, W) as rows: (N*Ho*Wo, C*kh*kw), plus (Ho, Wo)."""
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    Ho, Wo = conv_output_size(H, kh, stride, padding), conv_output_size(W, kw, stride, padding)
+    if padding:
+        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    hi, wi = stride * (Ho - 1) + 1, stride * (Wo - 1) + 1
+    cols = xp.stack(
+        [x[:, :, i : i + hi : stride, j : j + wi : stride] for i in range(kh) for j in range(kw)], axis=-1
+    )  # (N, C, Ho, Wo, kh*kw)
+    cols = cols.transpose(0, 2, 3, 1, 4).reshape(N * Ho * Wo, C * kh * kw)
+    return cols, Ho, Wo
+
+
+def _col2im(cols, x_shape, kh, kw, stride, padding, Ho, Wo):
+    """Adjoint of ``_im2col``: scatter-add rows (N*Ho*Wo, C*kh*kw) back into an image (N, C, H, W)."""
+    xp = get_xp(cols)
+    N, C, H, W = x_shape
+    cols = cols.reshape(N, Ho, Wo, C, kh * kw).transpose(0, 3, 1, 2, 4)  # (N, C, Ho, Wo, kh*kw)
+    out = xp.zeros((N, C, H + 2 * padding, W + 2 * padding), dtype=cols.dtype)
+    hi, wi = stride * (Ho - 1) + 1, stride * (Wo - 1) + 1
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + hi : stride, j : j + wi : stride] += cols[..., i * kw + j]
+    if padding:
+        out = out[:, :, padding : padding + H, padding : padding + W]
+    return out
+
+
+def _rows_to_nchw(rows, N, Ho, Wo):
+    return rows.reshape(N, Ho, Wo, -1).transpose(0, 3, 1, 2)
+
+
+def _nchw_to_rows(g):
+    N, O, Ho, Wo = g.shape
+    return g.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, O)
+
+
+def _conv_weight_grad(x, g, W_shape, stride, padding):
+    """dL/dW of conv2d: sum over patches of g (N, O, Ho, Wo) times the patches of x -> (O, C, kh, kw)."""
+    O, C, kh, kw = W_shape
+    cols, _, _ = _im2col(x, kh, kw, stride, padding)
+    return get_xp(x).matmul(_nchw_to_rows(g).T, cols).reshape(W_shape)
+
+
+@primitive
+def conv2d(x, W, stride=1, padding=0):
+    """2-D cross-correlation: x (N, C, H, W), W (O, C, kh, kw) -> (N, O, Ho, Wo), no bias."""
+    O, C, kh, kw = W.shape
+    if x.ndim != 4 or x.shape[1] != C:
+        raise ValueError(f"conv2d: x must be (N, {C}, H, W) for a kernel {tuple(W.shape)}; got {tuple(x.shape)}")
+    cols, Ho, Wo = _im2col(x, kh, kw, stride, padding)
+    rows = get_xp(x, W).matmul(cols, W.reshape(O, -1).T)  # (N*Ho*Wo, O)
+    return _rows_to_nchw(rows, x.shape[0], Ho, Wo)
+
+
+@primitive
+def conv2d_input_grad(g, W, x_shape, stride=1, padding=0):
+    """Transpose of conv2d in x: g (M, O, Ho, Wo) -> (M, C, H, W) with x_shape = (C, H, W).
+
+    This is the batched transpose-Jacobian product of a conv layer (M = N * number of cotangents).
+    """
+    O, C, kh, kw = W.shape
+    M, _, Ho, Wo = g.shape
+    cols = get_xp(g, W).matmul(_nchw_to_rows(g), W.reshape(O, -1))  # (M*Ho*Wo, C*kh*kw)
+    return _col2im(cols, (M,) + tuple(x_shape), kh, kw, stride, padding, Ho, Wo)
+
+
+defvjp(
+    conv2d,
+    lambda ans, x, W, stride=1, padding=0: lambda g: conv2d_input_grad(g, W, x.shape[1:], stride, padding),
+    lambda ans, x, W, stride=1, padding=0: lambda g: _conv_weight_grad(x, g, W.shape, stride, padding),
+)
+defvjp(
+    conv2d_input_grad,
+    lambda ans, g, W, x_shape, stride=1, padding=0: lambda h: conv2d(h, W, stride, padding),
+    lambda ans, g, W, x_shape, stride=1, padding=0: lambda h: _conv_weight_grad(h, g, W.shape, stride, padding),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pooling (non-overlapping windows)
+# --------------------------------------------------------------------------------------------------
+def _windows(x, size):
+    """(N, C, H, W) -> (N, C, H/size, W/size, size*size), dropping rows/columns that do not fill a window."""
+    N, C, H, W = x.shape
+    Ho, Wo = H // size, W // size
+    x = x[:, :, : Ho * size, : Wo * size]
+    return x.reshape(N, C, Ho, size, Wo, size).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, Ho, Wo, size * size)
+
+
+def _unwindows(w, size, H, W):
+    """Adjoint of ``_windows``: (M, C, Ho, Wo, size*size) -> (M, C, H, W), zeros where no window reached."""
+    xp = get_xp(w)
+    M, C, Ho, Wo, _ = w.shape
+    out = w.reshape(M, C, Ho, Wo, size, size).transpose(0, 1, 2, 4, 3, 5).reshape(M, C, Ho * size, Wo * size)
+    if Ho * size != H or Wo * size != W:
+        out = xp.pad(out, ((0, 0), (0, 0), (0, H - Ho * size), (0, W - Wo * size)))
+    return out
+
+
+def maxpool_mask(x, size):
+    """One-hot of the arg-max inside each window: (N, C, Ho, Wo, size*size), first maximum wins ties."""
+    xp = get_xp(x)
+    win = _windows(x, size)
+    idx = xp.argmax(win, axis=-1)
+    return (idx[..., None] == xp.arange(size * size)).astype(x.dtype)
+
+
+@primitive
+def maxpool2d(x, size=2):
+    """Max over non-overlapping size x size windows: (N, C, H, W) -> (N, C, H//size, W//size)."""
+    return get_xp(x).max(_windows(x, size), axis=-1)
+
+
+@primitive
+def maxpool2d_input_grad(g, mask, size, H, W):
+    """Transpose of max-pooling: route g to each window's arg-max.
+
+    g (N, C, Ho, Wo) or, batched over cotangents, (N, q, C, Ho, Wo); mask (N, C, Ho, Wo, size*size)
+    from ``maxpool_mask`` of the forward input. Returns (N, [q,] C, H, W).
+    """
+    lead = tuple(g.shape[:-3])
+    m = mask if len(lead) == 1 else mask[:, None]
+    w = g[..., None] * m  # (*lead, C, Ho, Wo, size*size)
+    out = _unwindows(w.reshape((-1,) + tuple(w.shape[-4:])), size, H, W)
+    return out.reshape(lead + tuple(out.shape[1:]))
+
+
+def _maxpool_select(h, mask, size):
+    """Adjoint of ``maxpool2d_input_grad`` in g: pick each window's arg-max entry of h."""
+    lead = tuple(h.shape[:-3])
+    m = mask if len(lead) == 1 else mask[:, None]
+    win = _windows(h.reshape((-1,) + tuple(h.shape[-3:])), size)
+    return get_xp(h).sum(win.reshape(lead + tuple(win.shape[1:])) * m, axis=-1)
+
+
+defvjp(
+    maxpool2d,
+    lambda ans, x, size=2: lambda g: maxpool2d_input_grad(g, maxpool_mask(x, size), size, x.shape[2], x.shape[3]),
+)
+defvjp(maxpool2d_input_grad, lambda ans, g, mask, size, H, W: lambda h: _maxpool_select(h, mask, size))
+
+
+@primitive
+def avgpool2d(x, size=2):
+    """Mean over non-overlapping size x size windows: (N, C, H, W) -> (N, C, H//size, W//size)."""
+    return get_xp(x).mean(_windows(x, size), axis=-1)
+
+
+@primitive
+def avgpool2d_input_grad(g, size, H, W):
+    """Transpose of average pooling: spread g (M, C, Ho, Wo) evenly over each window."""
+    xp = get_xp(g)
+    w = xp.broadcast_to(g[..., None], g.shape + (size * size,)) / (size * size)
+    return _unwindows(w, size, H, W)
+
+
+defvjp(avgpool2d, lambda ans, x, size=2: lambda g: avgpool2d_input_grad(g, size, x.shape[2], x.shape[3]))
+defvjp(avgpool2d_input_grad, lambda ans, g, size, H, W: lambda h: avgpool2d(h, size))
