@@ -1,0 +1,507 @@
+"""Neural collapse of an embedding: CDNV (the paper's NC), geometric collapse, Papyan's NC1-NC4, and NCC.
+
+Implements PAPER.md section 3 for features ``Z`` (N, p) = the penultimate embedding g(x) and labels ``y`` (N,):
+
+- class means ``mu_c`` and biased class variances ``Var_c = mean_{x in c} ||g(x) - mu_c||^2``;
+- the class-distance normalized variance (CDNV, Galanti, Gyorgy, Hutter 2022)
+  ``V(i, j) = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` and ``NC = mean_{i<j} V(i, j)``, the neural-collapse
+  measure of Munn, Dherin, Gonzalvo 2024 (lower = more collapse);
+- geometric collapse ``GCol = mean_{i<j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (Munn et al. 2024, appendix;
+  the class geometric complexity replaces the class variance);
+- the four neural-collapse properties of Papyan, Han, Donoho 2020 (PNAS), NC1-NC4, each with its convention;
+- the nearest-class-centre (NCC) classifier: fit, predict, error.
+
+Class convention (everywhere in minigcnc): the classes are the sorted unique values of ``y``, so arbitrary
+integer labels work; row ``c`` of a means matrix, column ``c`` of the classifier weight ``W`` (p, k) and column
+``c`` of ``logits`` (N, k) belong to the ``c``-th class in that sorted order. With labels ``0..k-1`` this is
+just label ``c``.
+
+Data arrays are handled through ``get_xp`` only (NumPy via autograd on the host, CuPy on a device) and
+accumulated in float64; label bookkeeping is done on the host. Pairwise squared distances use the Gram trick
+on centred means, with an exact recomputation for the nearly coincident pairs where the trick loses digits.
+"""
+import numpy as onp
+
+from .backend import get_xp, to_numpy
+
+_EPS = onp.finfo(onp.float64).eps
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input checks and class bookkeeping (shared with bounds.py and fewshot.py)
+# ----------------------------------------------------------------------------------------------------------
+
+def _as_features(Z, name="Z", layout="features (N samples, p features)"):
+    """``Z`` as a finite float64 2-D array of its own array module, or a ValueError naming ``name``."""
+    xp = get_xp(Z)
+    Z = xp.asarray(Z)
+    if Z.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of {layout}; got shape {tuple(Z.shape)}")
+    Z = Z.astype(xp.float64, copy=False)
+    _check_finite(Z, name)
+    return Z
+
+
+def _check_finite(A, name):
+    """Raise a ValueError saying how many entries of ``A`` are NaN or infinite."""
+    xp = get_xp(A)
+    finite = xp.isfinite(A)
+    if not bool(to_numpy(xp.all(finite))):
+        n_bad = int(to_numpy(A.size - xp.count_nonzero(finite)))
+        raise ValueError(
+            f"{name} contains {n_bad} non-finite values (NaN or inf) out of {A.size}; all entries must be finite"
+        )
+
+
+def _as_labels(y, n_rows, name="y", rows_of="Z"):
+    """``y`` as a host 1-D integer array with ``n_rows`` entries, or a ValueError naming ``name``."""
+    y = to_numpy(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of integer class labels; got shape {tuple(y.shape)}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must hold integer class labels; got dtype {y.dtype} "
+            "(cast with y.astype(int) if the values are whole numbers)"
+        )
+    if y.shape[0] != n_rows:
+        raise ValueError(f"{name} has {y.shape[0]} labels but {rows_of} has {n_rows} rows; they must match (one label per row)")
+    return y
+
+
+class _Classes:
+    """The classes of a label vector: sorted labels, per-sample class index, per-class counts (host arrays)."""
+
+    def __init__(self, y):
+        self.labels, self.index, self.counts = onp.unique(y, return_inverse=True, return_counts=True)
+        self.index = self.index.reshape(-1)  # (N,) position of each sample's class in self.labels
+        self.k = len(self.labels)
+
+    def require_pairs(self, what, name="y"):
+        """Raise unless there are at least two classes (pairwise quantities need a pair)."""
+        if self.k == 0:
+            raise ValueError(f"{name} is empty; {what} needs at least two classes")
+        if self.k < 2:
+            raise ValueError(
+                f"{name} holds only one class (label {self.labels[0]}); {what} needs at least two classes"
+            )
+
+    def require_two_samples(self, what, name="y"):
+        """Raise, naming the class, when a class has fewer than two samples (its variance is not defined)."""
+        small = onp.nonzero(self.counts < 2)[0]
+        if len(small):
+            c = small[0]
+            more = f" (and {len(small) - 1} more classes)" if len(small) > 1 else ""
+            raise ValueError(
+                f"class {self.labels[c]} has {self.counts[c]} sample in {name}{more}; {what} needs at least "
+                "2 samples per class (the variance of one point is not defined)"
+            )
+
+
+def _prepare(Z, y, what, pairs=True, two_samples=True):
+    """Checked float64 features, their array module and the class bookkeeping of ``y``."""
+    Z = _as_features(Z)
+    classes = _Classes(_as_labels(y, Z.shape[0]))
+    if pairs:
+        classes.require_pairs(what)
+    if two_samples:
+        classes.require_two_samples(what)
+    return get_xp(Z), Z, classes
+
+
+def _onehot(xp, classes):
+    """The (N, k) float64 one-hot matrix of the class index, on the features' device."""
+    index = xp.asarray(classes.index)
+    return (index[:, None] == xp.arange(classes.k)[None, :]).astype(xp.float64)  # (N, k)
+
+
+def _means(xp, Z, classes):
+    """Class means (k, p) by one matrix product, with the one-hot matrix (N, k) and the counts (k,)."""
+    onehot = _onehot(xp, classes)  # (N, k)
+    counts = xp.asarray(classes.counts.astype(onp.float64))
+    return (onehot.T @ Z) / counts[:, None], onehot, counts
+
+
+def _means_and_centred(xp, Z, classes):
+    """Class means (k, p), the features centred on their own class mean (N, p), one-hot (N, k), counts (k,)."""
+    means, onehot, counts = _means(xp, Z, classes)
+    centred = Z - means[xp.asarray(classes.index)]  # (N, p)
+    return means, centred, onehot, counts
+
+
+def _variances(xp, centred, onehot, counts):
+    """Biased class variances (k,) from class-centred features: mean over the class of ||z - mu_c||^2."""
+    sq = xp.einsum("np,np->n", centred, centred)  # (N,) squared norms without an (N, p) temporary
+    return (onehot.T @ sq) / counts
+
+
+def _scalar(a):
+    """A 0-d array of any backend as a Python float."""
+    return float(to_numpy(a))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pairwise distances between class means
+# ----------------------------------------------------------------------------------------------------------
+
+def _pairwise_sq_dists(means):
+    """Squared distances ||mu_i - mu_j||^2 between the rows of ``means`` (k, p) -> (k, k), diagonal 0.
+
+    Gram trick on the centred means; pairs the trick cannot resolve (distance tiny next to the norms)
+    are recomputed exactly from their differences.
+    """
+    xp = get_xp(means)
+    M = means - xp.mean(means, axis=0)  # centring keeps the Gram trick accurate under translation
+    sq = xp.sum(M * M, axis=1)  # (k,)
+    d2 = xp.maximum(sq[:, None] + sq[None, :] - 2.0 * (M @ M.T), 0.0)  # (k, k)
+    k = means.shape[0]
+    off = ~xp.eye(k, dtype=bool)
+    close = (d2 <= 1e-6 * (sq[:, None] + sq[None, :])) & off
+    ii, jj = xp.nonzero(close)
+    if ii.shape[0]:
+        diff = means[ii] - means[jj]  # (n_close, p), exact
+        d2[ii, jj] = xp.sum(diff * diff, axis=1)
+    d2 = xp.where(off, d2, 0.0)
+    return d2
+
+
+def _check_distinct(d2, means, what, labels=None, name="means"):
+    """Raise, naming the first pair, when two class means coincide (to within float64 rounding)."""
+    xp = get_xp(d2)
+    k = d2.shape[0]
+    scale = _scalar(xp.max(xp.sum(means * means, axis=1)))
+    tol = (1e-12) ** 2 * scale  # squared distance below rounding of the means themselves
+    bad = to_numpy((d2 <= tol) & ~xp.eye(k, dtype=bool))
+    if bad.any():
+        i, j = onp.argwhere(bad)[0]
+        if labels is None:
+            who, a, b = f"rows {i} and {j} of {name}", i, j
+        else:
+            who, a, b = f"classes {labels[i]} and {labels[j]}", labels[i], labels[j]
+        raise ValueError(
+            f"{who} have coincident means (||mu_{a} - mu_{b}||^2 = {float(to_numpy(d2[i, j])):.3g}); "
+            f"{what} divides by the squared distance between class means, so it needs distinct means"
+        )
+
+
+def _pair_mean(matrix):
+    """Mean of a symmetric (k, k) matrix over the k(k-1)/2 unordered pairs i < j."""
+    xp = get_xp(matrix)
+    k = matrix.shape[0]
+    iu, ju = onp.triu_indices(k, 1)
+    return _scalar(xp.mean(matrix[xp.asarray(iu), xp.asarray(ju)]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class statistics and the CDNV
+# ----------------------------------------------------------------------------------------------------------
+
+def class_means(Z, y):
+    """Return the class means mu_c of the features, shape (k, p), rows in sorted label order.
+
+    ``mu_c = (1/n_c) sum_{y_n = c} z_n`` (PAPER.md section 3; Papyan, Han, Donoho 2020; Munn et al. 2024).
+    ``Z``: (N, p) features; ``y``: (N,) integer labels. Same array module as ``Z``, float64.
+    """
+    xp, Z, classes = _prepare(Z, y, "class_means", pairs=False, two_samples=False)
+    return _means(xp, Z, classes)[0]
+
+
+def class_variances(Z, y):
+    """Return the biased class variances Var_c, shape (k,), in sorted label order.
+
+    ``Var_c = (1/n_c) sum_{y_n = c} ||z_n - mu_c||^2`` (divide by n_c, PAPER.md section 3 [our choice];
+    Galanti, Gyorgy, Hutter 2022). Each class needs at least two samples. ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, Z, classes = _prepare(Z, y, "class_variances", pairs=False)
+    _, centred, onehot, counts = _means_and_centred(xp, Z, classes)
+    return _variances(xp, centred, onehot, counts)
+
+
+def _cdnv_matrix(Z, y, what):
+    xp, Z, classes = _prepare(Z, y, what)
+    means, centred, onehot, counts = _means_and_centred(xp, Z, classes)
+    var = _variances(xp, centred, onehot, counts)  # (k,)
+    d2 = _pairwise_sq_dists(means)
+    _check_distinct(d2, means, what, labels=classes.labels)
+    k = classes.k
+    off = ~xp.eye(k, dtype=bool)
+    safe = xp.where(off, d2, 1.0)
+    return xp.where(off, (var[:, None] + var[None, :]) / (2.0 * safe), 0.0)
+
+
+def cdnv_matrix(Z, y):
+    """Return the class-distance normalized variances V(i, j), shape (k, k), symmetric with zero diagonal.
+
+    ``V(i, j) = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` with biased class variances (Galanti, Gyorgy,
+    Hutter 2022, eq. CDNV; Munn et al. 2024, section 3). ``Z``: (N, p); ``y``: (N,) integer labels.
+    """
+    return _cdnv_matrix(Z, y, "cdnv_matrix")
+
+
+def cdnv(Z, y):
+    """Return the paper's neural-collapse measure NC, the mean CDNV over class pairs (float; lower = more collapse).
+
+    ``NC = (2 / (k(k-1))) sum_{i<j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (Munn, Dherin, Gonzalvo 2024,
+    section 3; CDNV of Galanti, Gyorgy, Hutter 2022). ``Z``: (N, p) embeddings; ``y``: (N,) integer labels.
+    Invariant to scaling, rotating and translating the features and to relabelling the classes.
+    """
+    return _pair_mean(_cdnv_matrix(Z, y, "cdnv"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometric collapse
+# ----------------------------------------------------------------------------------------------------------
+
+def _as_class_vector(v, k, name, what, meaning="it is a mean of squared norms"):
+    """``v`` as a finite non-negative float64 (k,) array on the module of ``v``."""
+    xp = get_xp(v)
+    v = xp.asarray(v).astype(xp.float64, copy=False)
+    if v.shape != (k,):
+        raise ValueError(f"{name} must have shape ({k},), one value per class (row of means) for {what}; got shape {tuple(v.shape)}")
+    _check_finite(v, name)
+    if bool(to_numpy(xp.any(v < 0))):
+        raise ValueError(f"{name} must be non-negative ({meaning}); got minimum {_scalar(xp.min(v)):.3g}")
+    return v
+
+
+def _as_means(means, what, name="means"):
+    """``means`` as a checked (k, p) float64 array with at least two rows."""
+    means = _as_features(means, name, "class means (k classes, p features)")
+    if means.shape[0] < 2:
+        raise ValueError(f"{name} must have at least two rows (classes) for {what}; got shape {tuple(means.shape)}")
+    return means
+
+
+def geometric_collapse(class_gc, means):
+    """Return the geometric collapse GCol (float): the CDNV with class variances replaced by class GC.
+
+    ``GCol = mean_{i<j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (PAPER.md section 3 [our choice]; Munn,
+    Dherin, Gonzalvo 2024, appendix). ``class_gc``: (k,) class geometric complexities; ``means``: (k, p)
+    class means of the embedding, rows in the same class order. NC <= max_c rho_c * GCol (Prop. 4.1).
+    """
+    means = _as_means(means, "geometric_collapse")
+    xp = get_xp(means)
+    k = means.shape[0]
+    gc = xp.asarray(_as_class_vector(class_gc, k, "class_gc", "geometric_collapse"))
+    d2 = _pairwise_sq_dists(means)
+    _check_distinct(d2, means, "geometric_collapse")
+    off = ~xp.eye(k, dtype=bool)
+    ratio = xp.where(off, (gc[:, None] + gc[None, :]) / (2.0 * xp.where(off, d2, 1.0)), 0.0)
+    return _pair_mean(ratio)
+
+
+def geometric_collapse_of(model, params, X, y):
+    """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``.
+
+    Class GC from ``minigcnc.gc.class_gc(model, params, X, y)`` ((k,), sorted label order) and class means
+    of ``model.embed(params, X)`` (N, p); then ``geometric_collapse`` (Munn et al. 2024, PAPER.md section 3).
+    """
+    from .gc import class_gc  # gc.py imports the models; a lazy import keeps collapse.py light
+
+    gcs = class_gc(model, params, X, y)
+    means = class_means(model.embed(params, X), y)
+    return geometric_collapse(gcs, means)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Papyan, Han, Donoho 2020: NC1-NC4
+# ----------------------------------------------------------------------------------------------------------
+
+def _centred_means(Z, y, what, two_samples=False):
+    """Class means centred on the global mean mu_G = unweighted mean of the class means: (k, p)."""
+    xp, Z, classes = _prepare(Z, y, what, two_samples=two_samples)
+    means = _means(xp, Z, classes)[0]
+    return xp, means - xp.mean(means, axis=0), classes
+
+
+def _sigma_b_pinv_factor(Mc, rtol):
+    """A (p, r) factor F with Sigma_B^+ = F F^T, Sigma_B = (1/k) Mc^T Mc, via eigh of the smaller Gram matrix."""
+    xp = get_xp(Mc)
+    k, p = Mc.shape
+    if p <= k:
+        lam, U = xp.linalg.eigh(Mc.T @ Mc / k)  # (p,), (p, p)
+    else:
+        lam, V = xp.linalg.eigh(Mc @ Mc.T / k)  # same nonzero eigenvalues, (k,), (k, k)
+        U = Mc.T @ V / xp.sqrt(xp.maximum(k * lam, _EPS))[None, :]  # eigenvectors of Sigma_B, (p, k)
+    keep = lam > rtol * xp.max(lam)
+    return U[:, keep] / xp.sqrt(lam[keep])[None, :]
+
+
+def nc1(Z, y, rtol=None):
+    """Return Papyan's NC1 (float): within-class variability relative to the between-class spread.
+
+    ``NC1 = (1/k) tr(Sigma_W Sigma_B^+)`` (Papyan, Han, Donoho 2020, PNAS, Fig. 6), with
+    ``Sigma_W = (1/N) sum_n (z_n - mu_{y_n})(z_n - mu_{y_n})^T`` (divided by the total N, so classes weigh by
+    their size), ``Sigma_B = (1/k) sum_c (mu_c - mu_G)(mu_c - mu_G)^T`` and ``mu_G`` = the *unweighted* mean of
+    the class means. The pseudo-inverse drops eigenvalues of Sigma_B below ``rtol * lambda_max`` (default
+    ``max(k, p) * eps``; Sigma_B has rank at most k-1). Computed through eigh of the smaller of the (k, k) and
+    (p, p) Gram matrices, so ``tr = (1/N) sum_l ||Zc u_l||^2 / lambda_l``. ``Z``: (N, p); ``y``: (N,).
+    Each class needs at least two samples.
+    """
+    xp, Z, classes = _prepare(Z, y, "nc1")
+    means, centred, _, _ = _means_and_centred(xp, Z, classes)
+    Mc = means - xp.mean(means, axis=0)  # (k, p)
+    rtol = max(Mc.shape) * _EPS if rtol is None else rtol
+    F = _sigma_b_pinv_factor(Mc, rtol)  # (p, r)
+    proj = centred @ F  # (N, r)
+    trace = xp.sum(proj * proj) / Z.shape[0]
+    return _scalar(trace) / classes.k
+
+
+def _norms_of_centred_means(Mc, labels):
+    """Norms ||mu_c - mu_G|| (k,), or a ValueError naming a class whose mean is the global mean."""
+    xp = get_xp(Mc)
+    norms = xp.sqrt(xp.sum(Mc * Mc, axis=1))
+    host = to_numpy(norms)
+    zero = onp.nonzero(host <= 1e-12 * host.max())[0] if host.max() > 0 else onp.arange(len(host))
+    if len(zero):
+        raise ValueError(
+            f"class {labels[zero[0]]} has its mean at the global mean mu_G (||mu_c - mu_G|| = {host[zero[0]]:.3g}); "
+            "its angle to the other classes is not defined"
+        )
+    return norms
+
+
+def nc2_equinorm(Z, y):
+    """Return Papyan's NC2 equinorm measure (float): the coefficient of variation of the centred-mean norms.
+
+    ``std_c ||mu_c - mu_G|| / mean_c ||mu_c - mu_G||`` with population std (ddof=0) and ``mu_G`` the unweighted
+    mean of the class means (Papyan, Han, Donoho 2020, Fig. 4). 0 for a simplex ETF. ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, Mc, classes = _centred_means(Z, y, "nc2_equinorm")
+    norms = xp.sqrt(xp.sum(Mc * Mc, axis=1))
+    mean = _scalar(xp.mean(norms))
+    if mean == 0.0:
+        raise ValueError("all class means coincide (mean ||mu_c - mu_G|| = 0); nc2_equinorm is not defined")
+    return _scalar(xp.std(norms)) / mean
+
+
+def _cosines(Z, y, what):
+    """Cosines between centred class means for the ordered pairs c != c' ((k(k-1),)) and k."""
+    xp, Mc, classes = _centred_means(Z, y, what)
+    norms = _norms_of_centred_means(Mc, classes.labels)
+    U = Mc / norms[:, None]
+    cos = U @ U.T  # (k, k)
+    off = xp.asarray(~onp.eye(classes.k, dtype=bool))
+    return xp, cos[off], classes.k
+
+
+def nc2_equiangularity(Z, y):
+    """Return Papyan's NC2 equiangularity measure (float): the spread of the cosines between class means.
+
+    ``std_{c != c'} cos(mu_c - mu_G, mu_c' - mu_G)`` with population std (ddof=0) over the k(k-1) ordered pairs
+    (the same as over unordered pairs) and ``mu_G`` the unweighted mean of the class means (Papyan, Han,
+    Donoho 2020, Fig. 5). 0 when all angles are equal, as in a simplex ETF. ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, cos, _ = _cosines(Z, y, "nc2_equiangularity")
+    return _scalar(xp.std(cos))
+
+
+def nc2_maxangle(Z, y):
+    """Return Papyan's NC2 max-angle measure (float): how far the cosines are from the simplex value -1/(k-1).
+
+    ``mean_{c != c'} |cos(mu_c - mu_G, mu_c' - mu_G) + 1/(k-1)|`` (Papyan, Han, Donoho 2020, Fig. 5), ``mu_G``
+    the unweighted mean of the class means. 0 exactly for a simplex ETF. ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, cos, k = _cosines(Z, y, "nc2_maxangle")
+    return _scalar(xp.mean(xp.abs(cos + 1.0 / (k - 1))))
+
+
+def nc3_self_duality(W, Z, y):
+    """Return Papyan's NC3 self-duality measure (float): distance between normalized classifier and means.
+
+    Papyan, Han, Donoho 2020 (Fig. 7) write ``|| W^T/||W||_F - M/||M||_F ||_F^2`` with their W of shape (k, p)
+    and M = [mu_c - mu_G] (p, k). minigcnc stores the classifier weight as ``W`` of shape (p, k) (fan_in,
+    fan_out), which *is* their W^T, so this returns ``|| W/||W||_F - M/||M||_F ||_F^2`` with both (p, k);
+    column c of W is the weight of the c-th class in sorted label order; ``mu_G`` = unweighted mean of the
+    class means. 0 when W is proportional to the centred means; at most 4. ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, Mc, classes = _centred_means(Z, y, "nc3_self_duality")
+    W = _as_features(W, "W", "classifier weights (p features, k classes)")
+    p, k = Mc.shape[1], classes.k
+    if W.shape != (p, k):
+        raise ValueError(
+            f"W must be the classifier weight of shape (p, k) = ({p}, {k}) (fan_in = feature dimension, fan_out = "
+            f"number of classes in y); got shape {tuple(W.shape)}"
+        )
+    M = Mc.T  # (p, k)
+    w_norm, m_norm = xp.sqrt(xp.sum(W * W)), xp.sqrt(xp.sum(M * M))
+    if _scalar(w_norm) == 0.0:
+        raise ValueError("W is all zeros (||W||_F = 0); nc3_self_duality normalizes W, so it needs a nonzero W")
+    if _scalar(m_norm) == 0.0:
+        raise ValueError("all class means coincide (||M||_F = 0); nc3_self_duality is not defined")
+    D = W / w_norm - M / m_norm
+    return _scalar(xp.sum(D * D))
+
+
+def nc4_ncc_mismatch(logits, Z, y):
+    """Return Papyan's NC4 (float): the fraction of samples whose classifier and NCC decisions differ.
+
+    ``(1/N) #{n : argmax_c logits[n, c] != argmin_c ||z_n - mu_c||}`` with class means from ``Z, y``
+    (Papyan, Han, Donoho 2020, Fig. 8). ``logits``: (N, k), column c = the c-th class in sorted label order;
+    ``Z``: (N, p); ``y``: (N,).
+    """
+    xp, Z, classes = _prepare(Z, y, "nc4_ncc_mismatch", two_samples=False)
+    logits = _as_features(logits, "logits", "logits (N samples, k classes)")
+    if logits.shape != (Z.shape[0], classes.k):
+        raise ValueError(
+            f"logits must have shape (N, k) = ({Z.shape[0]}, {classes.k}) (one row per row of Z, one column per "
+            f"class in y); got shape {tuple(logits.shape)}"
+        )
+    means = _means(xp, Z, classes)[0]
+    ncc = _nearest(means, Z)
+    return _scalar(xp.mean((xp.argmax(logits, axis=1) != ncc).astype(xp.float64)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Nearest class centre
+# ----------------------------------------------------------------------------------------------------------
+
+def _nearest(means, Z):
+    """Row index of the nearest mean for every row of ``Z``: argmin_c ||mu_c||^2 - 2 z.mu_c (Gram trick)."""
+    xp = get_xp(means, Z)
+    centre = xp.mean(means, axis=0)  # translating both sides changes nothing but rounding
+    M = means - centre
+    scores = xp.sum(M * M, axis=1)[None, :] - 2.0 * ((Z - centre) @ M.T)  # (N, k), ||z - mu||^2 - ||z||^2
+    return xp.argmin(scores, axis=1)
+
+
+def ncc_fit(Z, y):
+    """Return the nearest-class-centre classifier: the class means (k, p), rows in sorted label order.
+
+    NCC (Papyan, Han, Donoho 2020, NC4; Galanti, Gyorgy, Hutter 2022, few-shot transfer) classifies by the
+    nearest class mean. ``Z``: (N, p); ``y``: (N,) integer labels.
+    """
+    return class_means(Z, y)
+
+
+def ncc_predict(means, Z):
+    """Return the NCC prediction (N,): the row index c of the nearest class mean for every row of ``Z``.
+
+    ``argmin_c ||z - mu_c||^2`` computed as ``argmin_c ||mu_c||^2 - 2 z.mu_c`` (Gram trick; Papyan et al. 2020).
+    The index is the position in sorted label order (``labels[pred]`` gives original labels).
+    ``means``: (k, p); ``Z``: (N, p) with the same p.
+    """
+    means = _as_features(means, "means", "class means (k classes, p features)")
+    Z = _as_features(Z)
+    if means.shape[1] != Z.shape[1]:
+        raise ValueError(f"means has {means.shape[1]} features per row but Z has {Z.shape[1]}; they must match")
+    return _nearest(means, Z)
+
+
+def ncc_error(means, Z, y):
+    """Return the NCC error (float): the fraction of samples whose nearest class mean is not their class.
+
+    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). Row c of
+    ``means`` (k, p) is the c-th class in sorted label order of ``y``; ``y`` must hold exactly k classes.
+    """
+    means = _as_features(means, "means", "class means (k classes, p features)")
+    Z = _as_features(Z)
+    classes = _Classes(_as_labels(y, Z.shape[0]))
+    if means.shape != (classes.k, Z.shape[1]):
+        raise ValueError(
+            f"means must have shape (k, p) = ({classes.k}, {Z.shape[1]}) (one row per class in y, in sorted label "
+            f"order); got shape {tuple(means.shape)}"
+        )
+    xp = get_xp(means, Z)
+    pred = _nearest(means, Z)
+    return _scalar(xp.mean((pred != xp.asarray(classes.index)).astype(xp.float64)))

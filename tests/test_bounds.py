@@ -1,0 +1,382 @@
+"""Tests of minigcnc.bounds: Poincare constants, NCC error bounds and their geometric-complexity forms."""
+import numpy as np
+import pytest
+
+from minigcnc import bounds as B
+from minigcnc import collapse as C
+
+# Case A of test_collapse: class 0 at (0,0), (2,0); class 1 at (0,4), (0,6)
+#   mu_0 = (1,0), mu_1 = (0,5), Var_0 = Var_1 = 1, d^2 = 26
+ZA = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
+YA = np.array([0, 0, 1, 1])
+
+# Three means (0,0), (3,0), (0,4): d01^2 = 9, d02^2 = 16, d12^2 = 25
+MEANS3 = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Hand-computed cases
+# --------------------------------------------------------------------------------------------------------
+
+def test_markov_bound_hand_computed():
+    # (4/k) sum_i sum_{j!=i} Var_i / d^2 = (4/2)(1/26 + 1/26) = 2/13
+    result = B.ncc_error_bound(ZA, YA, kind="markov")
+    assert result.value == pytest.approx(2 / 13, rel=1e-12)
+    np.testing.assert_allclose(result.pair_terms, [[0, 1 / 13], [1 / 13, 0]], rtol=1e-12)
+
+
+def test_directional_bound_hand_computed():
+    # u_01 = (-1, 5)/sqrt26: class-0 deviations (-1,0), (1,0) project to +-1/sqrt26 -> s^2 = 1/26
+    #   term = (1/26) / (1/26 + 26/4) = 1/170
+    # u_10 = (1, -5)/sqrt26: class-1 deviations (0,-1), (0,1) project to +-5/sqrt26 -> s^2 = 25/26
+    #   term = (25/26) / (25/26 + 26/4) = 25/194
+    result = B.ncc_error_bound(ZA, YA, kind="directional")
+    assert result.value == pytest.approx((1 / 170 + 25 / 194) / 2, rel=1e-12)
+    np.testing.assert_allclose(result.pair_terms, [[0, 1 / 340], [25 / 388, 0]], rtol=1e-12)
+
+
+def test_ncc_error_bound_gc_hand_computed():
+    # (4/3) * rho * sum_i GC_i sum_{j!=i} 1/d_ij^2 with GC = (1,2,3), rho = 2
+    expected = (4 / 3) * 2 * (1 / 9 + 1 / 16 + 2 / 9 + 2 / 25 + 3 / 16 + 3 / 25)
+    assert B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, 2.0).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_ncc_error_bound_directional_gc_hand_computed():
+    # S = rho_i dir_gc[i,j] (rho = 1); term S/(S + d^2/4):
+    # (0,1) 1/(1+9/4) = 4/13, (0,2) 2/(2+4) = 1/3, (1,0) 3/(3+9/4) = 4/7,
+    # (1,2) 4/(4+25/4) = 16/41, (2,0) 5/(5+4) = 5/9, (2,1) 6/(6+25/4) = 24/49; value = sum / 3
+    dir_gc = np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 4.0], [5.0, 6.0, 0.0]])
+    expected = (4 / 13 + 1 / 3 + 4 / 7 + 16 / 41 + 5 / 9 + 24 / 49) / 3
+    assert B.ncc_error_bound_directional_gc(dir_gc, MEANS3, 1.0).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_nc_gc_bound_hand_computed():
+    # rho_max = 2, GCol(GC = (1,2,3)) = 47/360 (test_collapse) -> 2 * 47/360
+    assert B.nc_gc_bound([1.0, 2.0, 3.0], MEANS3, [1.0, 2.0, 0.5]).value == pytest.approx(2 * 47 / 360, rel=1e-12)
+
+
+def test_cdnv_bound_gc_hand_computed():
+    # rho_i GC_i = (1, 4, 1.5): pairs (1+4)/18, (1+1.5)/32, (4+1.5)/50, mean over 3
+    expected = (5 / 18 + 2.5 / 32 + 5.5 / 50) / 3
+    assert B.cdnv_bound_gc([1.0, 2.0, 3.0], MEANS3, [1.0, 2.0, 0.5]).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_implied_rho_hand_computed():
+    # case A: NC = 1/26; GC = (2, 2) gives GCol = 4/(2*26) = 1/13 -> NC/GCol = 1/2
+    assert B.implied_rho(ZA, YA, [2.0, 2.0]) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_poincare_gaussian_hand_computed():
+    # (0,0), (2,0), (0,2), (2,2): each coordinate has deviations +-1, sum of squares 4, /(N-1) = 4/3; no covariance
+    assert B.poincare_gaussian(np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])) == pytest.approx(4 / 3)
+
+
+def test_poincare_gaussian_gram_route_hand_computed():
+    # N = 2 < D = 4: deviations +-e1 -> Cov = 2 e1 e1^T / (2 - 1), lambda_max = 2 (via the 2 x 2 Gram matrix)
+    assert B.poincare_gaussian(np.array([[0.0, 0, 0, 0], [2.0, 0, 0, 0]])) == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Poincare constants of Gaussian classes
+# --------------------------------------------------------------------------------------------------------
+
+def _random_covariance(rng, D, top):
+    """A D x D covariance with eigenvalues in [0.2, top], top = lambda_max, randomly rotated."""
+    Q, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    lam = np.concatenate([[top], rng.uniform(0.2, top, D - 1)])
+    return (Q * lam) @ Q.T
+
+
+def test_poincare_gaussian_recovers_lambda_max():
+    rng = np.random.default_rng(0)
+    Sigma = _random_covariance(rng, 7, 3.0)
+    X = rng.multivariate_normal(np.ones(7), Sigma, size=20_000)
+    assert B.poincare_gaussian(X) == pytest.approx(3.0, rel=0.05)
+
+
+def test_poincare_gaussian_gram_route_equals_covariance_route():
+    X = np.random.default_rng(1).standard_normal((12, 3, 5, 4))  # N = 12 < D = 60, image-shaped
+    direct = np.linalg.eigvalsh(np.cov(X.reshape(12, -1), rowvar=False))[-1]
+    assert B.poincare_gaussian(X) == pytest.approx(direct, rel=1e-10)
+
+
+def test_poincare_constants_are_per_class_in_label_order():
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((40, 3)), np.repeat([9, 2], 20)
+    X[y == 9] *= 3.0
+    expected = [B.poincare_gaussian(X[y == 2]), B.poincare_gaussian(X[y == 9])]
+    np.testing.assert_allclose(B.poincare_constants(X, y), expected)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Poincare inequality through a tiny tanh MLP: Var_c <= rho_c GC_c, NC <= rho GCol
+# --------------------------------------------------------------------------------------------------------
+
+D_IN, HIDDEN, P_OUT, K, N_PER_CLASS = 6, 8, 3, 3, 20_000
+
+
+def _gaussian_classes(rng):
+    """Inputs x ~ N(m_c, Sigma_c) for K classes (N_PER_CLASS each), with rho_c = lambda_max(Sigma_c)."""
+    tops = np.array([1.0, 2.0, 0.5])
+    X, y = [], []
+    for c in range(K):
+        Sigma = _random_covariance(rng, D_IN, tops[c])
+        X.append(rng.multivariate_normal(2.0 * rng.standard_normal(D_IN), Sigma, size=N_PER_CLASS))
+        y.append(np.full(N_PER_CLASS, c))
+    return np.concatenate(X), np.concatenate(y), tops
+
+
+def _tanh_mlp(rng):
+    """g(x) = tanh(x A + a) B and its per-sample Jacobians J = B^T diag(1 - tanh^2) A^T, (N, p, D)."""
+    A = rng.standard_normal((D_IN, HIDDEN)) / np.sqrt(D_IN)
+    a = 0.1 * rng.standard_normal(HIDDEN)
+    Bw = rng.standard_normal((HIDDEN, P_OUT)) / np.sqrt(HIDDEN)
+
+    def g(X):
+        return np.tanh(X @ A + a) @ Bw
+
+    def jac(X):
+        slope = 1.0 - np.tanh(X @ A + a) ** 2  # (N, h)
+        return np.einsum("hp,nh,dh->npd", Bw, slope, A)  # (N, p, D)
+
+    return g, jac
+
+
+@pytest.fixture(scope="module")
+def mlp_classes():
+    rng = np.random.default_rng(3)
+    X, y, rho = _gaussian_classes(rng)
+    g, jac = _tanh_mlp(rng)
+    Z, J = g(X), jac(X)
+    class_gc = np.array([np.mean(np.sum(J[y == c] ** 2, axis=(1, 2))) for c in range(K)])
+    return X, y, rho, Z, J, class_gc
+
+
+def test_poincare_inequality_var_le_rho_gc_tanh_mlp(mlp_classes):
+    X, y, rho, Z, J, class_gc = mlp_classes
+    var = C.class_variances(Z, y)
+    assert np.all(var <= 1.02 * rho * class_gc), (var, rho * class_gc)  # 2% slack for Monte Carlo error
+
+
+def test_cdnv_le_max_rho_times_geometric_collapse_tanh_mlp(mlp_classes):
+    X, y, rho, Z, J, class_gc = mlp_classes
+    means = C.class_means(Z, y)
+    assert C.cdnv(Z, y) <= 1.02 * rho.max() * C.geometric_collapse(class_gc, means)
+    assert C.cdnv(Z, y) <= 1.02 * B.cdnv_bound_gc(class_gc, means, rho).value
+    assert B.cdnv_bound_gc(class_gc, means, rho).value <= B.nc_gc_bound(class_gc, means, rho).value
+
+
+def test_gc_bounds_dominate_embedding_bounds_tanh_mlp(mlp_classes):
+    X, y, rho, Z, J, class_gc = mlp_classes
+    means = C.class_means(Z, y)
+    diff = means[None, :, :] - means[:, None, :]  # (k, k, p): mu_j - mu_i
+    U = diff / np.maximum(np.linalg.norm(diff, axis=-1, keepdims=True), 1e-300)
+    # directional GC: dir_gc[i, j] = E_{class i} ||J^T u_ij||^2
+    dir_gc = np.array([[np.mean(np.sum(np.einsum("npd,p->nd", J[y == i], U[i, j]) ** 2, axis=1)) for j in range(K)] for i in range(K)])
+    markov = B.ncc_error_bound(Z, y, kind="markov").value
+    directional = B.ncc_error_bound(Z, y, kind="directional").value
+    assert markov <= 1.02 * B.ncc_error_bound_gc(class_gc, means, rho).value
+    assert directional <= 1.02 * B.ncc_error_bound_directional_gc(dir_gc, means, rho).value
+
+
+def test_affine_map_variance_is_trace_and_at_most_lambda_max_frobenius():
+    # g(x) = x A + c with x ~ N(m, Sigma): Var = tr(A^T Sigma A), GC = ||A||_F^2 exactly
+    rng = np.random.default_rng(4)
+    Sigma = _random_covariance(rng, 5, 2.5)
+    A = rng.standard_normal((5, 3))
+    var_exact, gc_exact = np.trace(A.T @ Sigma @ A), np.sum(A ** 2)
+    assert var_exact <= 2.5 * gc_exact
+    X = rng.multivariate_normal(np.zeros(5), Sigma, size=20_000)
+    Z, y = X @ A + 1.0, np.zeros(20_000, dtype=int)
+    Z2, y2 = np.vstack([Z, Z + 100.0]), np.concatenate([y, y + 1])  # a second class only to satisfy the API
+    assert C.class_variances(Z2, y2)[0] == pytest.approx(var_exact, rel=0.05)
+    # equality when every column of A lies along the top eigenvector of Sigma
+    lam, Q = np.linalg.eigh(Sigma)
+    A_top = np.outer(Q[:, -1], rng.standard_normal(3))
+    assert np.trace(A_top.T @ Sigma @ A_top) == pytest.approx(lam[-1] * np.sum(A_top ** 2), rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The NCC bounds bound the measured NCC error
+# --------------------------------------------------------------------------------------------------------
+
+def _gaussian_embeddings(rng, k, p, n, separation):
+    """Balanced Gaussian classes in R^p with anisotropic noise; means scaled by ``separation``."""
+    centres = separation * rng.standard_normal((k, p))
+    scales = rng.uniform(0.3, 1.5, size=(k, p))
+    y = np.repeat(np.arange(k), n)
+    return centres[y] + scales[y] * rng.standard_normal((k * n, p)), y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("separation", [0.7, 1.5, 3.0, 6.0])
+def test_ncc_bounds_are_at_least_measured_ncc_error(seed, separation):
+    rng = np.random.default_rng(seed)
+    Z, y = _gaussian_embeddings(rng, k=4, p=5, n=500, separation=separation)
+    error = C.ncc_error(C.ncc_fit(Z, y), Z, y)
+    directional = B.ncc_error_bound(Z, y, kind="directional").value
+    markov = B.ncc_error_bound(Z, y, kind="markov").value
+    assert error <= directional <= markov
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ncc_bounds_with_training_means_bound_test_error(seed):
+    rng = np.random.default_rng(seed + 10)
+    Z, y = _gaussian_embeddings(rng, k=5, p=4, n=400, separation=2.0)
+    train = np.arange(len(y)) % 2 == 0
+    means = C.ncc_fit(Z[train], y[train])
+    error = C.ncc_error(means, Z[~train], y[~train])
+    for kind in B.KINDS:
+        assert error <= B.ncc_error_bound(Z[~train], y[~train], means=means, kind=kind).value
+
+
+def test_directional_bound_with_shifted_means_stays_valid():
+    # the test class sits most of the way towards the other class's centre: a second-moment Cantelli
+    # bound would claim < 1/2 while almost every point is misclassified
+    rng = np.random.default_rng(5)
+    means = np.array([[0.0, 0.0], [1.0, 0.0]])
+    y = np.repeat([0, 1], 200)
+    Z = np.array([[0.9, 0.0], [1.0, 0.0]])[y] + 0.01 * rng.standard_normal((400, 2))
+    error = C.ncc_error(means, Z, y)
+    assert error > 0.45
+    assert error <= B.ncc_error_bound(Z, y, means=means, kind="directional").value
+
+
+def test_markov_bound_equals_4_km1_cdnv():
+    Z, y = _gaussian_embeddings(np.random.default_rng(6), k=6, p=3, n=50, separation=2.0)
+    assert B.ncc_error_bound(Z, y, kind="markov").value == pytest.approx(4 * 5 * C.cdnv(Z, y), rel=1e-12)
+
+
+def test_directional_bound_never_looser_than_markov():
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        k, p = rng.integers(2, 7), rng.integers(2, 9)
+        Z, y = _gaussian_embeddings(rng, k=k, p=p, n=int(rng.integers(5, 40)), separation=rng.uniform(0.2, 5.0))
+        means = None if rng.random() < 0.5 else C.class_means(Z, y) + 0.5 * rng.standard_normal((k, p))
+        markov = B.ncc_error_bound(Z, y, means=means, kind="markov")
+        directional = B.ncc_error_bound(Z, y, means=means, kind="directional")
+        assert np.all(directional.pair_terms <= markov.pair_terms * (1 + 1e-12) + 1e-15)
+        assert directional.value <= markov.value * (1 + 1e-12)
+
+
+def test_gc_forms_equal_embedding_forms_when_rho_gc_is_the_variance():
+    Z, y = _gaussian_embeddings(np.random.default_rng(8), k=4, p=3, n=60, separation=2.0)
+    means, var = C.class_means(Z, y), C.class_variances(Z, y)
+    assert B.ncc_error_bound_gc(var / 2.0, means, 2.0).value == pytest.approx(B.ncc_error_bound(Z, y).value, rel=1e-12)
+    assert B.cdnv_bound_gc(var, means, 1.0).value == pytest.approx(C.cdnv(Z, y), rel=1e-12)
+    assert B.nc_gc_bound(var, means, 1.0).value == pytest.approx(C.cdnv(Z, y), rel=1e-12)
+    # the directional variances s_ij^2 = u_ij^T Sigma_i u_ij as "directional GC" with rho = 1
+    s2 = np.zeros((4, 4))
+    for i in range(4):
+        for j in range(4):
+            if i != j:
+                u = (means[j] - means[i]) / np.linalg.norm(means[j] - means[i])
+                s2[i, j] = np.mean(((Z[y == i] - means[i]) @ u) ** 2)
+    directional = B.ncc_error_bound(Z, y, kind="directional").value
+    assert B.ncc_error_bound_directional_gc(s2, means, 1.0).value == pytest.approx(directional, rel=1e-10)
+
+
+def test_nc_gc_bound_equals_cdnv_bound_gc_for_scalar_rho():
+    gc = [1.0, 2.0, 3.0]
+    assert B.nc_gc_bound(gc, MEANS3, 1.7).value == pytest.approx(B.cdnv_bound_gc(gc, MEANS3, 1.7).value)
+
+
+def test_implied_rho_is_nc_over_geometric_collapse():
+    Z, y = _gaussian_embeddings(np.random.default_rng(9), k=3, p=4, n=30, separation=2.0)
+    gc = np.array([0.5, 1.0, 2.0])
+    expected = C.cdnv(Z, y) / C.geometric_collapse(gc, C.class_means(Z, y))
+    assert B.implied_rho(Z, y, gc) == pytest.approx(expected)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bad inputs
+# --------------------------------------------------------------------------------------------------------
+
+def test_error_unknown_bound_kind():
+    with pytest.raises(ValueError, match=r"kind must be one of \('markov', 'directional'\); got 'chebyshev'"):
+        B.ncc_error_bound(ZA, YA, kind="chebyshev")
+
+
+def test_error_bound_means_shape():
+    with pytest.raises(ValueError, match=r"means must have shape \(k, p\) = \(2, 2\).* got shape \(3, 2\)"):
+        B.ncc_error_bound(ZA, YA, means=MEANS3)
+
+
+def test_error_bound_coincident_means_named():
+    with pytest.raises(ValueError, match=r"classes 4 and 6 have coincident means"):
+        B.ncc_error_bound(ZA, np.array([4, 4, 6, 6]), means=np.ones((2, 2)))
+
+
+def test_error_bound_class_with_one_sample_named():
+    with pytest.raises(ValueError, match=r"class 1 has 1 sample in y; ncc_error_bound needs at least 2"):
+        B.ncc_error_bound(ZA[:3], YA[:3])
+
+
+def test_error_rho_shape():
+    with pytest.raises(ValueError, match=r"rho must be a scalar or have shape \(3,\).* got shape \(2,\)"):
+        B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, [1.0, 2.0])
+
+
+def test_error_rho_negative():
+    with pytest.raises(ValueError, match=r"rho must be non-negative"):
+        B.nc_gc_bound([1.0, 2.0, 3.0], MEANS3, -1.0)
+
+
+def test_error_dir_gc_shape():
+    with pytest.raises(ValueError, match=r"dir_gc must have shape \(k, k\) = \(3, 3\).* got shape \(3, 2\)"):
+        B.ncc_error_bound_directional_gc(np.ones((3, 2)), MEANS3, 1.0)
+
+
+def test_error_class_gc_non_finite():
+    with pytest.raises(ValueError, match=r"class_gc contains 1 non-finite values"):
+        B.cdnv_bound_gc([1.0, np.nan, 3.0], MEANS3, 1.0)
+
+
+def test_error_poincare_needs_two_inputs():
+    with pytest.raises(ValueError, match=r"Xc must be an array of at least 2 inputs .* got shape \(1, 3\)"):
+        B.poincare_gaussian(np.ones((1, 3)))
+
+
+def test_error_poincare_constants_label_mismatch():
+    with pytest.raises(ValueError, match=r"y has 3 labels but X has 4 rows"):
+        B.poincare_constants(np.ones((4, 2)), np.array([0, 1, 1]))
+
+
+def test_error_implied_rho_zero_gc():
+    with pytest.raises(ValueError, match=r"class_gc is zero for every class"):
+        B.implied_rho(ZA, YA, [0.0, 0.0])
+
+
+# --------------------------------------------------------------------------------------------------------
+# Device arrays: the strict stand-in refuses any implicit trip to the host
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def strict():
+    import strict_device
+
+    return strict_device.register()
+
+
+DEVICE_BOUNDS = {
+    "markov": lambda Z, y, xp: B.ncc_error_bound(Z, y).value,
+    "directional": lambda Z, y, xp: B.ncc_error_bound(Z, y, kind="directional").value,
+    "directional_given_means": lambda Z, y, xp: B.ncc_error_bound(
+        Z, y, means=C.class_means(Z, y) + 0.3, kind="directional").value,
+    "ncc_error_bound_gc": lambda Z, y, xp: B.ncc_error_bound_gc([1.0, 2, 3, 4], C.class_means(Z, y), 2.0).value,
+    "ncc_error_bound_directional_gc": lambda Z, y, xp: B.ncc_error_bound_directional_gc(
+        xp.asarray(np.arange(16.0).reshape(4, 4)), C.class_means(Z, y), [1.0, 2, 3, 4]).value,
+    "nc_gc_bound": lambda Z, y, xp: B.nc_gc_bound([1.0, 2, 3, 4], C.class_means(Z, y), [1.0, 2, 3, 4]).value,
+    "cdnv_bound_gc": lambda Z, y, xp: B.cdnv_bound_gc([1.0, 2, 3, 4], C.class_means(Z, y), [1.0, 2, 3, 4]).value,
+    "implied_rho": lambda Z, y, xp: B.implied_rho(Z, y, [1.0, 2, 3, 4]),
+    "poincare_gaussian": lambda Z, y, xp: B.poincare_gaussian(Z),
+    "poincare_gaussian_gram": lambda Z, y, xp: B.poincare_gaussian(Z[:2]),
+    "poincare_constants": lambda Z, y, xp: B.poincare_constants(Z, y),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_BOUNDS))
+def test_bounds_stay_on_the_device_and_match_the_host(name, strict):
+    Z, y = _gaussian_embeddings(np.random.default_rng(10), k=4, p=3, n=30, separation=2.0)
+    bound = DEVICE_BOUNDS[name]
+    np.testing.assert_allclose(bound(strict.asarray(Z), y, strict), bound(Z, y, np), rtol=1e-10)
