@@ -25,8 +25,9 @@ def __getattr__(name):
         "collapse": ["class_means", "class_variances", "cdnv_matrix", "cdnv", "geometric_collapse", "nc1",
                      "nc2_equinorm", "nc2_equiangularity", "nc2_maxangle", "nc3_self_duality", "nc4_ncc_mismatch",
                      "ncc_fit", "ncc_predict", "ncc_error"],
-        "bounds": ["poincare_gaussian", "poincare_constants", "ncc_error_bound", "ncc_error_bound_gc"],
-        "fewshot": ["episodes", "evaluate"],
+        "bounds": ["poincare_gaussian", "poincare_constants", "ncc_error_bound", "ncc_error_bound_gc",
+                   "ncc_error_bound_directional_gc", "nc_gc_bound", "cdnv_bound_gc", "implied_rho", "BoundResult"],
+        "fewshot": ["episodes", "evaluate", "evaluate_embeddings", "FewShotResult"],
     }
     for module, names in homes.items():
         if name in names:

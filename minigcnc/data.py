@@ -17,6 +17,10 @@ Dataset names
                          100 fine labels.
     ``"cifarfs"``        CIFAR-FS (Bertinetto et al. 2019): CIFAR-100 split by class name into 64 train / 16 val /
                          20 test classes; ``split`` is the class split and takes all 600 images of each class.
+    ``"mnist5k_rot"``, ``"mnist_rot"``, ``"fashion_mnist_rot"``
+                         rotation-augmented classes (``rotate_classes``): every image of the base dataset at 0, 90,
+                         180 and 270 degrees, each (class, rotation) its own class, label ``4 * label + k`` for a
+                         rotation by ``k * 90`` degrees; 40 classes, four times the images.
 
 Where files are looked for: in ``root`` (and ``root/<name>``) when given; otherwise in ``$MINIGCNC_DATA`` (and
 ``$MINIGCNC_DATA/<name>``), then ``~/.cache/minigcnc/data/<name>``, then system folders (Fashion-MNIST only).
@@ -51,7 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifarfs")
+DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifarfs",
+            "mnist5k_rot", "mnist_rot", "fashion_mnist_rot")
+ROTATED_SUFFIX = "_rot"  # "<base>_rot": the base dataset with rotation-augmented classes (rotate_classes)
+N_ROTATIONS = 4
 SPLITS = ("train", "test")
 CIFARFS_SPLITS = ("train", "val", "test")
 
@@ -167,6 +174,8 @@ def load(name, split="train", root=None):
     """
     _check_name(name)
     _check_split(name, split)
+    if name.endswith(ROTATED_SUFFIX):
+        return rotate_classes(*load(name[: -len(ROTATED_SUFFIX)], split, root))
     if name == "mnist5k":
         images, labels = _load_mnist5k(split)
     elif name == "digits":
@@ -179,6 +188,50 @@ def load(name, split="train", root=None):
     else:
         images, labels = _load_cifarfs(split, root)
     return _as_unit_float(images), labels.astype(np.int64)
+
+
+def rotate_classes(X, y, n_rotations=N_ROTATIONS):
+    """Return ``(X_rot, y_rot)``: every image at ``n_rotations`` quarter turns, each (class, turn) its own class.
+
+    Rotation-augmented classes, as few-shot benchmarks build them from Omniglot (Santoro et al. 2016; Vinyals et
+    al. 2016): image ``X[i]`` turned counter-clockwise by ``k * 90`` degrees gets the label
+    ``n_rotations * y[i] + k``, so ten digits become forty classes. ``X`` ``(N, C, H, W)`` with ``H == W``,
+    ``y`` ``(N,)`` -> ``X_rot`` ``(n_rotations * N, C, H, W)`` ordered rotation-major (all images at 0 degrees, then
+    all at 90, ...), ``y_rot`` int64 ``(n_rotations * N,)``. Symmetric images (a 0, an 8) look alike in several
+    classes; that is part of the benchmark, as it is for Omniglot.
+    """
+    y = _check_labels("y", y)
+    X = np.asarray(X)
+    if X.ndim != 4 or X.shape[2] != X.shape[3]:
+        raise ValueError(f"X: received an array of shape {X.shape}; expected square images (N, C, H, W), H == W")
+    if len(X) != len(y):
+        raise ValueError(f"X, y: received {len(X)} examples and {len(y)} labels; expected the same number")
+    n_rotations = _check_int("n_rotations", n_rotations, minimum=1)
+    if n_rotations > 4:
+        raise ValueError(f"n_rotations: received {n_rotations}; expected 1..4 quarter turns")
+    X_rot = np.concatenate([np.rot90(X, k, axes=(2, 3)) for k in range(n_rotations)])  # (n_rot * N, C, H, W)
+    y_rot = np.concatenate([n_rotations * y.astype(np.int64) + k for k in range(n_rotations)])
+    return np.ascontiguousarray(X_rot), y_rot
+
+
+def rotated_classes(classes, n_rotations=N_ROTATIONS):
+    """Return the labels (list of int) of ``classes`` under ``rotate_classes``: ``n_rotations * c + k`` per class.
+
+    E.g. digits ``[5, 6]`` -> ``[20, 21, 22, 23, 24, 25, 26, 27]``; pass them to ``class_split``.
+    """
+    return [n_rotations * int(c) + k for c in classes for k in range(n_rotations)]
+
+
+def split_per_class(y, test_fraction, seed):
+    """Return sorted ``(train_idx, test_idx)``: per class, ``round(test_fraction * n_c)`` random indices go to test.
+
+    Used where a dataset has no train/test split of its own classes (a CIFAR-FS class split holds all 600 images
+    of each class); deterministic in ``seed``.
+    """
+    y = _check_labels("y", y)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: received {test_fraction!r}; expected a number strictly between 0 and 1")
+    return _stratified_split(y, test_fraction, seed)
 
 
 def cifar100_fine_label_names(root=None):
@@ -235,6 +288,8 @@ def download(name, root=None):
     ship with the code and need no download.
     """
     _check_name(name)
+    if name.endswith(ROTATED_SUFFIX):
+        return download(name[: -len(ROTATED_SUFFIX)], root)
     if name in ("mnist5k", "digits"):
         return []
     folder = "cifar100" if name == "cifarfs" else name
@@ -364,14 +419,31 @@ def _load_mnist5k(split):
 
 def _load_digits(split):
     """Return (X float32 (N, 1, 8, 8) in [0, 1], y int64 (N,)) of scikit-learn's digits, 80/20 split per class."""
-    from sklearn.datasets import load_digits  # imported here: only this dataset needs scikit-learn
-
-    digits = load_digits()
-    X = (digits.images / 16.0).astype(np.float32)[:, None]  # (1797, 8, 8) -> (1797, 1, 8, 8)
-    y = digits.target.astype(np.int64)
+    images, target = _read_sklearn_digits()
+    X = (images / 16.0).astype(np.float32)[:, None]  # (1797, 8, 8) -> (1797, 1, 8, 8)
+    y = target.astype(np.int64)
     train, test = _stratified_split(y, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
     idx = train if split == "train" else test
     return X[idx], y[idx]
+
+
+def _read_sklearn_digits():
+    """(images (1797, 8, 8) with values 0..16, labels (1797,)) from the csv.gz scikit-learn ships.
+
+    The file is read from the installed package folder without importing scikit-learn (whose import costs
+    seconds); ``sklearn.datasets.load_digits`` is the fallback if the file has moved.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        table = np.loadtxt(gzip.open(path, "rt"), delimiter=",")  # (1797, 65): 64 pixels, then the label
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target
 
 
 def _stratified_split(y, test_fraction, seed):

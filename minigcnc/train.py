@@ -117,7 +117,8 @@ def _load_checkpoint(path, params, velocity):
 
 
 def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, penalty=None, eval_every=None,
-        on_eval=None, seed=0, progress=True, checkpoint=None, checkpoint_every=None, desc=None):
+        on_eval=None, seed=0, progress=True, checkpoint=None, checkpoint_every=None, desc=None,
+        divergence_factor=100.0):
     """Train ``params`` with minibatch SGD and return a ``FitResult``.
 
     X (N, ...) and y (N,) may be host or device arrays; they are moved once to the device of ``params``.
@@ -126,6 +127,10 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     dicts (with ``step`` added) form ``history``. ``checkpoint``: a ``.npz`` path written atomically every
     ``checkpoint_every`` steps (default: at each evaluation) and at the end; if it exists, training resumes
     from it with the same batches and momentum.
+
+    Divergence: the run stops, with ``diverged=True`` and a message naming the step and hyperparameters,
+    when the batch objective is non-finite or exceeds ``divergence_factor`` times the first step's (ReLU nets
+    often blow up to huge but finite losses instead of NaN).
     """
     _check_number("lr", lr, 0.0, low_open=True)
     _check_number("steps", steps, 0, integer=True)
@@ -184,9 +189,10 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
             idx = xp.asarray(idx) if is_device_array(X) else idx
             value, g = grad_fn(params, X[idx], y_dev[idx])
             loss = float(to_numpy(value))
-            if not math.isfinite(loss):
+            first_loss = losses[0] if losses else loss
+            if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):
                 diverged = True
-                message = (f"diverged at step {step}: loss {loss} with lr={lr}, batch_size={batch_size}, l2={l2}, "
+                message = (f"diverged at step {step}: loss {loss:.4g} (first {first_loss:.4g}) with lr={lr}, batch_size={batch_size}, l2={l2}, "
                            f"momentum={momentum}, seed={seed}; try a smaller lr")
                 step -= 1
                 break

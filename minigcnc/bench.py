@@ -1,0 +1,40 @@
+"""`python -m minigcnc.bench`: speed ratios against baselines, every pair measured in the same run.
+
+Sections (each also runnable alone): training step (``bench_train``), exact GC (``bench_gc``),
+collapse metrics (``bench_collapse``). ``--quick`` shrinks the problem sizes; ``--only NAME`` runs one
+section. Timings are wall-clock medians on this machine; compare ratios, not absolute seconds.
+"""
+import argparse
+import importlib
+import time
+
+SECTIONS = ["train", "gc", "collapse"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m minigcnc.bench", description=__doc__)
+    p.add_argument("--only", choices=SECTIONS, default=None)
+    p.add_argument("--quick", action="store_true", help="smaller problems (a smoke run)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    args = p.parse_args(argv)
+    rows = []
+
+    def report(name, seconds, note=""):
+        rows.append((name, seconds, note))
+        print(f"  {name:<58s} {seconds * 1e3:10.1f} ms  {note}", flush=True)
+
+    t0 = time.time()
+    for section in [args.only] if args.only else SECTIONS:
+        mod = importlib.import_module(f"minigcnc.bench_{section}")
+        fn = getattr(mod, f"bench_{section}")
+        print(f"[{section}]", flush=True)
+        kwargs = {"quick": args.quick} if "quick" in fn.__code__.co_varnames else {}
+        if "backend" in fn.__code__.co_varnames:
+            kwargs["backend"] = args.backend
+        fn(report, **kwargs)
+    print(f"total {time.time() - t0:.1f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Everything recorded at one evaluation of a run: accuracy, GC, collapse, NCC error, bounds, transfer.
+
+``measure(model, params, data, fewshot_episodes, seed)`` returns a flat dict of floats (and a few short
+lists) for one checkpoint. The quantities, with the module that computes each:
+
+- ``train_loss``, ``train_acc``, ``test_acc``: the classifier head on all train / test images;
+- ``gc``: exact embedding GC on the fixed evaluation subset (``gc.jacobian_sq_norms``), ``class_gc``
+  per class, ``logit_gc`` the same for the logits (Dherin et al.'s GC);
+- ``gcol``: geometric collapse from the class GC and the train class means (``collapse.geometric_collapse``);
+- ``nc_train``, ``nc_test``: CDNV (the paper's NC) of train / test embeddings; ``nc1`` .. ``nc4`` (Papyan);
+- ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
+- bounds on that error (``bounds.py``; means = train class means, moments over the test images):
+  ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
+  ``bound_gc`` and ``bound_gc_directional`` with the Gaussian-proxy Poincare constants ``rho`` of each
+  class's inputs; ``nc_gc_bound = max rho * gcol`` and ``implied_rho = nc_train / gcol``;
+- with target classes: ``target_nc`` (CDNV of the frozen embedding on unseen classes) and few-shot NCC
+  accuracy ``fewshot5`` / ``fewshot1`` with their 95% intervals; with ``probe=True`` also the accuracy of a
+  logistic-regression probe fitted per episode, ``fewshot5_logreg`` / ``fewshot1_logreg`` (and ``_ci95``).
+
+A metric that cannot be computed (e.g. coincident class means in a dead network) is recorded as NaN with
+the reason under ``warnings``; it never stops the run.
+"""
+import numpy as onp
+
+from . import bounds, collapse, fewshot, gc, ops
+from .backend import get_xp, is_device_array, to_numpy
+
+
+def embed_in_chunks(model, params, X, chunk=1000):
+    """model.embed over X in chunks of ``chunk`` samples (bounded memory), on the device of params."""
+    parts = [model.embed(params, X[i : i + chunk]) for i in range(0, X.shape[0], chunk)]
+    return get_xp(parts[0]).concatenate(parts, axis=0)
+
+
+def _accuracy_and_loss(model, params, Z, y):
+    logits = model.head(params, Z)
+    loss = float(to_numpy(ops.cross_entropy(logits, y)))
+    acc = float(onp.mean(to_numpy(logits).argmax(axis=1) == to_numpy(y)))
+    return loss, acc, logits
+
+
+def _as_device(params, a):
+    """``a`` on the device of ``params`` (data are moved once per run by the caller; this is a no-op then)."""
+    leaf = params[-1][0]
+    if is_device_array(leaf) and not is_device_array(a):
+        return get_xp(leaf).asarray(a)
+    return a
+
+
+EXTRAS = {}  # name -> fn(model, params, data, seed) -> dict of extra metrics (see ``register_extra``)
+
+
+def register_extra(name):
+    """Decorator: make ``fn(model, params, data, seed) -> dict`` recordable by ``RunConfig(extras=(name,))``.
+
+    A figure that needs more than the standard metrics (e.g. Figure 2's GC estimators) registers them in
+    this module (so that parallel worker processes know them too); the names are part of the run's config,
+    so runs with and without them are cached apart.
+    """
+
+    def deco(fn):
+        EXTRAS[name] = fn
+        return fn
+
+    return deco
+
+
+def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False):
+    """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``runs.RunData``."""
+    rec, warnings = {}, []
+
+    def safe(name, fn):
+        try:
+            return fn()
+        except (ValueError, FloatingPointError, onp.linalg.LinAlgError) as e:
+            warnings.append(f"{name}: {e}")
+            return float("nan")
+
+    Ztr = embed_in_chunks(model, params, data.X_train)
+    Zte = embed_in_chunks(model, params, data.X_test)
+    ytr, yte = data.y_train_dev, data.y_test_dev
+    rec["train_loss"], rec["train_acc"], logits_tr = _accuracy_and_loss(model, params, Ztr, ytr)
+    rec["test_loss"], rec["test_acc"], _ = _accuracy_and_loss(model, params, Zte, yte)
+    Ztr_h, Zte_h = to_numpy(Ztr), to_numpy(Zte)
+    ytr_h, yte_h = data.y_train, data.y_test
+
+    # geometric complexity on the fixed evaluation subset
+    sq = to_numpy(gc.jacobian_sq_norms(model, params, data.X_eval))
+    rec["gc"] = float(sq.mean())
+    class_gc = onp.array([sq[data.y_eval == c].mean() for c in range(data.n_classes)])
+    rec["class_gc"] = class_gc.tolist()
+    rec["logit_gc"] = float(to_numpy(gc.jacobian_sq_norms(model, params, data.X_eval, target="logits")).mean())
+
+    # collapse
+    means = collapse.class_means(Ztr_h, ytr_h)
+    rec["nc_train"] = safe("nc_train", lambda: collapse.cdnv(Ztr_h, ytr_h))
+    rec["nc_test"] = safe("nc_test", lambda: collapse.cdnv(Zte_h, yte_h))
+    rec["gcol"] = safe("gcol", lambda: collapse.geometric_collapse(class_gc, means))
+    rec["nc1"] = safe("nc1", lambda: collapse.nc1(Ztr_h, ytr_h))
+    rec["nc2_equinorm"] = safe("nc2_equinorm", lambda: collapse.nc2_equinorm(Ztr_h, ytr_h))
+    rec["nc2_equiangularity"] = safe("nc2_equiangularity", lambda: collapse.nc2_equiangularity(Ztr_h, ytr_h))
+    rec["nc2_maxangle"] = safe("nc2_maxangle", lambda: collapse.nc2_maxangle(Ztr_h, ytr_h))
+    W_head = to_numpy(params[-1][0])
+    rec["nc3"] = safe("nc3", lambda: collapse.nc3_self_duality(W_head, Ztr_h, ytr_h))
+    rec["nc4"] = safe("nc4", lambda: collapse.nc4_ncc_mismatch(to_numpy(logits_tr), Ztr_h, ytr_h))
+
+    # nearest-class-centre test error and its bounds (means from the training embeddings)
+    rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(means, Zte_h, yte_h))
+    rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(means, Ztr_h, ytr_h))
+    rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(Zte_h, yte_h, means=means, kind="markov").value)
+    rec["bound_directional"] = safe(
+        "bound_directional", lambda: bounds.ncc_error_bound(Zte_h, yte_h, means=means, kind="directional").value)
+    rho = data.rho
+    rec["rho_max"] = float(onp.max(rho))
+    rec["bound_gc"] = safe("bound_gc", lambda: bounds.ncc_error_bound_gc(class_gc, means, rho).value)
+
+    def gc_directional():
+        dir_gc = to_numpy(gc.directional_gc(model, params, data.X_eval, data.y_eval_dev, means))
+        return bounds.ncc_error_bound_directional_gc(dir_gc, means, rho).value
+
+    rec["bound_gc_directional"] = safe("bound_gc_directional", gc_directional)
+    rec["nc_gc_bound"] = safe("nc_gc_bound", lambda: bounds.nc_gc_bound(class_gc, means, rho).value)
+    rec["implied_rho"] = rec["nc_train"] / rec["gcol"] if rec["gcol"] and onp.isfinite(rec["gcol"]) else float("nan")
+
+    # transfer to unseen classes
+    if data.X_target is not None:
+        Zt = to_numpy(embed_in_chunks(model, params, data.X_target))
+        rec["target_nc"] = safe("target_nc", lambda: collapse.cdnv(Zt, data.y_target))
+        if fewshot_episodes:
+            for classifier, suffix in (("ncc", ""),) + ((("logreg", "_logreg"),) if probe else ()):
+                for shots in (5, 1):  # the same seed: both classifiers see the same episodes
+                    res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=min(5, data.n_target_classes),
+                                                      shots=shots, queries=15, n_episodes=fewshot_episodes, rng=seed,
+                                                      classifier=classifier)
+                    rec[f"fewshot{shots}{suffix}"] = float(res.mean)
+                    rec[f"fewshot{shots}{suffix}_ci95"] = float(res.ci95)
+    for name in extras:
+        if name not in EXTRAS:
+            raise ValueError(f"unknown extra metrics {name!r}; registered: {sorted(EXTRAS)} (import the module that registers it)")
+        rec.update(EXTRAS[name](model, params, data, seed))
+    rec = {k: (float(v) if isinstance(v, (onp.floating, onp.integer)) else v) for k, v in rec.items()}
+    if warnings:
+        rec["warnings"] = warnings
+    return rec
