@@ -183,11 +183,16 @@ def tree_map(f, tree):
 
 
 def tree_leaves(tree):
-    """The array leaves of a nested list/tuple/dict, in a fixed depth-first order."""
-    if isinstance(tree, dict):
-        return [x for k in tree for x in tree_leaves(tree[k])]
-    if isinstance(tree, (list, tuple)):
-        return [x for v in tree for x in tree_leaves(v)]
+    """The array leaves of a nested list/tuple/dict, in a fixed depth-first order.
+
+    Looks through autograd's container boxes: a list/tuple/dict that autograd differentiates arrives boxed
+    (``SequenceBox``/``DictBox``), and its items, taken by indexing, stay traced.
+    """
+    value = getval(tree)
+    if isinstance(value, dict):
+        return [x for k in value for x in tree_leaves(tree[k])]
+    if isinstance(value, (list, tuple)):
+        return [x for i in range(len(value)) for x in tree_leaves(tree[i])]
     return [tree]
 
 

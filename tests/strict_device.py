@@ -107,7 +107,10 @@ class StrictArray(NDArrayOperatorsMixin):
         return (StrictArray(v) for v in self._a)
 
     def __getattr__(self, name):
-        # methods such as reshape, transpose, sum, max, argmax, astype, copy, repeat, ravel
+        # methods such as reshape, transpose, sum, max, argmax, astype, copy, repeat, ravel; never the
+        # buffer protocols (__array_interface__, __array_struct__), through which numpy would copy silently
+        if name.startswith("__"):
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         if callable(attr):
             return lambda *a, **k: _wrap(attr(*_unwrap(a, allow_host=False), **_unwrap(k, allow_host=False)))

@@ -1,0 +1,41 @@
+"""Shared test helpers: the strict stand-in device on the path, a seeded rng, and a finite-difference oracle."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from autograd import make_vjp
+
+sys.path.insert(0, os.path.dirname(__file__))  # so that `import strict_device` works
+
+from minigcnc.backend import tree_leaves, tree_unflatten  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def inner(a, b):
+    """<a, b> summed over every leaf of two matching trees."""
+    return float(sum(np.vdot(np.asarray(x), np.asarray(y)) for x, y in zip(tree_leaves(a), tree_leaves(b))))
+
+
+def vjp_and_fd(f, x, rng, eps=1e-6):
+    """(<u, J v> by central differences, <J^T u, v> by the VJP) for random directions v and cotangents u.
+
+    f maps a tree of float64 arrays x to one array; the two numbers agree when the VJP of f is right.
+    """
+    vjp, y = make_vjp(f)(x)
+    u = rng.standard_normal(np.shape(y))
+    v = tree_unflatten(x, [rng.standard_normal(np.shape(a)) for a in tree_leaves(x)])
+    shift = lambda s: tree_unflatten(x, [a + s * eps * d for a, d in zip(tree_leaves(x), tree_leaves(v))])  # noqa: E731
+    fd = float(np.sum(u * (np.asarray(f(shift(1))) - np.asarray(f(shift(-1))))) / (2 * eps))
+    return fd, inner(vjp(u), v)
+
+
+def assert_vjp_matches_fd(f, x, rng, rtol=1e-6, repeats=2):
+    """Central finite differences and the VJP of f agree along ``repeats`` random (v, u) pairs."""
+    for _ in range(repeats):
+        fd, exact = vjp_and_fd(f, x, rng)
+        assert abs(fd - exact) <= rtol * max(1.0, abs(exact)), (fd, exact)

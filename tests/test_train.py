@@ -1,0 +1,239 @@
+"""train.fit: the SGD and momentum updates, determinism, argument checks, divergence, checkpoints, evaluations,
+and that it learns."""
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import grad
+
+from minigcnc import data, models, train
+from minigcnc.backend import tree_leaves
+
+N, D, K = 40, 6, 3
+
+
+@pytest.fixture
+def problem(rng):
+    """A small MLP and a random 3-class problem: (model, params, X (40, 6), y (40,))."""
+    model = models.mlp([D, 8, 5], K)
+    return model, model.init(0), rng.standard_normal((N, D)), rng.integers(0, K, size=N)
+
+
+def fit(model, params, X, y, **kw):
+    kw = {"lr": 0.1, "batch_size": 8, "steps": 5, "progress": False, **kw}
+    return train.fit(model, params, X, y, **kw)
+
+
+def assert_same_params(a, b):
+    assert all(np.array_equal(x, y) for x, y in zip(tree_leaves(a), tree_leaves(b)))
+
+
+def objective_by_hand(model, X, y, step, batch_size, seed, l2):
+    """CE on batch ``step`` plus (l2 / 2) ||theta||^2, written with autograd.numpy."""
+    idx = data.batch_indices(len(X), batch_size, step, seed)
+    return lambda p: model.loss(p, X[idx], y[idx]) + 0.5 * l2 * sum(anp.sum(a**2) for a in tree_leaves(p))
+
+
+# ---- the update rule -----------------------------------------------------------------------------------------
+def test_one_sgd_step_is_theta_minus_lr_times_the_gradient_of_loss_plus_l2(problem):
+    model, params, X, y = problem
+    lr, l2 = 0.3, 0.01
+    g = grad(objective_by_hand(model, X, y, 0, 8, 5, l2))(params)
+    expected = [a - lr * b for a, b in zip(tree_leaves(params), tree_leaves(g))]
+    result = fit(model, params, X, y, lr=lr, l2=l2, steps=1, seed=5)
+    assert result.step == 1 and not result.diverged
+    for got, want in zip(tree_leaves(result.params), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    assert not np.allclose(tree_leaves(result.params)[0], tree_leaves(params)[0])  # it moved
+
+
+def test_momentum_accumulates_v_then_steps_theta_minus_lr_v(problem):
+    model, params, X, y = problem
+    lr, mu, l2 = 0.2, 0.9, 0.001
+    theta = tree_leaves(params)
+    v = [np.zeros_like(a) for a in theta]
+    for step in range(3):
+        p = [tuple(theta[2 * i : 2 * i + 2]) for i in range(len(theta) // 2)]
+        g = tree_leaves(grad(objective_by_hand(model, X, y, step, 8, 0, l2))(p))
+        v = [mu * vi + gi for vi, gi in zip(v, g)]
+        theta = [t - lr * vi for t, vi in zip(theta, v)]
+    result = fit(model, params, X, y, lr=lr, l2=l2, momentum=mu, steps=3)
+    for got, want in zip(tree_leaves(result.params), theta):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+def test_losses_are_the_objective_of_each_step_before_its_update(problem):
+    model, params, X, y = problem
+    result = fit(model, params, X, y, steps=1, seed=2)
+    assert result.losses == [pytest.approx(objective_by_hand(model, X, y, 0, 8, 2, 0.0)(params), rel=1e-14)]
+
+
+# ---- determinism ---------------------------------------------------------------------------------------------
+def test_a_seed_makes_a_run_bit_for_bit_reproducible(problem):
+    model, params, X, y = problem
+    a = fit(model, params, X, y, steps=12, momentum=0.9, l2=1e-3, seed=3)
+    b = fit(model, params, X, y, steps=12, momentum=0.9, l2=1e-3, seed=3)
+    assert_same_params(a.params, b.params)
+    assert a.losses == b.losses
+
+
+def test_different_seeds_see_different_batches_and_end_elsewhere(problem):
+    model, params, X, y = problem
+    a = fit(model, params, X, y, steps=3, seed=3)
+    b = fit(model, params, X, y, steps=3, seed=4)
+    assert not np.array_equal(tree_leaves(a.params)[0], tree_leaves(b.params)[0])
+
+
+# ---- argument checks -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"lr": float("nan")}, r"lr must be a finite number > 0; got nan"),
+        ({"lr": float("inf")}, r"lr must be a finite number > 0; got inf"),
+        ({"lr": 0.0}, r"lr must be a finite number > 0; got 0.0"),
+        ({"lr": -0.1}, r"lr must be a finite number > 0; got -0.1"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
+        ({"batch_size": N + 1}, r"batch_size must be at most the number of samples \(40\); got 41"),
+        ({"batch_size": 2.5}, r"batch_size must be an integer"),
+        ({"steps": -1}, r"steps must be an integer >= 0; got -1"),
+        ({"momentum": 1.0}, r"momentum must be a finite number >= 0 and < 1; got 1.0"),
+        ({"l2": -1e-3}, r"l2 must be a finite number >= 0; got -0.001"),
+        ({"eval_every": 0}, r"eval_every must be an integer >= 1; got 0"),
+    ],
+    ids=["lr-nan", "lr-inf", "lr-zero", "lr-negative", "batch-zero", "batch-too-big", "batch-float", "steps",
+         "momentum", "l2", "eval_every"],
+)
+def test_invalid_hyperparameters_raise_value_error_naming_the_parameter(problem, kwargs, message):
+    model, params, X, y = problem
+    with pytest.raises(ValueError, match=message):
+        fit(model, params, X, y, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [K, -1])
+def test_labels_out_of_range_raise_value_error_naming_the_range(problem, bad):
+    model, params, X, y = problem
+    y = y.copy()
+    y[7] = bad
+    with pytest.raises(ValueError, match=r"labels out of range: y has values in \[-?\d+, \d+\] but the model has 3 "
+                                         r"classes \(labels must be in \[0, 2\]\)"):
+        fit(model, params, X, y)
+
+
+def test_x_and_y_of_different_lengths_raise_value_error(problem):
+    model, params, X, y = problem
+    with pytest.raises(ValueError, match="X has 40 samples but y has 39 labels"):
+        fit(model, params, X, y[:-1])
+
+
+def test_non_integer_labels_raise_value_error(problem):
+    model, params, X, y = problem
+    with pytest.raises(ValueError, match="y must hold integer class labels"):
+        fit(model, params, X, y + 0.5)
+
+
+# ---- divergence ----------------------------------------------------------------------------------------------
+def test_divergence_mid_run_is_reported_with_step_and_lr_without_raising(problem):
+    model, params, X, y = problem
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = fit(model, params, X, y, lr=1e30, steps=50)
+    assert result.diverged
+    assert 0 < result.step < 50 and len(result.losses) == result.step and np.all(np.isfinite(result.losses))
+    assert result.message.startswith(f"diverged at step {result.step + 1}: loss ") and "lr=1e+30" in result.message
+    with np.errstate(over="ignore", invalid="ignore"):
+        before = fit(model, params, X, y, lr=1e30, steps=result.step)
+    assert_same_params(result.params, before.params)  # the parameters of the last finite step come back
+
+
+def test_a_huge_but_finite_loss_counts_as_divergence(problem):
+    """ReLU nets blown up by a large lr often give losses like 1e80 rather than NaN."""
+    model, params, X, y = problem
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = fit(model, params, X, y, lr=1e10, steps=50)
+    assert result.diverged and result.step < 50 and np.all(np.isfinite(result.losses))
+    assert f"diverged at step {result.step + 1}" in result.message and "lr=10000000000.0" in result.message
+
+
+def test_a_run_that_does_not_diverge_says_so(problem):
+    model, params, X, y = problem
+    result = fit(model, params, X, y)
+    assert not result.diverged and result.message == "" and result.step == 5
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_run_resumed_from_a_checkpoint_equals_an_uninterrupted_run_bit_for_bit(problem, tmp_path, momentum):
+    model, params, X, y = problem
+    kw = {"momentum": momentum, "l2": 1e-3, "seed": 1, "checkpoint_every": 5}
+    whole = fit(model, params, X, y, steps=20, checkpoint=str(tmp_path / "whole.npz"), **kw)
+    ckpt = str(tmp_path / "resumed.npz")
+    first = fit(model, params, X, y, steps=10, checkpoint=ckpt, **kw)
+    assert first.step == 10
+    resumed = fit(model, model.init(0), X, y, steps=20, checkpoint=ckpt, **kw)  # as a fresh process would
+    assert resumed.step == 20
+    assert_same_params(resumed.params, whole.params)
+    assert resumed.losses == whole.losses
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_run_killed_between_checkpoints_resumes_from_the_last_one_bit_for_bit(problem, tmp_path, momentum):
+    model, params, X, y = problem
+    kw = {"momentum": momentum, "seed": 1, "checkpoint_every": 5, "eval_every": 1}
+    record = lambda step, p: {"w00": float(p[0][0][0, 0])}  # noqa: E731
+    whole = fit(model, params, X, y, steps=20, on_eval=record, **kw)
+
+    def crash_at_12(step, p):
+        if step == 12:
+            raise KeyboardInterrupt
+        return record(step, p)
+
+    ckpt = str(tmp_path / "run.npz")
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, params, X, y, steps=20, on_eval=crash_at_12, checkpoint=ckpt, **kw)
+    resumed = fit(model, params, X, y, steps=20, on_eval=record, checkpoint=ckpt, **kw)
+    assert_same_params(resumed.params, whole.params)
+    assert resumed.history == whole.history  # evaluations 0..10 came from the checkpoint, 11..20 were redone
+
+
+def test_a_checkpoint_of_another_model_is_refused(problem, tmp_path):
+    model, params, X, y = problem
+    ckpt = str(tmp_path / "run.npz")
+    fit(model, params, X, y, steps=2, checkpoint=ckpt)
+    wider = models.mlp([D, 9, 5], K)
+    with pytest.raises(ValueError, match="checkpoint .* has a parameter of shape"):
+        fit(wider, wider.init(0), X, y, steps=4, checkpoint=ckpt)
+
+
+# ---- evaluations ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("steps,expected", [(23, [0, 10, 20, 23]), (20, [0, 10, 20])])
+def test_on_eval_runs_at_step_0_every_eval_every_steps_and_at_the_last_step(problem, steps, expected):
+    model, params, X, y = problem
+    result = fit(model, params, X, y, steps=steps, eval_every=10,
+                 on_eval=lambda step, p: {"loss": float(model.loss(p, X, y))})
+    assert [h["step"] for h in result.history] == expected
+    assert result.history[0]["loss"] == model.loss(params, X, y)
+    assert result.history[-1]["loss"] == model.loss(result.params, X, y)
+
+
+# ---- learning ------------------------------------------------------------------------------------------------
+def accuracy(model, params, X, y):
+    return float(np.mean(np.argmax(model.logits(params, X), axis=1) == y))
+
+
+def test_a_small_mlp_learns_mnist5k_well_above_chance():
+    X, y = data.load("mnist5k", "train")
+    _, _, X = data.standardize(X)
+    model = models.mlp([784, 32, 32], 10)
+    params = model.init(0)
+    before = accuracy(model, params, X, y)
+    result = fit(model, params, X, y, lr=0.1, batch_size=32, steps=200)
+    after = accuracy(model, result.params, X, y)
+    assert before < 0.3 and after > 0.85, (before, after)  # chance is 0.1
+    assert np.mean(result.losses[-20:]) < 0.5 * np.mean(result.losses[:20])
+
+
+@pytest.mark.slow
+def test_mlp_reaches_93_percent_test_accuracy_on_mnist5k():
+    (Xtr, ytr), (Xte, yte) = data.load("mnist5k", "train"), data.load("mnist5k", "test")
+    _, _, Xtr, Xte = data.standardize(Xtr, Xte)
+    model = models.mlp([784, 256, 256, 64], 10)
+    result = fit(model, model.init(0), Xtr, ytr, lr=0.1, batch_size=64, steps=400)
+    assert accuracy(model, result.params, Xte, yte) >= 0.93
