@@ -1,14 +1,17 @@
 """`python -m minigcnc.bench`: speed ratios against baselines, every pair measured in the same run.
 
 Sections (each also runnable alone): training step (``bench_train``), exact GC (``bench_gc``),
-collapse metrics (``bench_collapse``). ``--quick`` shrinks the problem sizes; ``--only NAME`` runs one
-section. Timings are wall-clock medians on this machine; compare ratios, not absolute seconds.
+collapse metrics (``bench_collapse``), and on a CUDA GPU the cupy backend against numpy and PyTorch
+(``bench_gpu``: run by ``--backend cupy`` or ``--only gpu``). ``--quick`` shrinks the problem sizes;
+``--only NAME`` runs one section. Timings are wall-clock medians on this machine; compare ratios, not
+absolute seconds.
 """
 import argparse
 import importlib
 import time
 
-SECTIONS = ["train", "gc", "collapse"]
+SECTIONS = ["train", "gc", "collapse", "gpu"]
+CPU_SECTIONS = ["train", "gc", "collapse"]  # run by default; --backend cupy runs "gpu"
 
 
 def main(argv=None):
@@ -24,7 +27,8 @@ def main(argv=None):
         print(f"  {name:<58s} {seconds * 1e3:10.1f} ms  {note}", flush=True)
 
     t0 = time.time()
-    for section in [args.only] if args.only else SECTIONS:
+    default = ["gpu"] if args.backend == "cupy" else CPU_SECTIONS
+    for section in [args.only] if args.only else default:
         mod = importlib.import_module(f"minigcnc.bench_{section}")
         fn = getattr(mod, f"bench_{section}")
         print(f"[{section}]", flush=True)

@@ -46,7 +46,7 @@ class RunConfig:
     width: float = 1.0
     classes: tuple = ()  # source classes (empty: all)
     target_classes: tuple = ()  # unseen classes for transfer metrics (empty: none, or all of target_dataset)
-    target_dataset: str = ""  # dataset of the target classes (empty: the source dataset; see _target_pool)
+    target_dataset: str = ""  # dataset of the target classes (empty: the source dataset; "cifarfs": its test classes)
     lr: float = 0.05
     batch_size: int = 128
     steps: int = 3000
@@ -219,7 +219,7 @@ def versions():
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("minigcnc", "numpy", "autograd", "matplotlib", "scikit-learn", "cupy-cuda12x"):
+    for pkg in ("minigcnc", "numpy", "autograd", "matplotlib", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x", "cupy"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

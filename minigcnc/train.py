@@ -136,6 +136,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     _check_number("steps", steps, 0, integer=True)
     _check_number("l2", l2, 0.0)
     _check_number("momentum", momentum, 0.0, high=1.0)
+    lr, l2, momentum = float(lr), float(l2), float(momentum)  # a numpy float64 scalar would promote float32 params
     X = model.check_input(X)
     n = X.shape[0]
     _check_number("batch_size", batch_size, 1, integer=True)
@@ -149,7 +150,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     xp = get_xp(*leaves)
     dtype = leaves[0].dtype
     if is_device_array(leaves[0]):
-        X = xp.asarray(X).astype(dtype) if not is_device_array(X) else X.astype(dtype)
+        X = xp.asarray(X).astype(dtype) if not is_device_array(X) else X.astype(dtype, copy=False)  # no 2nd copy
         y_dev = xp.asarray(y_host)
     else:
         X = onp.asarray(to_numpy(X), dtype=dtype)
