@@ -12,6 +12,7 @@
 "device". ``register()`` makes it known to autograd and minigcnc as the backend ``"strict"``.
 """
 import numpy as np
+from autograd.tracer import Box
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from minigcnc import backend
@@ -76,6 +77,8 @@ class StrictArray(NDArrayOperatorsMixin):
 
     # dispatch
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if any(isinstance(x, Box) for x in inputs):
+            return NotImplemented  # let autograd's box trace the operation (CuPy defers the same way)
         raw = _unwrap(inputs, allow_host=False)
         if "out" in kwargs:
             kwargs["out"] = _unwrap(kwargs["out"], allow_host=False)
