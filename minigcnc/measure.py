@@ -47,11 +47,11 @@ def _as_device(params, a):
     return a
 
 
-EXTRAS = {}  # name -> fn(model, params, data, seed) -> dict of extra metrics (see ``register_extra``)
+EXTRAS = {}  # name -> fn(model, params, data, seed, step) -> dict of extra metrics (see ``register_extra``)
 
 
 def register_extra(name):
-    """Decorator: make ``fn(model, params, data, seed) -> dict`` recordable by ``RunConfig(extras=(name,))``.
+    """Decorator: make ``fn(model, params, data, seed, step) -> dict`` recordable by ``RunConfig(extras=(name,))``.
 
     A figure that needs more than the standard metrics (e.g. Figure 2's GC estimators) registers them in
     this module (so that parallel worker processes know them too); the names are part of the run's config,
@@ -65,7 +65,7 @@ def register_extra(name):
     return deco
 
 
-def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False):
+def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False, step=0):
     """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``runs.RunData``."""
     rec, warnings = {}, []
 
@@ -137,8 +137,43 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     for name in extras:
         if name not in EXTRAS:
             raise ValueError(f"unknown extra metrics {name!r}; registered: {sorted(EXTRAS)} (import the module that registers it)")
-        rec.update(EXTRAS[name](model, params, data, seed))
+        rec.update(EXTRAS[name](model, params, data, seed, step))
     rec = {k: (float(v) if isinstance(v, (onp.floating, onp.integer)) else v) for k, v in rec.items()}
     if warnings:
         rec["warnings"] = warnings
     return rec
+
+
+# --------------------------------------------------------------------------------------------------
+# extra metric groups
+# --------------------------------------------------------------------------------------------------
+GC_ESTIMATOR_LEVELS = {  # method -> (level parameter, levels from mild to extreme); Figure 2
+    "subset": ("n", (100, 20, 5)),
+    "mask": ("q", (0.1, 0.01, 0.001)),
+    "outputs": ("m", (16, 4, 1)),
+    "hutchinson": ("probes", (4, 1)),
+}
+
+
+def estimator_key(method, level):
+    """The record key of one estimator at one level, e.g. ``gc_mask_0.001``."""
+    return f"gc_{method}_{level:g}"
+
+
+@register_extra("gc_estimators")
+def gc_estimators(model, params, data, seed, step):
+    """One draw of every GC estimator of ``GC_ESTIMATOR_LEVELS`` on the evaluation subset (Figure 2).
+
+    The draws use ``default_rng([seed, step])``: fresh at every checkpoint, reproducible for the run.
+    Levels larger than the data (n > N, m > p) are clipped.
+    """
+    rng = onp.random.default_rng([seed, step])
+    N, p = data.X_eval.shape[0], model.embed_dim
+    out = {}
+    for method, (param, levels) in GC_ESTIMATOR_LEVELS.items():
+        for level in levels:
+            level = min(level, N) if param == "n" else (min(level, p) if param == "m" else level)
+            kw = {param: level, **({"dist": "gaussian"} if method == "hutchinson" else {})}
+            out[estimator_key(method, level)] = gc.geometric_complexity(model, params, data.X_eval, method=method,
+                                                                       rng=rng, **kw)
+    return out

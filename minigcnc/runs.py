@@ -259,7 +259,7 @@ def run(config, cache_dir=None, fresh=False, progress=True):
               steps=config.steps, l2=config.l2, momentum=config.momentum, penalty=penalty,
               eval_every=config.eval_every, seed=config.seed, progress=progress, checkpoint=str(ckpt),
               on_eval=lambda step, p: measure(model, p, data, config.fewshot_episodes, config.seed, tuple(config.extras),
-                                              probe=config.fewshot_probe),
+                                              probe=config.fewshot_probe, step=step),
               desc=f"{config.model} lr={config.lr:g} bs={config.batch_size} l2={config.l2:g} seed={config.seed}")
     history = {
         "config": config.to_dict(), "key": config.key(), "model": model.name,
