@@ -85,7 +85,7 @@ def draw(histories, title):
     from .plotting import plot_band, style, sweep_colors
 
     style()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)  # one linear scale: errors read directly
     for ax, (method, label, param) in zip(axes, PANELS):
         levels = _levels(histories, method)
         for level, color in zip(levels, sweep_colors(len(levels), "plasma")):
@@ -95,7 +95,6 @@ def draw(histories, title):
         ax.set_xlabel("training iteration")
         ax.legend(loc="best")
     axes[0].set_ylabel("embedding GC")
-    axes[0].set_yscale("log")
     fig.suptitle(f"Figure 2 ({title}): one draw of each estimator at every checkpoint vs the exact GC", y=1.02)
     fig.tight_layout()
     return fig
