@@ -1,0 +1,120 @@
+"""Figure 1 and the GC-regularization figure at tiny scale: outputs, claim tables, run status, cache reuse."""
+import json
+
+import pytest
+
+from minigcnc import figure1, figure_gc_regularization
+
+FIGURES = {"figure1": figure1, "figure_gc_regularization": figure_gc_regularization}
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    """Both figures drawn once at tiny scale into one folder (they share its cache)."""
+    folder = tmp_path_factory.mktemp("figures")
+    results = {name: mod.main(["--scale", "tiny", "--out", str(folder), "--jobs", "1", "--quiet"])
+               for name, mod in FIGURES.items()}
+    return folder, results
+
+
+def _json(folder, name):
+    with open(folder / f"{name}_tiny.json") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_each_figure_writes_its_png_and_json(out, name):
+    folder, _ = out
+    assert (folder / f"{name}_tiny.png").stat().st_size > 10_000
+    assert _json(folder, name)["figure"] == name
+
+
+def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out):
+    claims = _json(out[0], "figure1")["claims"]
+    stats = [c["statistic"] for c in claims]
+    for field in ("lr", "batch_size", "l2"):
+        for stat in (f"spearman({field}, gc)", f"spearman({field}, nc_train)"):
+            assert stat in stats
+    assert stats.count("spearman(gc, nc_train)") == 3 and stats.count("spearman(gc, gcol)") == 3
+    expected = {c["statistic"]: c["expected"] for c in claims}
+    assert expected["spearman(lr, gc)"] == "negative"
+    assert expected["spearman(batch_size, gc)"] == "positive"
+    assert expected["spearman(l2, gc)"] == "negative"
+    assert expected["spearman(gc, nc_train)"] == "positive"
+    for c in claims:
+        assert c["n_seeds"] == 2 and len(c["per_seed"]) == 2
+        assert c["verdict"] in ("holds", "holds (most seeds)", "mixed", "fails", "n/a")
+
+
+def test_gc_regularization_claim_table_correlates_strength_with_gc_and_gc_with_nc(out):
+    claims = _json(out[0], "figure_gc_regularization")["claims"]
+    expected = {c["statistic"]: c["expected"] for c in claims}
+    assert expected == {"spearman(gc_reg, gc)": "negative", "spearman(gc_reg, nc_train)": "negative",
+                        "spearman(gc, nc_train)": "positive", "spearman(gc, gcol)": "positive"}
+
+
+def test_a_stronger_gc_penalty_lowers_gc_even_at_tiny_scale(out):
+    claim = next(c for c in _json(out[0], "figure_gc_regularization")["claims"]
+                 if c["statistic"] == "spearman(gc_reg, gc)")
+    assert claim["verdict"] == "holds"
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_run_finished_or_is_recorded_as_diverged(out, name):
+    runs = _json(out[0], name)["runs"]
+    rows = [r for rs in runs.values() for r in rs] if isinstance(runs, dict) else runs
+    assert rows
+    for r in rows:
+        assert r["status"] in ("finished", "diverged")
+        assert r["steps"][0] == 0
+        if r["status"] == "finished":
+            assert r["steps"][-1] == 200
+
+
+def test_figure1_trains_the_shared_base_run_once(out):
+    cfgs = figure1.configs("tiny")
+    base = figure1.scale_setup("tiny")[0]
+    assert sum(c == base.replace(seed=0) for c in cfgs) == 3  # in all three sweeps ...
+    assert len({c.key() for c in cfgs}) == len(cfgs) - 2 * 2  # ... but one key per seed
+
+
+def test_gc_regularization_at_strength_zero_is_the_plain_run(out):
+    cfgs = figure_gc_regularization.configs("tiny")
+    plain = figure1.scale_setup("tiny")[0]
+    assert {c.key() for c in cfgs if c.gc_reg == 0} == {plain.replace(seed=s).key() for s in (0, 1)}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_a_second_call_reuses_the_cache_without_training(out, name, monkeypatch):
+    folder, first = out
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was retrained")
+
+    monkeypatch.setattr("minigcnc.train.fit", no_training)
+    again = FIGURES[name].main(["--scale", "tiny", "--out", str(folder), "--jobs", "1", "--quiet"])
+    assert [c.value for c in again["claims"]] == pytest.approx([c.value for c in first[name]["claims"]], nan_ok=True)
+
+
+def _fake_history(seed, gc, nc, status="finished", steps=(0, 100, 200)):
+    evals = [{"step": s, "gc": gc * (1 + i), "gcol": gc / 100 * (1 + i), "nc_train": nc * (1 + i)}
+             for i, s in enumerate(steps)]
+    return {"config": {"seed": seed}, "key": f"k{seed}{gc}", "status": status, "message": "", "seconds": 0.0,
+            "evals": evals}
+
+
+def test_a_diverged_run_is_drawn_with_an_x_and_drops_out_of_its_seeds_correlation():
+    import matplotlib.pyplot as plt
+
+    values = [0.1, 0.2, 0.4]
+    hist = [[_fake_history(s, 30, 0.3), _fake_history(s, 20, 0.2),
+             _fake_history(s, 10, 0.1, status="diverged" if s == 1 else "finished", steps=(0, 100))]
+            for s in (0, 1, 2)]
+    claims = figure1.sweep_claims("figure1", "learning rate", values, hist, -1, "lr")
+    assert [c.verdict for c in claims] == ["holds"] * 4
+    assert claims[0].per_seed == pytest.approx([-1.0, -1.0, -1.0])  # seed 1 rests on the two finished runs
+    fig, axes = plt.subplots(1, 3)
+    figure1.draw_sweep_row(axes, values, hist, "learning rate")
+    xs = [ln for ln in axes[0].get_lines() if ln.get_marker() == "x"]
+    assert len(xs) == 1 and list(xs[0].get_xdata()) == [100]
+    plt.close(fig)
