@@ -17,7 +17,7 @@ Dataset names
                          100 fine labels.
     ``"cifarfs"``        CIFAR-FS (Bertinetto et al. 2019): CIFAR-100 split by class name into 64 train / 16 val /
                          20 test classes; ``split`` is the class split and takes all 600 images of each class.
-    ``"mnist5k_rot"``, ``"mnist_rot"``, ``"fashion_mnist_rot"``
+    ``"mnist5k_rot"``, ``"digits_rot"``, ``"mnist_rot"``, ``"fashion_mnist_rot"``
                          rotation-augmented classes (``rotate_classes``): every image of the base dataset at 0, 90,
                          180 and 270 degrees, each (class, rotation) its own class, label ``4 * label + k`` for a
                          rotation by ``k * 90`` degrees; 40 classes, four times the images.
@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifarfs",
-            "mnist5k_rot", "mnist_rot", "fashion_mnist_rot")
+            "mnist5k_rot", "digits_rot", "mnist_rot", "fashion_mnist_rot")
 ROTATED_SUFFIX = "_rot"  # "<base>_rot": the base dataset with rotation-augmented classes (rotate_classes)
 N_ROTATIONS = 4
 SPLITS = ("train", "test")

@@ -1,0 +1,416 @@
+"""Figure 4: lower source GC, lower target NC and better few-shot transfer to unseen classes.
+
+    python -m minigcnc.figure4                      # laptop scale, mnist5k, rotation-augmented classes
+    python -m minigcnc.figure4 --split digits       # the plain split: 5 source digits, 5 target digits
+    python -m minigcnc.figure4 --probe              # also a logistic-regression probe per episode (slow)
+    python -m minigcnc.figure4 --source fashion_mnist   # Fashion-MNIST source, MNIST digits target (local files)
+    python -m minigcnc.figure4 --scale tiny         # seconds (the tests)
+    python -m minigcnc.figure4 --scale paper --data-root DIR   # ResNet-18 on CIFAR-FS, on a GPU
+
+Pre-train on source classes with plain SGD, sweeping one hyperparameter per row of the figure: the learning
+rate (increasing), the batch size (decreasing) and L2 (increasing), each from the same baseline. At every
+evaluation, three columns: the exact embedding GC on source training images (``gc``), the CDNV of the frozen
+embedding on the unseen target classes (``target_nc``), and the 5-way 5-shot nearest-class-centre accuracy on
+the target classes (``fewshot5``: 600 episodes, 15 queries per class, drawn with the run's seed, so runs of one
+seed are compared on the very same episodes; the interval is 1.96 sd / sqrt(600)). 1-shot accuracy
+(``fewshot1``) is recorded too. The target pool is every image (train and test) of the target classes,
+standardized with the source statistics (``measure.py``). The claim table gives, per sweep and pooled over all
+runs, the Spearman correlation across the sweep of the final source GC with the final target NC (the paper
+expects it positive) and with the final 5-shot accuracy (expected negative), per seed and pooled over seeds;
+``figures/figure4_scatter.png`` shows every run as one point (source GC, target NC, accuracy).
+
+Splits (``--split``), laptop scale, ``mnist5k`` (400 train / 100 test images per digit):
+
+- ``rotations`` (default): each digit at 0, 90, 180 and 270 degrees is its own class (``data.rotate_classes``,
+  as Omniglot few-shot benchmarks do); digits 0-4 give the 20 source classes, digits 5-9 the 20 target classes,
+  and every episode draws its 5 classes from the 20.
+- ``digits``: digits 0-4 are the source classes, digits 5-9 the target (every episode uses the same 5 classes).
+
+Why rotations by default (measured, 3 seeds, the laptop grids below): with the plain split the sweeps still
+lower source GC and, mostly, target NC, but few-shot accuracy *falls* with GC -- the opposite of the paper:
+lr 0.05 -> 0.3 takes GC 119 -> 25 and 5-shot accuracy 0.586 -> 0.539, L2 0 -> 1e-3 takes GC 119 -> 55 and
+accuracy 0.586 -> 0.582 (Spearman(GC, accuracy) +0.78 and +0.41), and even target NC and accuracy disagree
+(pooled Spearman -0.40, mixed over seeds). Five source classes can be separated by an embedding that collapses
+onto a 4-dimensional simplex, and the more it collapses (source NC 0.20 -> 0.07) the less it keeps of what tells
+the unseen digits apart. With twenty source classes the direction of the paper comes back in every sweep and
+every seed: lower source GC, lower target NC and higher 5-shot accuracy (``figures/figure4.json``). The paper
+pre-trains on 64 classes; the number of source classes is itself the lesson: collapse on the source classes
+transfers only when they are diverse enough to span what the target classes need.
+
+Scales:
+- tiny: scikit-learn 8x8 digits (``digits_rot`` / ``digits``), MLP 64-32-16, 3 seeds, 120 steps, 50 episodes.
+- laptop: MLP 784-256-256-64 (ReLU) in float32, batch 128, 3,000 steps, evaluated every 500 steps, GC on
+  500 source training images (25 per class with rotations, 100 with digits), 3 seeds. Grids: lr
+  {0.05, 0.1, 0.2, 0.3} (batch 128), batch {512, 256, 128, 32} (lr 0.05), L2 {0, 1e-4, 5e-4, 1e-3}
+  (lr 0.05, batch 128); the baseline lr 0.05, batch 128, L2 0 is shared by the three rows (run once). About
+  15 minutes on 2 quiet cores with ``--jobs 2``.
+- paper: ResNet-18 (SkipInit, no batch norm) pre-trained on the 64 CIFAR-FS train classes (500 / 100 images per
+  class for training / testing the source task), target the 20 CIFAR-FS test classes (all 600 images each),
+  read from a local CIFAR-100 archive (``--data-root``); lr {0.005, 0.01, 0.02, 0.04} (batch 256),
+  batch {512, 256, 128, 64} (lr 0.02), L2 {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4} (the paper's grid, lr 0.02, batch 256),
+  20,000 steps, 3 seeds, CuPy, float32 (our choice: the paper gives no Figure 4 grid).
+
+``--source fashion_mnist``: pre-train on the 10 Fashion-MNIST classes (60,000 training images; by default the
+plain classes, 40 rotated classes with ``--split rotations``, four times the images), transfer to the 10 MNIST
+digits of ``mnist5k`` (40 rotated), 5-way episodes drawn from them; writes ``figure4_fashion*.png``. It needs
+the Fashion-MNIST IDX files (the Debian package
+``dataset-fashion-mnist`` installs them in ``/usr/share/datasets/fashion-mnist/``, or ``--data-root``); without
+them the command says where it looked and stops without running anything.
+
+``--probe``: also the 5-shot accuracy of a scikit-learn logistic regression fitted on each episode's support set
+(``fewshot5_logreg``, a fourth column, extra claims and a fourth scatter panel), a second classifier beside NCC.
+It costs about 30 ms of CPU per probe fit and 1,200 fits per evaluation, so at laptop scale the runs are
+evaluated only at steps 0, 1,500 and 3,000, and the sweep takes about three times as long (new runs: the probe
+is part of each run's cache key).
+"""
+import sys
+import time
+
+import numpy as onp
+
+from . import claims as C
+from . import data as data_mod
+from .runs import (RunConfig, figure_outputs, figure_parser, final, print_header, resolve_cache, run_many,
+                   save_figure, series, versions, write_json)
+
+NAME = "figure4"
+SPLITS = ("rotations", "digits")
+SOURCES = ("mnist5k", "fashion_mnist")
+SOURCE_DIGITS = (0, 1, 2, 3, 4)
+TARGET_DIGITS = (5, 6, 7, 8, 9)
+# (RunConfig field, row title, the direction the paper expects to lower GC: sign of d GC / d value, in words)
+SWEEPS = (
+    ("lr", "learning rate (increasing)", -1, "a higher rate"),
+    ("batch_size", "batch size (decreasing)", +1, "a smaller batch"),
+    ("l2", "L2 (increasing)", -1, "more L2"),
+)
+METRICS = (("gc", "source GC (embedding)"), ("target_nc", "target NC (CDNV, unseen classes)"),
+           ("fewshot5", "5-way 5-shot NCC accuracy"))
+
+
+def _grid(scale):
+    """(base RunConfig fields, {swept field: values in plotting order}, number of seeds) at ``scale``."""
+    if scale == "tiny":
+        base = dict(dataset="digits", model="mlp", hidden=(32, 16), lr=0.05, batch_size=64, steps=120,
+                    eval_every=60, eval_per_class=5, fewshot_episodes=50)
+        values = {"lr": [0.05, 0.1, 0.2], "batch_size": [64, 32, 16], "l2": [0.0, 1e-3, 1e-2]}
+    elif scale == "laptop":
+        base = dict(dataset="mnist5k", model="mlp", hidden=(256, 256, 64), lr=0.05, batch_size=128, steps=3000,
+                    eval_every=500, eval_per_class=25, fewshot_episodes=600, dtype="float32")
+        values = {"lr": [0.05, 0.1, 0.2, 0.3], "batch_size": [512, 256, 128, 32], "l2": [0.0, 1e-4, 5e-4, 1e-3]}
+    elif scale == "paper":
+        base = dict(dataset="cifarfs", model="resnet18", lr=0.02, batch_size=256, steps=20000, eval_every=2000,
+                    eval_per_class=5, fewshot_episodes=600, dtype="float32", backend="cupy")
+        values = {"lr": [0.005, 0.01, 0.02, 0.04], "batch_size": [512, 256, 128, 64],
+                  "l2": [0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4]}
+    else:
+        raise ValueError(f"scale must be one of 'tiny', 'laptop', 'paper'; got {scale!r}")
+    return base, values, 3
+
+
+def _classes(scale, split, source):
+    """RunConfig fields that choose the source and target classes for ``split`` and ``source``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}; got {source!r}")
+    if scale == "paper":
+        return {"target_dataset": "cifarfs"}  # source: the 64 CIFAR-FS train classes; target: its 20 test classes
+    rot = split == "rotations"
+    suffix = data_mod.ROTATED_SUFFIX if rot else ""
+    if source == "fashion_mnist":  # all Fashion classes as source, all MNIST digits as target
+        return {"dataset": "fashion_mnist" + suffix, "target_dataset": "mnist5k" + suffix}
+    dataset = ("digits" if scale == "tiny" else "mnist5k") + suffix
+    pick = data_mod.rotated_classes if rot else list
+    fields = {"dataset": dataset, "classes": tuple(pick(SOURCE_DIGITS)), "target_classes": tuple(pick(TARGET_DIGITS))}
+    if scale == "laptop" and not rot:
+        fields["eval_per_class"] = 100  # 500 GC images, as with the 20 rotated classes
+    return fields
+
+
+def sweeps(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
+           data_root=None):
+    """The runs of Figure 4: ``{field: (values, [[RunConfig per seed] per value])}`` for lr, batch size, L2."""
+    base_fields, values, n_seeds = _grid(scale)
+    base = RunConfig(**base_fields).replace(**_classes(scale, split, source), data_root=data_root)
+    if probe:  # ~30 ms per probe fit, 1,200 fits per evaluation: evaluate at the start, half way and the end
+        every = max(1, base.steps // 2) if scale == "laptop" else base.eval_every
+        base = base.replace(fewshot_probe=True, eval_every=every)
+    if backend:
+        base = base.replace(backend=backend)
+        if backend == "numpy" and scale == "paper":
+            base = base.replace(dtype="float64")
+    seeds = range(n_seeds if seeds is None else seeds)
+    return {field: (values[field], [[base.replace(**{field: v}, seed=s) for s in seeds] for v in values[field]])
+            for field, *_ in SWEEPS}
+
+
+def configs(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
+            data_root=None):
+    """Every run of Figure 4, flat (the shared baseline appears once per sweep; the cache runs it once)."""
+    return [c for _, grid in sweeps(scale, split, source, probe, seeds, backend, data_root).values()
+            for per_value in grid for c in per_value]
+
+
+def _histories(grid, by_key):
+    """[[history per seed] per value] of one sweep's grid of configs."""
+    return [[by_key[c.key()] for c in per_value] for per_value in grid]
+
+
+def _finals(hists, metric):
+    """[[final metric per value] per seed] of one sweep (the layout ``rank_correlation_claim`` takes)."""
+    n_seeds = len(hists[0])
+    return [[final(per_value[s], metric) for per_value in hists] for s in range(n_seeds)]
+
+
+def _unique_runs(sw, by_key):
+    """{seed: [history of every distinct run of that seed]} over all sweeps (the baseline counted once)."""
+    out, seen = {}, set()
+    for _, grid in sw.values():
+        for per_value in grid:
+            for c in per_value:
+                if c.key() not in seen:
+                    seen.add(c.key())
+                    out.setdefault(c.seed, []).append(by_key[c.key()])
+    return out
+
+
+def accuracy_metrics(probe):
+    """The few-shot accuracies the claims look at: NCC, and the logistic-regression probe with ``--probe``."""
+    return [("fewshot5", "5-shot NCC accuracy")] + ([("fewshot5_logreg", "5-shot probe accuracy")] if probe else [])
+
+
+def make_claims(sw, by_key, probe=False):
+    """The claim table of Figure 4: per sweep and pooled over all runs, Spearman correlations of final values.
+
+    Per sweep: the sweep moves GC the way the paper says (lr up, batch down, L2 up: GC down); final source GC vs
+    final target NC (expected positive); final source GC vs final 5-shot accuracy (expected negative).
+    Pooled over every distinct run of a seed (all sweeps): the same two, and target NC vs accuracy (negative).
+    """
+    out = []
+    for field, title, gc_sign, direction in SWEEPS:
+        values, grid = sw[field]
+        hists = _histories(grid, by_key)
+        gc = _finals(hists, "gc")
+        name = title.split(" (")[0]
+        xs = [list(values)] * len(gc)
+        out.append(C.rank_correlation_claim(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field,
+                                            "source_gc"))
+        out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, lower target NC", gc,
+                                            _finals(hists, "target_nc"), +1, "source_gc", "target_nc"))
+        for metric, label in accuracy_metrics(probe):
+            out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, higher {label}", gc,
+                                                _finals(hists, metric), -1, "source_gc", metric))
+    runs = _unique_runs(sw, by_key)
+    pooled = lambda metric: [[final(h, metric) for h in hs] for hs in runs.values()]  # noqa: E731
+    out.append(C.rank_correlation_claim(NAME, "all runs: lower source GC, lower target NC", pooled("gc"),
+                                        pooled("target_nc"), +1, "source_gc", "target_nc"))
+    for metric, label in accuracy_metrics(probe):
+        out.append(C.rank_correlation_claim(NAME, f"all runs: lower source GC, higher {label}", pooled("gc"),
+                                            pooled(metric), -1, "source_gc", metric))
+        out.append(C.rank_correlation_claim(NAME, f"all runs: lower target NC, higher {label}", pooled("target_nc"),
+                                            pooled(metric), -1, "target_nc", metric))
+    return out
+
+
+def _after_init(hists):
+    """The histories without their step-0 evaluation (the untrained network), for the transfer panels."""
+    return [{**h, "evals": [e for e in h["evals"] if e["step"] > 0]} for h in hists]
+
+
+def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
+    """Mean accuracy over seeds with its min-max band, and bars of +- the 95% episode interval (mean over seeds),
+    shifted by ``dodge`` steps so that the bars of neighbouring curves do not hide each other."""
+    from .plotting import plot_band
+
+    line = plot_band(ax, hists, metric, color, label=label)
+    runs = [h for h in hists if h["evals"]]
+    if line is None or not runs:
+        return
+    n = min(len(series(h, metric)[0]) for h in runs)
+    steps = series(runs[0], metric)[0][:n]
+    with onp.errstate(all="ignore"):
+        m = onp.nanmean([series(h, metric)[1][:n] for h in runs], axis=0)
+        ci = onp.nanmean([series(h, metric + "_ci95")[1][:n] for h in runs], axis=0)
+    ax.errorbar(steps + dodge, m, yerr=ci, fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5)
+
+
+def draw(sw, by_key, title, probe=False):
+    """Three rows (lr, batch, L2 sweeps) by three columns (source GC, target NC, 5-shot accuracy) over training;
+    with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import fmt_value, plot_band, style, sweep_colors
+
+    style()
+    columns = list(METRICS) + ([("fewshot5_logreg", "5-way 5-shot probe accuracy")] if probe else [])
+    fig, axes = plt.subplots(3, len(columns), figsize=(4.35 * len(columns), 10.5))
+    for row, (field, row_title, *_) in enumerate(SWEEPS):
+        values, grid = sw[field]
+        hists = _histories(grid, by_key)
+        colors = sweep_colors(len(values))
+        short = {"lr": "lr", "batch_size": "batch", "l2": "L2"}[field]
+        every = grid[0][0].eval_every
+        for i, (v, hs, color) in enumerate(zip(values, hists, colors)):
+            label = f"{short} = {fmt_value(v)}"
+            plot_band(axes[row, 0], hs, "gc", color, label=label)
+            plot_band(axes[row, 1], _after_init(hs), "target_nc", color, label=label)
+            for col in range(2, len(columns)):
+                _plot_accuracy(axes[row, col], _after_init(hs), columns[col][0], color, label,
+                               dodge=(i - (len(values) - 1) / 2) * 0.04 * every)
+        init = [h for hs in hists for h in hs if h["evals"] and h["evals"][0]["step"] == 0]
+        for col, (metric, col_title) in enumerate(columns):
+            ax = axes[row, col]
+            ax.set_title(f"{row_title}: {col_title}")
+            xlabel = "pre-training iteration"
+            if col and init:  # the untrained network is left off the axis so that the sweep stays readable
+                xlabel += f" (at initialization: {onp.nanmean([h['evals'][0].get(metric, onp.nan) for h in init]):.3g})"
+            ax.set_xlabel(xlabel)
+        axes[row, 0].set_ylabel("source GC")
+        axes[row, 1].set_ylabel("target NC (lower = more collapse)")
+        for col in range(2, len(columns)):
+            axes[row, col].set_ylabel("5-shot accuracy, bars: 95% interval")
+        axes[row, 0].legend(loc="best")
+    n_seeds = len(sw["lr"][1][0])
+    fig.suptitle(f"Figure 4: {title}\nlines: mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}, bands: min-max "
+                 "over seeds; accuracy bars: "
+                 "95% interval over the episodes (mean over seeds); x: a diverged run", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def draw_scatter(sw, by_key, title, probe=False):
+    """Every run's final (source GC, target NC, 5-shot accuracy) as one point, coloured by sweep."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import style
+
+    style()
+    runs = _unique_runs(sw, by_key)
+    sweep_of = {}
+    for field, *_ in SWEEPS:
+        values, grid = sw[field]
+        for v, per_value in zip(values, grid):
+            for c in per_value:  # the baseline belongs to every sweep; it is drawn once, in black
+                sweep_of[c.key()] = "baseline" if c.key() in sweep_of else field
+    styles = {"lr": ("C0", "o", "lr sweep"), "batch_size": ("C1", "s", "batch sweep"), "l2": ("C2", "^", "L2 sweep"),
+              "baseline": ("k", "*", "baseline (all rows)")}
+    panels = [("gc", "target_nc"), ("gc", "fewshot5"), ("target_nc", "fewshot5")]
+    if probe:
+        panels.append(("gc", "fewshot5_logreg"))
+    labels = {"gc": "final source GC", "target_nc": "final target NC",
+              "fewshot5": "final 5-shot NCC accuracy", "fewshot5_logreg": "final 5-shot probe accuracy"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4))
+    hs_all = [h for hs in runs.values() for h in hs]
+    for ax, (xm, ym) in zip(axes, panels):
+        drawn = set()
+        for h in hs_all:
+            color, marker, label = styles[sweep_of[h["key"]]]
+            ax.plot(final(h, xm), final(h, ym), marker, color=color, ms=6 if marker == "*" else 4.5, alpha=0.8,
+                    label=None if label in drawn else label)
+            drawn.add(label)
+        rho = C.spearman([final(h, xm) for h in hs_all], [final(h, ym) for h in hs_all])
+        ax.set_title(f"Spearman {rho:+.2f} over {len(hs_all)} runs")
+        ax.set_xlabel(labels[xm])
+        ax.set_ylabel(labels[ym])
+    axes[0].legend(loc="best")
+    fig.suptitle(f"Figure 4, every run pooled ({title})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def summarize(sw, by_key):
+    """Per sweep, value and seed: status, final values and the curves, for the JSON."""
+    keys = ["gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot1_ci95", "fewshot5_logreg",
+            "fewshot5_logreg_ci95", "nc_train", "test_acc", "logit_gc"]
+    out = {}
+    for field, *_ in SWEEPS:
+        values, grid = sw[field]
+        rows = []
+        for v, per_value in zip(values, _histories(grid, by_key)):
+            for h in per_value:
+                rows.append({"value": v, "seed": h["config"]["seed"], "key": h["key"], "status": h["status"],
+                             "message": h["message"], "seconds": h["seconds"],
+                             "final": {k: final(h, k) for k in keys if k in h["evals"][-1]} if h["evals"] else {},
+                             "steps": series(h, "gc")[0].tolist(),
+                             "curves": {k: series(h, k)[1].tolist() for k in keys
+                                        if h["evals"] and k in h["evals"][-1]}})
+        out[field] = rows
+    return out
+
+
+def _title(scale, split, source):
+    if scale == "paper":
+        return "ResNet-18, CIFAR-FS: 64 source classes -> 20 target classes"
+    data = "8x8 digits" if scale == "tiny" else "mnist5k"
+    model = "MLP 64-32-16" if scale == "tiny" else "MLP 784-256-256-64"
+    if source == "fashion_mnist":
+        classes = "Fashion-MNIST -> MNIST digits" + (", 4 rotations each" if split == "rotations" else "")
+    elif split == "rotations":
+        classes = f"{data}, digits 0-4 x 4 rotations = 20 source classes -> digits 5-9 x 4 rotations = 20 target"
+    else:
+        classes = f"{data}, digits 0-4 (source) -> digits 5-9 (target)"
+    return f"{model}, {classes}"
+
+
+def _fashion_missing(data_root):
+    """None when the Fashion-MNIST files can be read, else the reason (where it looked, how to get them)."""
+    try:
+        data_mod.load("fashion_mnist", "test", root=data_root)
+    except FileNotFoundError as e:
+        return str(e)
+    return None
+
+
+def main(argv=None):
+    p = figure_parser("python -m minigcnc.figure4", __doc__)
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="rotations (default with mnist5k): 20 source / 20 target classes, each digit at 4 angles; "
+                        "digits: 5 source / 5 target digits (with fashion_mnist, the default: the plain 10 classes)")
+    p.add_argument("--source", choices=SOURCES, default="mnist5k",
+                   help="source data (fashion_mnist: local Fashion-MNIST files, target the mnist5k digits)")
+    p.add_argument("--probe", action="store_true", help="also a logistic-regression probe per episode (slow)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    args = p.parse_args(argv)
+    if args.split is None:
+        args.split = "rotations" if args.source == "mnist5k" else "digits"
+    t0 = time.time()
+    if args.source == "fashion_mnist" and args.scale != "paper":
+        reason = _fashion_missing(args.data_root)
+        if reason:
+            print(f"figure4: skipped, --source fashion_mnist needs the Fashion-MNIST files.\n{reason}", file=sys.stderr)
+            return {"skipped": reason}
+    sw = sweeps(args.scale, args.split, args.source, args.probe, args.seeds, args.backend, args.data_root)
+    cfgs = [c for _, grid in sw.values() for per_value in grid for c in per_value]
+    unique = list({c.key(): c for c in cfgs}.values())
+    cache = resolve_cache(args)
+    print_header(NAME, args.scale, len(unique), cache)
+    histories = run_many(unique, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    by_key = {c.key(): h for c, h in zip(unique, histories)}
+    claims = make_claims(sw, by_key, args.probe)
+    title = _title(args.scale, args.split, args.source)
+    png, js = figure_outputs(NAME, args.scale, args.out)
+    variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits",
+               ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[
+        (args.source, args.split)]
+    variant += "_probe" if args.probe else ""
+    png = png.with_name(png.stem + variant + png.suffix)
+    js = js.with_name(js.stem + variant + js.suffix)
+    scatter = png.with_name(png.stem.replace(NAME, NAME + "_scatter", 1) + png.suffix)
+    save_figure(draw(sw, by_key, title, args.probe), png)
+    save_figure(draw_scatter(sw, by_key, title, args.probe), scatter)
+    train_seconds = sum(h["seconds"] for h in histories)
+    write_json(js, {"figure": NAME, "scale": args.scale, "split": args.split, "source": args.source,
+                    "probe": args.probe, "title": title, "source_digits": list(SOURCE_DIGITS),
+                    "target_digits": list(TARGET_DIGITS),
+                    "grids": {field: list(sw[field][0]) for field, *_ in SWEEPS},
+                    "configs": [c.to_dict() for c in unique], "sweeps": summarize(sw, by_key),
+                    "claims": [c.to_dict() for c in claims], "versions": versions(),
+                    "wall_seconds": time.time() - t0, "run_seconds_total": train_seconds})
+    print(C.claim_table(claims))
+    print(f"\nwrote {png}, {scatter} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    return {"png": str(png), "scatter": str(scatter), "json": str(js), "claims": claims, "histories": histories}
+
+
+if __name__ == "__main__":
+    main()
