@@ -19,14 +19,11 @@ Scales: tiny = sklearn digits, MLP 64-32-16, 2 seeds, 300 steps; laptop = mnist5
 lr 0.05, batch 128, 3,000 steps, 5 seeds, float32 (3x faster than float64 here; GC and the
 bounds agree to 3 digits); paper = VGG-13 on CIFAR-10, lr 0.01, batch 128, 5 seeds (GPU).
 """
-import sys
 import time
 
-import numpy as onp
 
 from . import claims as C
-from .runs import (RunConfig, figure_outputs, figure_parser, print_header, resolve_cache, run_many, save_figure,
-                   series, versions, write_json)
+from .runs import RunConfig, figure_parser, print_header, resolve_cache, run_many, series, write_figure
 
 NAME = "figure3"
 BOUNDS = [  # (metric, label, colour, line style)
@@ -138,13 +135,9 @@ def main(argv=None):
     claims = make_claims(histories)
     title = {"tiny": "MLP on digits", "laptop": "MLP on mnist5k", "paper": "VGG-13 on CIFAR-10"}[args.scale]
     fig = draw(histories, title)
-    png, js = figure_outputs(NAME, args.scale, args.out)
-    save_figure(fig, png)
-    write_json(js, {"figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
-                    "runs": summarize(histories), "claims": [c.to_dict() for c in claims],
-                    "versions": versions(), "wall_seconds": time.time() - t0})
-    print(C.claim_table(claims))
-    print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    png, js = write_figure(NAME, args.scale, args.out, fig, {
+        "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], "runs": summarize(histories)},
+        claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
 
 

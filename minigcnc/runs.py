@@ -361,6 +361,22 @@ def save_figure(fig, path):
     os.replace(tmp, path)
 
 
+def write_figure(name, scale, out, fig, doc, claims, t0):
+    """Save ``fig`` and the JSON ``doc`` (plus claims, versions, wall time), print the claim table.
+
+    The common end of every ``python -m minigcnc.figureN``; returns (png path, json path).
+    """
+    from .claims import claim_table
+
+    png, js = figure_outputs(name, scale, out)
+    save_figure(fig, png)
+    write_json(js, {**doc, "claims": [c.to_dict() for c in claims], "versions": versions(),
+                    "wall_seconds": time.time() - t0})
+    print(claim_table(claims))
+    print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    return png, js
+
+
 def seed_groups(histories, configs, by):
     """{value of field ``by``: [histories over seeds]} in the order the values first appear."""
     out = {}
