@@ -71,7 +71,7 @@ import numpy as onp
 from . import claims as C
 from . import data as data_mod
 from .runs import (RunConfig, figure_outputs, figure_parser, final, print_header, resolve_cache, run_many,
-                   save_figure, series, versions, write_json)
+                   save_figure, series, write_figure)
 
 NAME = "figure4"
 SPLITS = ("rotations", "digits")
@@ -389,26 +389,18 @@ def main(argv=None):
     by_key = {c.key(): h for c, h in zip(unique, histories)}
     claims = make_claims(sw, by_key, args.probe)
     title = _title(args.scale, args.split, args.source)
-    png, js = figure_outputs(NAME, args.scale, args.out)
     variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits",
                ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[
-        (args.source, args.split)]
-    variant += "_probe" if args.probe else ""
-    png = png.with_name(png.stem + variant + png.suffix)
-    js = js.with_name(js.stem + variant + js.suffix)
-    scatter = png.with_name(png.stem.replace(NAME, NAME + "_scatter", 1) + png.suffix)
-    save_figure(draw(sw, by_key, title, args.probe), png)
+        (args.source, args.split)] + ("_probe" if args.probe else "")
+    scatter = figure_outputs(NAME + "_scatter" + variant, args.scale, args.out)[0]
     save_figure(draw_scatter(sw, by_key, title, args.probe), scatter)
-    train_seconds = sum(h["seconds"] for h in histories)
-    write_json(js, {"figure": NAME, "scale": args.scale, "split": args.split, "source": args.source,
-                    "probe": args.probe, "title": title, "source_digits": list(SOURCE_DIGITS),
-                    "target_digits": list(TARGET_DIGITS),
-                    "grids": {field: list(sw[field][0]) for field, *_ in SWEEPS},
-                    "configs": [c.to_dict() for c in unique], "sweeps": summarize(sw, by_key),
-                    "claims": [c.to_dict() for c in claims], "versions": versions(),
-                    "wall_seconds": time.time() - t0, "run_seconds_total": train_seconds})
-    print(C.claim_table(claims))
-    print(f"\nwrote {png}, {scatter} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    print(f"wrote {scatter}", file=sys.stderr)
+    png, js = write_figure(NAME + variant, args.scale, args.out, draw(sw, by_key, title, args.probe), {
+        "figure": NAME, "scale": args.scale, "split": args.split, "source": args.source, "probe": args.probe,
+        "title": title, "source_digits": list(SOURCE_DIGITS), "target_digits": list(TARGET_DIGITS),
+        "grids": {field: list(sw[field][0]) for field, *_ in SWEEPS}, "configs": [c.to_dict() for c in unique],
+        "sweeps": summarize(sw, by_key), "scatter": str(scatter),
+        "run_seconds_total": sum(h["seconds"] for h in histories)}, claims, t0)
     return {"png": str(png), "scatter": str(scatter), "json": str(js), "claims": claims, "histories": histories}
 
 
