@@ -53,8 +53,7 @@ import time
 import numpy as onp
 
 from . import claims as C
-from .runs import (RunConfig, figure_outputs, figure_parser, final, print_header, resolve_cache, run_many,
-                   save_figure, series, versions, write_json)
+from .runs import RunConfig, figure_parser, final, run_sweep, series, write_figure
 
 NAME = "figure1"
 # (RunConfig field, label, expected sign of spearman(value, final GC)); rows in this order
@@ -276,25 +275,19 @@ def main(argv=None):
     base, grid, seeds = scale_setup(args.scale, args.backend, args.data_root, args.dataset, args.model)
     sweeps = sweep_configs(base, grid, seeds)
     cfgs = flat(sweeps)
-    cache = resolve_cache(args)
-    print_header(NAME, args.scale, len({c.key() for c in cfgs}), cache)
-    histories = run_many(cfgs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    histories = run_sweep(NAME, args, cfgs)
     by_sweep = histories_by_sweep(sweeps, histories)
     claims = make_claims(grid, by_sweep)
     title = f"{base.model.upper() if base.model != 'mlp' else 'MLP'} on {base.dataset}"
     fig = draw(grid, by_sweep, title)
     variant = args.dataset or args.model
     name = f"{NAME}_{base.model}_{base.dataset}" if variant else NAME
-    png, js = figure_outputs(name, args.scale, args.out)
-    save_figure(fig, png)
-    write_json(js, {"figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
-                    "configs": [c.to_dict() for c in cfgs], "runs": summarize(grid, by_sweep),
-                    "claims": [c.to_dict() for c in claims], "versions": versions(),
-                    "wall_seconds": time.time() - t0, "train_seconds": train_seconds(histories)})
     print_finals(grid, by_sweep)
     print()
-    print(C.claim_table(claims))
-    print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    png, js = write_figure(name, args.scale, args.out, fig, {
+        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
+        "configs": [c.to_dict() for c in cfgs], "runs": summarize(grid, by_sweep),
+        "train_seconds": train_seconds(histories)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
 
 

@@ -25,7 +25,7 @@ import numpy as onp
 from . import claims as C
 from .measure import GC_ESTIMATOR_LEVELS, estimator_key
 from . import figure3
-from .runs import figure_parser, print_header, resolve_cache, run_many, series, write_figure
+from .runs import figure_parser, run_sweep, series, write_figure
 
 NAME = "figure2"
 PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) masked Jacobian entries, keep prob. q", "q"),
@@ -101,11 +101,9 @@ def main(argv=None):
     args = figure_parser("python -m minigcnc.figure2", __doc__).parse_args(argv)
     t0 = time.time()
     cfgs = configs(args.scale, args.backend, args.data_root)
-    cache = resolve_cache(args)
-    print_header(NAME, args.scale, len(cfgs), cache)
-    histories = run_many(cfgs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    histories = run_sweep(NAME, args, cfgs)
     claims = make_claims(histories)
-    title = {"tiny": "MLP on digits", "laptop": "MLP on mnist5k", "paper": "VGG-13 on CIFAR-10"}[args.scale]
+    title = figure3.TITLES[args.scale]
     fig = draw(histories, title)
     png, js = write_figure(NAME, args.scale, args.out, fig, {
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],

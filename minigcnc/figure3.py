@@ -23,9 +23,10 @@ import time
 
 
 from . import claims as C
-from .runs import RunConfig, figure_parser, print_header, resolve_cache, run_many, series, write_figure
+from .runs import RunConfig, figure_parser, run_sweep, series, write_figure
 
 NAME = "figure3"
+TITLES = {"tiny": "MLP on digits", "laptop": "MLP on mnist5k", "paper": "VGG-13 on CIFAR-10"}
 BOUNDS = [  # (metric, label, colour, line style)
     ("bound_gc", "GC bound, rho = lambda_max Cov(x|c) (Gaussian proxy)", "C0", "-"),
     ("bound_gc_directional", "directional GC bound (same rho)", "C0", "--"),
@@ -129,11 +130,9 @@ def main(argv=None):
     args = figure_parser("python -m minigcnc.figure3", __doc__).parse_args(argv)
     t0 = time.time()
     cfgs = configs(args.scale, args.backend, args.data_root)
-    cache = resolve_cache(args)
-    print_header(NAME, args.scale, len(cfgs), cache)
-    histories = run_many(cfgs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    histories = run_sweep(NAME, args, cfgs)
     claims = make_claims(histories)
-    title = {"tiny": "MLP on digits", "laptop": "MLP on mnist5k", "paper": "VGG-13 on CIFAR-10"}[args.scale]
+    title = TITLES[args.scale]
     fig = draw(histories, title)
     png, js = write_figure(NAME, args.scale, args.out, fig, {
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], "runs": summarize(histories)},

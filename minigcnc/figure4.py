@@ -70,8 +70,7 @@ import numpy as onp
 
 from . import claims as C
 from . import data as data_mod
-from .runs import (RunConfig, figure_outputs, figure_parser, final, print_header, resolve_cache, run_many,
-                   save_figure, series, write_figure)
+from .runs import RunConfig, figure_outputs, figure_parser, final, run_sweep, save_figure, series, write_figure
 
 NAME = "figure4"
 SPLITS = ("rotations", "digits")
@@ -383,9 +382,7 @@ def main(argv=None):
     sw = sweeps(args.scale, args.split, args.source, args.probe, args.seeds, args.backend, args.data_root)
     cfgs = [c for _, grid in sw.values() for per_value in grid for c in per_value]
     unique = list({c.key(): c for c in cfgs}.values())
-    cache = resolve_cache(args)
-    print_header(NAME, args.scale, len(unique), cache)
-    histories = run_many(unique, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    histories = run_sweep(NAME, args, unique)
     by_key = {c.key(): h for c, h in zip(unique, histories)}
     claims = make_claims(sw, by_key, args.probe)
     title = _title(args.scale, args.split, args.source)

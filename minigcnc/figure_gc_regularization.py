@@ -40,13 +40,10 @@ scales here. Cost: a penalized step costs 2-4 plain ones; the 12 penalized runs 
 4-5 minutes on two quiet cores with ``--jobs 2`` (10.6 minutes when we measured it on a machine shared with
 other work); the 3 unpenalized runs come from Figure 1's cache, or add about half a minute.
 """
-import sys
 import time
 
-from . import claims as C
 from .figure1 import draw_sweep_row, print_finals, summarize, sweep_claims, train_seconds
-from .runs import (RunConfig, figure_outputs, figure_parser, print_header, resolve_cache, run_many, save_figure,
-                   versions, write_json)
+from .runs import RunConfig, figure_parser, run_sweep, write_figure
 
 NAME = "figure_gc_regularization"
 FIELD = "gc_reg"
@@ -116,27 +113,20 @@ def main(argv=None):
     base, strengths, seeds, method = scale_setup(args.scale, args.backend, args.data_root, args.gc_method)
     hist_cfgs = sweep_configs(base, strengths, seeds, method)
     cfgs = [c for cs in hist_cfgs for c in cs]
-    cache = resolve_cache(args)
-    print_header(NAME, args.scale, len(cfgs), cache)
-    flat = run_many(cfgs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    flat = run_sweep(NAME, args, cfgs)
     it = iter(flat)
     hist = [[next(it) for _ in cs] for cs in hist_cfgs]
     claims = make_claims(strengths, hist)
     title = f"{'MLP' if base.model == 'mlp' else base.model.upper()} on {base.dataset}"
     fig = draw(strengths, hist, title, method)
     stem = NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
-    png, js = figure_outputs(stem, args.scale, args.out)
-    save_figure(fig, png)
     grid, by = {FIELD: strengths}, {FIELD: hist}
-    write_json(js, {"figure": NAME, "scale": args.scale, "base": base.to_dict(), "strengths": strengths,
-                    "method": method, "seeds": seeds, "configs": [c.to_dict() for c in cfgs],
-                    "runs": summarize(grid, by)[FIELD], "claims": [c.to_dict() for c in claims],
-                    "versions": versions(), "wall_seconds": time.time() - t0,
-                    "train_seconds": train_seconds(flat)})
     print_finals(grid, by)
     print()
-    print(C.claim_table(claims))
-    print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    png, js = write_figure(stem, args.scale, args.out, fig, {
+        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "strengths": strengths, "method": method,
+        "seeds": seeds, "configs": [c.to_dict() for c in cfgs], "runs": summarize(grid, by)[FIELD],
+        "train_seconds": train_seconds(flat)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": flat}
 
 

@@ -400,5 +400,8 @@ def final(history, metric):
     return float(history["evals"][-1].get(metric, float("nan")))
 
 
-def print_header(name, scale, n_runs, cache):
-    print(f"{name}: scale={scale}, {n_runs} runs, cache={cache}", file=sys.stderr)
+def run_sweep(name, args, configs):
+    """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask)."""
+    cache = resolve_cache(args)
+    print(f"{name}: scale={args.scale}, {len({c.key() for c in configs})} runs, cache={cache}", file=sys.stderr)
+    return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
