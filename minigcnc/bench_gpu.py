@@ -120,9 +120,9 @@ def relative_difference(a, b):
 def gc_plan(model, params, X, N, chunk=None, batch_size=None):
     """gc's (samples per pass, rows per pass, per-row width) for N inputs like X, or None if gc changed inside."""
     try:
-        width = gc._forward(model, params, X[:1])[2]
-        n, c = gc._plan(params, N, model.embed_dim, width, chunk, batch_size)
-        return n, c, width
+        sizing = gc._forward(model, params, X[:1])[2]  # (per-sample width, whether it has convolutions)
+        n, c = gc._plan(params, N, model.embed_dim, sizing, chunk, batch_size)
+        return n, c, sizing[0]
     except (AttributeError, TypeError, ValueError):
         return None
 

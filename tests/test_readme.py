@@ -1,0 +1,29 @@
+"""The README's tutorial runs as printed, and what the README says of its output is what it prints."""
+import os
+import re
+
+import numpy as np
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def tutorial_code():
+    text = open(README, encoding="utf-8").read()
+    section = text.split("## Tutorial", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1, "the tutorial section should hold exactly one python block"
+    return blocks[0]
+
+
+def test_the_tutorial_runs_and_shows_gc_rising_while_nc_falls(capsys):
+    scope = {}
+    exec(compile(tutorial_code(), "README.md#tutorial", "exec"), scope)  # noqa: S102 - our own README
+    printed = capsys.readouterr().out.split("\n")
+    rows = [line.split() for line in printed if line.strip()]
+    steps = [int(r[0]) for r in rows]
+    gc = np.array([float(r[1]) for r in rows])
+    nc = np.array([float(r[2]) for r in rows])
+    assert steps[0] == 0 and steps[-1] == 1000 and len(rows) == 5
+    # the README's words: GC starts about 60 and grows; NC falls from about 3.4 to about 0.4
+    assert 40 < gc[0] < 80 and gc[-1] > gc[0]
+    assert 2.5 < nc[0] < 4.5 and 0.25 < nc[-1] < 0.6 and np.all(np.diff(nc) < 0)
