@@ -193,12 +193,13 @@ def MaxPool(size=2):
     """Max-pooling over non-overlapping size x size windows."""
 
     def apply(params, x):
-        raw = getval(x)
-        return ops.maxpool2d(x, size), (ops.maxpool_mask(raw, size), raw.shape[2], raw.shape[3])
+        # the cache is the input itself: the arg-max mask is made only when a jtp needs it, so that a
+        # training step (which never calls jtp) does not pay for it
+        return ops.maxpool2d(x, size), getval(x)
 
-    def jtp(params, cache, T):
-        mask, H, W = cache
-        return ops.maxpool2d_input_grad(T, mask, size, H, W)  # (N, q, C, Ho, Wo) -> (N, q, C, H, W)
+    def jtp(params, raw, T):
+        mask = ops.maxpool_mask(raw, size)
+        return ops.maxpool2d_input_grad(T, mask, size, raw.shape[2], raw.shape[3])  # (N,q,C,Ho,Wo) -> (N,q,C,H,W)
 
     return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, {"kind": "pool"})
 
