@@ -1,6 +1,6 @@
 """Figure 1: a higher learning rate, a smaller batch and more L2 each lower the embedding GC and the NC.
 
-    python -m minigcnc.figure1                  # laptop scale, about 8 minutes on 2 quiet cores
+    python -m minigcnc.figure1                  # laptop scale, 6.5 minutes on 2 quiet cores
     python -m minigcnc.figure1 --scale tiny     # seconds
     python -m minigcnc.figure1 --scale paper --data-root DIR                             # VGG-13 on CIFAR-10, GPU
     python -m minigcnc.figure1 --scale paper --dataset mnist --model vgg11 --data-root DIR  # the MNIST appendix
@@ -34,8 +34,8 @@ Why these laptop choices (from scans on mnist5k before settling):
 
 - the model and data are the package's default (offline; exact GC and all collapse metrics in about 0.4 s
   of CPU per evaluation); float32 is about 3x faster than float64 here (GC agrees to ~3 digits). A step
-  costs about 5, 8 and 18 ms of CPU at batch 32, 128 and 512. The 39 distinct runs (13 per seed) used 16
-  CPU minutes in all: about 8 minutes on two quiet cores with ``--jobs 2``, more while other jobs share
+  costs about 5, 8 and 18 ms of CPU at batch 32, 128 and 512. The 39 distinct runs (13 per seed) took 6.5
+  minutes from scratch on two quiet cores with ``--jobs 2`` (13 CPU minutes), more while other jobs share
   them (31 minutes when we measured it on a machine loaded about five-fold by other work).
 - 2,000 steps: every run reaches 100% training accuracy between steps 250 and 1,250 (training loss 1e-4 to
   2e-3 at the end, 2e-2 with L2 5e-3), so at least the last third of every run is the terminal phase where
@@ -138,11 +138,11 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name):
     ]
 
 
-def make_claims(grid, by_sweep):
+def make_claims(grid, by_sweep, figure=NAME):
     """The claim table of Figure 1: four rank correlations per sweep (see ``sweep_claims``)."""
     out = []
     for field, label, sign in SWEEPS:
-        out += sweep_claims(NAME, label, grid[field], by_sweep[field], sign, field)
+        out += sweep_claims(figure, label, grid[field], by_sweep[field], sign, field)
     return out
 
 
@@ -266,29 +266,36 @@ def print_finals(grid, by_sweep, metrics=("gc", "gcol", "nc_train", "train_acc")
                   file=out)
 
 
-def main(argv=None):
-    p = figure_parser("python -m minigcnc.figure1", __doc__)
+def sweep_figure(argv, name, doc, setup, prog=None):
+    """Run, draw and check a Figure-1-style sweep figure: ``setup(scale, backend, data_root, dataset, model)``
+    gives (base config, grid, seeds); writes ``figures/<name>.png`` and ``.json`` (``--dataset``/``--model``
+    add ``_<model>_<dataset>`` to the name). Shared by Figure 1 and the MNIST appendix (``figure_mnist``)."""
+    p = figure_parser(prog or f"python -m minigcnc.{name}", doc)
     p.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist, cifar10)")
     p.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11, vgg13)")
     args = p.parse_args(argv)
     t0 = time.time()
-    base, grid, seeds = scale_setup(args.scale, args.backend, args.data_root, args.dataset, args.model)
+    base, grid, seeds = setup(args.scale, args.backend, args.data_root, args.dataset, args.model)
     sweeps = sweep_configs(base, grid, seeds)
     cfgs = flat(sweeps)
-    histories = run_sweep(NAME, args, cfgs)
+    histories = run_sweep(name, args, cfgs)
     by_sweep = histories_by_sweep(sweeps, histories)
-    claims = make_claims(grid, by_sweep)
+    claims = make_claims(grid, by_sweep, figure=name)
     title = f"{base.model.upper() if base.model != 'mlp' else 'MLP'} on {base.dataset}"
     fig = draw(grid, by_sweep, title)
     variant = args.dataset or args.model
-    name = f"{NAME}_{base.model}_{base.dataset}" if variant else NAME
+    out_name = f"{name}_{base.model}_{base.dataset}" if variant else name
     print_finals(grid, by_sweep)
     print()
-    png, js = write_figure(name, args.scale, args.out, fig, {
-        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
+    png, js = write_figure(out_name, args.scale, args.out, fig, {
+        "figure": name, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
         "configs": [c.to_dict() for c in cfgs], "runs": summarize(grid, by_sweep),
         "train_seconds": train_seconds(histories)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
+
+
+def main(argv=None):
+    return sweep_figure(argv, NAME, __doc__, scale_setup)
 
 
 if __name__ == "__main__":
