@@ -7,6 +7,7 @@ FIGURES = [
     ("figure3", "the GC-based bound tracks the nearest-class-centre test error (Fig. 3) -- the main job"),
     ("figure4", "lower source GC gives lower target NC and better few-shot transfer (Fig. 4)"),
     ("figure_gc_regularization", "an explicit GC penalty lowers GC, geometric collapse and NC (appendix)"),
+    ("figure_mnist", "Figure 1's sweeps on a convolutional net (appendix: VGG-11 on MNIST)"),
 ]
 
 

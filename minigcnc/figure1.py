@@ -3,7 +3,7 @@
     python -m minigcnc.figure1                  # laptop scale, 6.5 minutes on 2 quiet cores
     python -m minigcnc.figure1 --scale tiny     # seconds
     python -m minigcnc.figure1 --scale paper --data-root DIR                             # VGG-13 on CIFAR-10, GPU
-    python -m minigcnc.figure1 --scale paper --dataset mnist --model vgg11 --data-root DIR  # the MNIST appendix
+    python -m minigcnc.figure_mnist --scale paper --data-root DIR  # the appendix's VGG-11 on MNIST (figure_mnist.py)
 
 Three sweeps from one base run, each changing one knob: the learning rate (increasing), the batch size
 (decreasing) and the L2 strength (increasing), five values each; the base run belongs to all three
@@ -26,9 +26,10 @@ Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the 
   L2 {0, 1e-4, 5e-4, 1e-3, 5e-3}; 2,000 steps, evaluated every 250 steps (GC on 50 images per class).
 - paper: VGG-13 on CIFAR-10, float32 on CuPy, base run lr 0.02, batch 256, no L2; lr
   {0.005, 0.01, 0.02, 0.04, 0.08}, batch {512, 256, 128, 64, 32}, L2 {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4} (the
-  paper's grid at lr 0.02, batch 256); 20,000 steps, 3 seeds. ``--dataset mnist --model vgg11`` (with
-  ``--data-root``) draws the appendix's VGG-11 on MNIST; ``--dataset``/``--model`` work at every scale and
-  name the outputs ``figure1_<model>_<dataset>``.
+  paper's grid at lr 0.02, batch 256); 20,000 steps, 3 seeds. ``--dataset``/``--model`` (e.g. ``mnist`` /
+  ``vgg11``) replace the scale's data and network at every scale and name the outputs
+  ``figure1_<model>_<dataset>``; the appendix's VGG-11 on MNIST, with its own laptop-scale convnet, is
+  ``python -m minigcnc.figure_mnist``.
 
 Why these laptop choices (from scans on mnist5k before settling):
 
@@ -83,6 +84,12 @@ def scale_setup(scale, backend=None, data_root=None, dataset=None, model=None):
         grid = {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
                 "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)}
         seeds = range(3)
+    return with_options(base, scale, backend, data_root, dataset, model), grid, list(seeds)
+
+
+def with_options(base, scale, backend=None, data_root=None, dataset=None, model=None):
+    """``base`` with the command line's choices: data root, backend (float64 for numpy at paper scale),
+    and a dataset or model in place of the scale's default."""
     base = base.replace(data_root=data_root, **({"backend": backend} if backend else {}))
     if backend == "numpy" and scale == "paper":
         base = base.replace(dtype="float64")
@@ -90,7 +97,7 @@ def scale_setup(scale, backend=None, data_root=None, dataset=None, model=None):
         base = base.replace(dataset=dataset)
     if model:
         base = base.replace(model=model)
-    return base, grid, list(seeds)
+    return base
 
 
 def sweep_configs(base, grid, seeds):

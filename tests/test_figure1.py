@@ -1,11 +1,12 @@
-"""Figure 1 and the GC-regularization figure at tiny scale: outputs, claim tables, run status, cache reuse."""
+"""Figure 1, its MNIST/convnet appendix and the GC-regularization figure at tiny scale: outputs, claim tables,
+run status, cache reuse."""
 import json
 
 import pytest
 
-from minigcnc import figure1, figure_gc_regularization
+from minigcnc import figure1, figure_gc_regularization, figure_mnist
 
-FIGURES = {"figure1": figure1, "figure_gc_regularization": figure_gc_regularization}
+FIGURES = {"figure1": figure1, "figure_gc_regularization": figure_gc_regularization, "figure_mnist": figure_mnist}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,9 @@ def test_each_figure_writes_its_png_and_json(out, name):
     assert _json(folder, name)["figure"] == name
 
 
-def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out):
-    claims = _json(out[0], "figure1")["claims"]
+@pytest.mark.parametrize("name", ["figure1", "figure_mnist"])
+def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out, name):
+    claims = _json(out[0], name)["claims"]
     stats = [c["statistic"] for c in claims]
     for field in ("lr", "batch_size", "l2"):
         for stat in (f"spearman({field}, gc)", f"spearman({field}, nc_train)"):
@@ -68,7 +70,7 @@ def test_every_run_finished_or_is_recorded_as_diverged(out, name):
         assert r["status"] in ("finished", "diverged")
         assert r["steps"][0] == 0
         if r["status"] == "finished":
-            assert r["steps"][-1] == 200
+            assert r["steps"][-1] == FIGURES[name].scale_setup("tiny")[0].steps
 
 
 def test_figure1_trains_the_shared_base_run_once(out):
@@ -118,3 +120,14 @@ def test_a_diverged_run_is_drawn_with_an_x_and_drops_out_of_its_seeds_correlatio
     xs = [ln for ln in axes[0].get_lines() if ln.get_marker() == "x"]
     assert len(xs) == 1 and list(xs[0].get_xdata()) == [100]
     plt.close(fig)
+
+
+def test_the_mnist_appendix_trains_a_convnet_and_names_vgg11_on_mnist_at_paper_scale(out):
+    data = _json(out[0], "figure_mnist")
+    assert data["base"]["model"] == "convnet" and data["base"]["dataset"] == "digits"
+    assert all(c["model"] == "convnet" for c in data["configs"])
+    base, grid, seeds = figure_mnist.scale_setup("paper")
+    assert (base.model, base.dataset, base.backend) == ("vgg11", "mnist", "cupy")
+    assert grid["l2"] == (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4) and len(seeds) == 3
+    laptop, _, _ = figure_mnist.scale_setup("laptop")
+    assert (laptop.model, laptop.dataset) == ("convnet", "mnist5k")
