@@ -361,15 +361,16 @@ def _window_views(x, size):
     return [x[..., a : Ho * size : size, b : Wo * size : size] for a in range(size) for b in range(size)]
 
 
-def maxpool_mask(x, size):
+def maxpool_mask(x, size, top=None):
     """One-hot of the arg-max inside each window: (size*size, N, C, Ho, Wo), first maximum wins ties.
 
     mask[k] marks the windows whose maximum sits at entry k = a*size + b. Built from elementwise
     comparisons of the window views (a reduction over a length-4 last axis is many times slower on the CPU).
+    ``top``: ``maxpool2d(x, size)`` when the caller has it already.
     """
     xp = get_xp(x)
     views = _window_views(x, size)
-    top = maxpool2d(x, size)
+    top = maxpool2d(x, size) if top is None else top
     taken = xp.zeros(top.shape, dtype=bool)
     masks = []
     for v in views:
@@ -399,8 +400,7 @@ def maxpool2d_input_grad(g, mask, size, H, W):
     covered get zero.
     """
     lead = tuple(g.shape[:-3])
-    C, Ho, Wo = g.shape[-3:]
-    out = get_xp(g).zeros(lead + (C, H, W), dtype=g.dtype)
+    out = get_xp(g).zeros(lead + (g.shape[-3], H, W), dtype=g.dtype)
     for k, v in enumerate(_window_views(out, size)):
         v[...] = g * (mask[k] if len(lead) == 1 else mask[k][:, None])
     return out
@@ -417,7 +417,7 @@ def _maxpool_select(h, mask, size):
 
 defvjp(
     maxpool2d,
-    lambda ans, x, size=2: lambda g: maxpool2d_input_grad(g, maxpool_mask(x, size), size, x.shape[2], x.shape[3]),
+    lambda ans, x, size=2: lambda g: maxpool2d_input_grad(g, maxpool_mask(x, size, ans), size, x.shape[2], x.shape[3]),
 )
 defvjp(maxpool2d_input_grad, lambda ans, g, mask, size, H, W: lambda h: _maxpool_select(h, mask, size))
 
