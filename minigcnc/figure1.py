@@ -288,7 +288,7 @@ def sweep_figure(argv, name, doc, setup, prog=None):
     histories = run_sweep(name, args, cfgs)
     by_sweep = histories_by_sweep(sweeps, histories)
     claims = make_claims(grid, by_sweep, figure=name)
-    title = f"{base.model.upper() if base.model != 'mlp' else 'MLP'} on {base.dataset}"
+    title = f"{ {'mlp': 'MLP', 'convnet': 'Convnet'}.get(base.model, base.model.upper())} on {base.dataset}"
     fig = draw(grid, by_sweep, title)
     variant = args.dataset or args.model
     out_name = f"{name}_{base.model}_{base.dataset}" if variant else name
