@@ -243,49 +243,42 @@ def conv_output_size(size, k, stride, padding):
 
 
 def _im2col(x, kh, kw, stride, padding):
-    """Patches of x (N, C, H, W) as rows: (N*Ho*Wo, kh*kw*C), columns in (i, j, c) order, plus (Ho, Wo).
+    """Patches of x (N, C, H, W) as columns: (kh*kw*C, N*Ho*Wo), rows in (i, j, c) order, plus (Ho, Wo).
 
-    One pass over the patches: x is read channels-last, padded once, and each of the kh*kw shifted views
-    is written into its slot of one preallocated (N, Ho, Wo, kh*kw, C) array, whose flattening is free.
-    (Stacking the shifts on a last axis and transposing afterwards copies the 9x larger array twice and
-    was 3-10x slower on the CPU.) ``_weight_matrix`` orders a kernel's entries the same way.
+    Column n*Ho*Wo + h*Wo + w holds the patch under output pixel (n, h, w). x is read channel-major and
+    padded once; each of the kh*kw shifted views is copied into its own contiguous block of one
+    preallocated (kh*kw, C, N, Ho, Wo) array, so every copy moves whole image rows and the flattening is
+    free. (Patches as rows, or stacking the shifts on a last axis and transposing, scatter single numbers
+    and were 3-10x slower on the CPU.) ``_weight_matrix`` orders a kernel's entries the same way.
     """
     xp = get_xp(x)
     N, C, H, W = x.shape
     Ho, Wo = conv_output_size(H, kh, stride, padding), conv_output_size(W, kw, stride, padding)
-    x = x.transpose(0, 2, 3, 1)  # (N, H, W, C), a view
+    x = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
     if padding:
-        x = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     hi, wi = stride * (Ho - 1) + 1, stride * (Wo - 1) + 1
-    cols = xp.empty((N, Ho, Wo, kh * kw, C), dtype=x.dtype)
+    cols = xp.empty((kh * kw, C, N, Ho, Wo), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, :, i * kw + j, :] = x[:, i : i + hi : stride, j : j + wi : stride, :]
-    return cols.reshape(N * Ho * Wo, kh * kw * C), Ho, Wo
+            cols[i * kw + j] = x[:, :, i : i + hi : stride, j : j + wi : stride]
+    return cols.reshape(kh * kw * C, N * Ho * Wo), Ho, Wo
 
 
 def _weight_matrix(W):
-    """A kernel (O, C, kh, kw) as the (O, kh*kw*C) matrix whose columns match ``_im2col``'s."""
+    """A kernel (O, C, kh, kw) as the (O, kh*kw*C) matrix whose columns match ``_im2col``'s rows."""
     O = W.shape[0]
     return W.transpose(0, 2, 3, 1).reshape(O, -1)
-
-
-def _rows_to_nchw(rows, N, Ho, Wo):
-    return rows.reshape(N, Ho, Wo, -1).transpose(0, 3, 1, 2)
-
-
-def _nchw_to_rows(g):
-    N, O, Ho, Wo = g.shape
-    return g.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, O)
 
 
 def _conv_weight_grad(x, g, W_shape, stride, padding):
     """dL/dW of conv2d: sum over patches of g (N, O, Ho, Wo) times the patches of x -> (O, C, kh, kw)."""
     O, C, kh, kw = W_shape
-    cols, _, _ = _im2col(x, kh, kw, stride, padding)
-    # (kh*kw*C, L) @ (L, O): OpenBLAS runs the (O, L) @ (L, kh*kw*C) order of the same product tens of times
-    # slower when O is small and L (all patches of the batch) is long
-    dW = get_xp(x).matmul(cols.T, _nchw_to_rows(g))  # (kh*kw*C, O), rows in (i, j, c) order
+    cols, _, _ = _im2col(x, kh, kw, stride, padding)  # (kh*kw*C, L)
+    g_rows = g.transpose(1, 0, 2, 3).reshape(O, -1).T  # (L, O); a view when g is channel-major already
+    # (kh*kw*C, L) @ (L, O): OpenBLAS runs the (O, L) @ (L, kh*kw*C) order of the same product several
+    # times slower when O is small and L (all patches of the batch) is long
+    dW = get_xp(x, g).matmul(cols, g_rows)  # (kh*kw*C, O), rows in (i, j, c) order
     return dW.reshape(kh, kw, C, O).transpose(3, 2, 0, 1)
 
 
@@ -296,8 +289,8 @@ def conv2d(x, W, stride=1, padding=0):
     if x.ndim != 4 or x.shape[1] != C:
         raise ValueError(f"conv2d: x must be (N, {C}, H, W) for a kernel {tuple(W.shape)}; got {tuple(x.shape)}")
     cols, Ho, Wo = _im2col(x, kh, kw, stride, padding)
-    rows = get_xp(x, W).matmul(cols, _weight_matrix(W).T)  # (N*Ho*Wo, O)
-    return _rows_to_nchw(rows, x.shape[0], Ho, Wo)
+    out = get_xp(x, W).matmul(_weight_matrix(W), cols)  # (O, N*Ho*Wo)
+    return out.reshape(O, x.shape[0], Ho, Wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo), channel-major in memory
 
 
 @primitive
