@@ -23,15 +23,16 @@ Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the 
   {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4}; 10,000 steps, 3 seeds.
 
 What the laptop run shows (2 seeds; ``figures/figure_mnist.json``): 11 of the 12 claims hold. GC falls from
-110 to 79 across lr 0.01 -> 0.2, from 132 to 78 across batch 512 -> 32 and from 108 to 45 across L2
+110 to 76 across lr 0.01 -> 0.2, from 132 to 79 across batch 512 -> 32 and from 108 to 45 across L2
 0 -> 5e-3, and NC with it (0.49 -> 0.29, 0.41 -> 0.30, 0.34 -> 0.31). Across batch sizes the geometric
-collapse stays flat (0.149-0.161): smaller batches lower the class GCs and the distances between class means
-together, and that claim is "mixed" (+0.8 in one seed, -0.9 in the other). The run took 17 minutes from
-scratch with ``--jobs 2`` (the runs' own times add up to 34 minutes, a third of it the two batch-512 runs).
+collapse stays flat (0.149-0.160): smaller batches lower GC by 40%, but the squared distances between class
+means shrink about as much, so that claim is "mixed" (+0.8 in one seed, -0.9 in the other). The run took
+11.5 minutes from scratch with ``--jobs 2`` (the runs' own times add up to 23 minutes, 30% of it the two
+batch-512 runs).
 
 Why these laptop choices (from pilot runs on mnist5k, one seed each):
 
-- a convolutional step costs far more than the MLP's on a CPU (62 ms against 7.5 ms per float32 step at batch
+- a convolutional step costs far more than the MLP's on a CPU (32 ms against 6.5 ms per float32 step at batch
   128 on one core), so the network is narrow, the runs are half as long as Figure 1's and there are two
   seeds; every run reaches a training accuracy of 95.8% or more (99.7% or more from lr 0.05 up) by its last
   evaluation.
