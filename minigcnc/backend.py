@@ -80,7 +80,7 @@ def _load_cupy():
     except ImportError as e:
         raise ValueError(
             "backend='cupy' needs CuPy, which is not installed. Install it with "
-            "`pip install -e \".[gpu]\"` (cupy-cuda12x) on a machine with a CUDA GPU, "
+            "`pip install -e \".[gpu]\"` (cupy-cuda12x; \".[gpu-cuda13]\" for CUDA 13) on a machine with a CUDA GPU, "
             "or use backend='numpy'."
         ) from e
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as onp
 
 from . import data as data_mod
-from .backend import asarray, set_backend
+from .backend import asarray, backend_module, set_backend
 from .models import build
 
 SCHEMA = 1  # bump when the recorded metrics change meaning, so old cached runs are not reused
@@ -401,7 +401,19 @@ def final(history, metric):
 
 
 def run_sweep(name, args, configs):
-    """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask)."""
+    """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask).
+
+    The two mistakes a user of the command line makes most, a backend this machine lacks and a dataset file
+    not on disk, end the command with their message (which names the fix) instead of a traceback.
+    """
     cache = resolve_cache(args)
     print(f"{name}: scale={args.scale}, {len({c.key() for c in configs})} runs, cache={cache}", file=sys.stderr)
-    return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    try:
+        for b in sorted({c.backend for c in configs}):
+            backend_module(b)  # loads and checks CuPy once, before any run starts
+    except ValueError as e:
+        raise SystemExit(f"{name}: {e}") from None
+    try:
+        return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
