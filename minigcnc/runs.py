@@ -409,7 +409,7 @@ def run_sweep(name, args, configs):
     cache = resolve_cache(args)
     print(f"{name}: scale={args.scale}, {len({c.key() for c in configs})} runs, cache={cache}", file=sys.stderr)
     try:
-        for b in sorted({c.backend for c in configs}):
+        for b in sorted({c.backend for c in configs}) if not args.dask else ():  # (Dask workers have their own)
             backend_module(b)  # loads and checks CuPy once, before any run starts
     except ValueError as e:
         raise SystemExit(f"{name}: {e}") from None
