@@ -18,14 +18,12 @@ all checkpoints and seeds, and the Spearman rank correlation of the estimated cu
 training (does the estimate see the same rise and fall?). Scales: tiny = digits, MLP 64-32-16; paper =
 VGG-13 on CIFAR-10 (GPU).
 """
-import time
-
 import numpy as onp
 
 from . import claims as C
 from .measure import GC_ESTIMATOR_LEVELS, estimator_key
 from . import figure3
-from .runs import figure_parser, run_sweep, series, write_figure
+from .runs import series
 
 NAME = "figure2"
 PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) masked Jacobian entries, keep prob. q", "q"),
@@ -98,19 +96,8 @@ def summarize(histories):
 
 
 def main(argv=None):
-    args = figure_parser("python -m minigcnc.figure2", __doc__).parse_args(argv)
-    t0 = time.time()
-    cfgs = configs(args.scale, args.backend, args.data_root)
-    histories = run_sweep(NAME, args, cfgs)
-    claims = make_claims(histories)
-    title = figure3.TITLES[args.scale]
-    fig = draw(histories, title)
-    png, js = write_figure(NAME, args.scale, args.out, fig, {
-        "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
-        "levels": {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}, "runs": summarize(histories)},
-        claims, t0)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
-
+    levels = {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}
+    return figure3.training_figure(argv, NAME, __doc__, configs, make_claims, draw, summarize, {"levels": levels})
 
 if __name__ == "__main__":
     main()

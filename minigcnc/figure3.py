@@ -126,19 +126,27 @@ def summarize(histories):
              "steps": series(h, "gc")[0].tolist(), **{k: series(h, k)[1].tolist() for k in keys}} for h in histories]
 
 
-def main(argv=None):
-    args = figure_parser("python -m minigcnc.figure3", __doc__).parse_args(argv)
+def training_figure(argv, name, doc, configs_of, make_claims, draw, summarize, extra=None):
+    """Run, draw and check a figure of curves over training, one run per seed (Figures 2 and 3).
+
+    ``configs_of(scale, backend, data_root)`` gives the runs; ``make_claims``, ``draw(histories, title)`` and
+    ``summarize`` turn their histories into the claim table, the figure and the JSON's ``runs``; ``extra``
+    adds fields to the JSON.
+    """
+    args = figure_parser(f"python -m minigcnc.{name}", doc).parse_args(argv)
     t0 = time.time()
-    cfgs = configs(args.scale, args.backend, args.data_root)
-    histories = run_sweep(NAME, args, cfgs)
+    cfgs = configs_of(args.scale, args.backend, args.data_root)
+    histories = run_sweep(name, args, cfgs)
     claims = make_claims(histories)
-    title = TITLES[args.scale]
-    fig = draw(histories, title)
-    png, js = write_figure(NAME, args.scale, args.out, fig, {
-        "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], "runs": summarize(histories)},
-        claims, t0)
+    fig = draw(histories, TITLES[args.scale])
+    png, js = write_figure(name, args.scale, args.out, fig, {
+        "figure": name, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], **(extra or {}),
+        "runs": summarize(histories)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
 
+
+def main(argv=None):
+    return training_figure(argv, NAME, __doc__, configs, make_claims, draw, summarize)
 
 if __name__ == "__main__":
     main()

@@ -150,19 +150,13 @@ def test_transpose_equals_numpy_transpose_with_the_same_gradient(rng, axes):
 REDUCTIONS = [(None, False), (None, True), (0, False), (-1, True), (1, False), ((0, 2), False), ((0, 2), True)]
 
 
+@pytest.mark.parametrize("name", ["sum", "mean"])
 @pytest.mark.parametrize("axis,keepdims", REDUCTIONS)
-def test_sum_equals_numpy_sum_for_every_axis_and_keepdims(rng, axis, keepdims):
+def test_sum_and_mean_equal_numpy_for_every_axis_and_keepdims(rng, name, axis, keepdims):
     x = rng.standard_normal((2, 3, 4))
-    f = lambda x: ops.sum(x, axis=axis, keepdims=keepdims)  # noqa: E731
-    assert_same_function(f, lambda x: anp.sum(x, axis=axis, keepdims=keepdims), (x,), rng)
-    check_against_finite_differences(f, (x,), rng)
-
-
-@pytest.mark.parametrize("axis,keepdims", REDUCTIONS)
-def test_mean_equals_numpy_mean_for_every_axis_and_keepdims(rng, axis, keepdims):
-    x = rng.standard_normal((2, 3, 4))
-    f = lambda x: ops.mean(x, axis=axis, keepdims=keepdims)  # noqa: E731
-    assert_same_function(f, lambda x: anp.mean(x, axis=axis, keepdims=keepdims), (x,), rng)
+    op, reference = getattr(ops, name), getattr(anp, name)
+    f = lambda x: op(x, axis=axis, keepdims=keepdims)  # noqa: E731
+    assert_same_function(f, lambda x: reference(x, axis=axis, keepdims=keepdims), (x,), rng)
     check_against_finite_differences(f, (x,), rng)
 
 
