@@ -53,7 +53,7 @@ import time
 
 import numpy as onp
 
-from . import claims as C
+from .experiments import claims as C
 from .runs import RunConfig, figure_parser, final, run_sweep, series, write_figure
 
 NAME = "figure1"

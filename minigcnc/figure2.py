@@ -20,7 +20,7 @@ VGG-13 on CIFAR-10 (GPU).
 """
 import numpy as onp
 
-from . import claims as C
+from .experiments import claims as C
 from .measure import GC_ESTIMATOR_LEVELS, estimator_key
 from . import figure3
 from .runs import series

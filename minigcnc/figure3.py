@@ -22,7 +22,7 @@ bounds agree to 3 digits); paper = VGG-13 on CIFAR-10, lr 0.01, batch 128, 5 see
 import time
 
 
-from . import claims as C
+from .experiments import claims as C
 from .runs import RunConfig, figure_parser, run_sweep, series, write_figure
 
 NAME = "figure3"

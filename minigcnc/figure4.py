@@ -68,7 +68,7 @@ import time
 
 import numpy as onp
 
-from . import claims as C
+from .experiments import claims as C
 from . import data as data_mod
 from .runs import RunConfig, figure_outputs, figure_parser, final, run_sweep, save_figure, series, write_figure
 

@@ -366,7 +366,7 @@ def write_figure(name, scale, out, fig, doc, claims, t0):
 
     The common end of every ``python -m minigcnc.figureN``; returns (png path, json path).
     """
-    from .claims import claim_table
+    from .experiments.claims import claim_table
 
     png, js = figure_outputs(name, scale, out)
     save_figure(fig, png)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from minigcnc import claims as C
+from minigcnc.experiments import claims as C
 from minigcnc import runs
 from minigcnc.runs import RunConfig
 
