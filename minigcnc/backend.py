@@ -1,6 +1,6 @@
 """The array backend: which array module (NumPy through autograd, or CuPy) holds the data.
 
-Every function in ``ops``, ``layers``, ``gc`` and ``collapse`` asks ``get_xp(*arrays)`` for the module of
+Every function in ``ops``, ``layers``, ``jacobians``, ``gc`` and ``collapse`` asks ``get_xp(*arrays)`` for the module of
 its inputs and uses only that module's functions, so the same code runs on the host and on a device.
 
 - ``get_xp(*arrays)``: the array module of the arguments (autograd boxes are looked through);
@@ -19,8 +19,6 @@ import autograd.numpy as anp
 from autograd.core import VSpace
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.tracer import getval
-
-BACKENDS = ("numpy", "cupy")
 
 _device_modules = {}  # array type -> its array module
 _named_devices = {}  # backend name -> (array type, module)

@@ -11,7 +11,7 @@
   form through the Poincare inequality (Galanti, Gyorgy, Hutter 2022 for NCC transfer via the CDNV).
 
 Every bound bounds the *class-averaged* NCC error ``(1/k) sum_i P(error | class i)``, which is the NCC error
-of ``collapse.ncc_error`` when the classes are balanced. Classes follow the convention of ``collapse``: sorted
+of ``collapse.ncc_error`` when the classes are balanced. Classes follow the convention of ``classes``: sorted
 unique labels, row c of ``means`` = the c-th class. Results are ``BoundResult(value, pair_terms)`` with host
 arrays; ``value`` is the sum (NCC bounds) or the pair mean (NC bounds) of ``pair_terms``.
 """
@@ -19,26 +19,25 @@ from dataclasses import dataclass
 
 import numpy as onp
 
+from . import checks
 from .backend import get_xp, to_numpy
-from .collapse import (
-    _as_class_vector,
-    _as_features,
-    _as_labels,
-    _as_means,
-    _check_distinct,
-    _check_finite,
-    _Classes,
-    _means_and_centred,
-    _onehot,
-    _pair_mean,
-    _pairwise_sq_dists,
-    _prepare,
-    _scalar,
-    _variances,
-    cdnv,
-    class_means,
-    geometric_collapse,
+from .classes import (
+    Classes,
+    as_class_vector,
+    as_features,
+    as_labels,
+    as_means,
+    centred_variances,
+    check_distinct,
+    means_and_centred,
+    onehot,
+    pair_mean,
+    pairwise_sq_dists,
+    prepare,
+    rows_of_classes,
+    scalar,
 )
+from .collapse import cdnv, class_means, geometric_collapse
 
 KINDS = ("markov", "directional")
 
@@ -70,11 +69,11 @@ def poincare_gaussian(Xc, ddof=1):
             f"Xc must be an array of at least 2 inputs of one class, shape (N, ...) with N >= 2; got shape {tuple(Xc.shape)}"
         )
     X = Xc.reshape(Xc.shape[0], -1).astype(xp.float64, copy=False)  # (N, D)
-    _check_finite(X, "Xc")
+    checks.finite(X, "Xc")
     N, D = X.shape
     C = X - xp.mean(X, axis=0)
     gram = C @ C.T if N < D else C.T @ C  # (min(N, D), min(N, D)): same nonzero spectrum
-    return _scalar(xp.linalg.eigvalsh(gram / (N - ddof))[-1])
+    return scalar(xp.linalg.eigvalsh(gram / (N - ddof))[-1])
 
 
 def poincare_constants(X, y, ddof=1):
@@ -85,7 +84,7 @@ def poincare_constants(X, y, ddof=1):
     """
     xp = get_xp(X)
     X = xp.asarray(X)
-    classes = _Classes(_as_labels(y, X.shape[0] if X.ndim else 0, rows_of="X"))
+    classes = Classes(as_labels(y, X.shape[0] if X.ndim else 0, rows_of="X"))
     classes.require_two_samples("poincare_constants")
     return onp.array([poincare_gaussian(X[xp.asarray(onp.nonzero(classes.index == c)[0])], ddof) for c in range(classes.k)])
 
@@ -94,10 +93,10 @@ def poincare_constants(X, y, ddof=1):
 # NCC error bounds from embeddings
 # ----------------------------------------------------------------------------------------------------------
 
-def _markov_terms(xp, centred, onehot, counts, d2):
+def _markov_terms(xp, centred, hot, counts, d2):
     """(4/k) m2_i / d_ij^2 with m2_i = E_{class i} ||z - mu_i||^2: (k, k), zero diagonal."""
     k = d2.shape[0]
-    m2 = _variances(xp, centred, onehot, counts)  # (k,) second moments around the given centres
+    m2 = centred_variances(xp, centred, hot, counts)  # (k,) second moments around the given centres
     off = ~xp.eye(k, dtype=bool)
     return xp.where(off, (4.0 / k) * m2[:, None] / xp.where(off, d2, 1.0), 0.0)
 
@@ -123,7 +122,7 @@ def _directional_terms(xp, centred, classes, means):
     return xp.stack(rows) / k
 
 
-def ncc_error_bound(Z, y, means=None, kind="markov"):
+def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
     """Return an upper bound on the class-averaged NCC error as a BoundResult (value, pair_terms (k, k)).
 
     A point z of class i is misclassified as j only if ``||z - mu_j|| <= ||z - mu_i||``, i.e.
@@ -143,27 +142,27 @@ def ncc_error_bound(Z, y, means=None, kind="markov"):
     ``Var_i = E_{test class i} ||z - mu_i||^2`` is the second moment around the given centre, and the
     directional bound uses the test mean offset m_ij and the test covariance Sigma_i: both remain valid bounds
     on the NCC error on (the distribution of) Z, y. Markov alone with a second moment in the directional form
-    would not be (a class shifted towards mu_j breaks it), hence the offset m_ij.
+    would not be (a class shifted towards mu_j breaks it), hence the offset m_ij. ``labels``: the class label of
+    each row of ``means`` (e.g. ``numpy.unique(y_train)``), to match rows to the classes of y by label; y must
+    then hold exactly those classes. A class that one side lacks is named by label.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    xp, Z, classes = _prepare(Z, y, "ncc_error_bound", two_samples=means is None)
+    xp, Z, classes = prepare(Z, y, "ncc_error_bound", two_samples=means is None)
     if means is None:
-        means, centred, onehot, counts = _means_and_centred(xp, Z, classes)
+        if labels is not None:
+            raise ValueError("labels= names the rows of means=; give means= too (or neither)")
+        means, centred, hot, counts = means_and_centred(xp, Z, classes)
     else:
-        means = xp.asarray(_as_means(means, "ncc_error_bound"))
-        if means.shape != (classes.k, Z.shape[1]):
-            raise ValueError(
-                f"means must have shape (k, p) = ({classes.k}, {Z.shape[1]}) (one row per class in y, in sorted "
-                f"label order); got shape {tuple(means.shape)}"
-            )
+        means = xp.asarray(as_means(means, "ncc_error_bound"))
+        means = means[xp.asarray(rows_of_classes(means.shape, classes, Z.shape[1], labels=labels))]  # y's order
         centred = Z - means[xp.asarray(classes.index)]  # (N, p) around the classifier's centres
-        onehot = _onehot(xp, classes)
+        hot = onehot(xp, classes)
         counts = xp.asarray(classes.counts.astype(onp.float64))
-    d2 = _pairwise_sq_dists(means)
-    _check_distinct(d2, means, "ncc_error_bound", labels=classes.labels)
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, "ncc_error_bound", labels=classes.labels)
     if kind == "markov":
-        terms = _markov_terms(xp, centred, onehot, counts, d2)
+        terms = _markov_terms(xp, centred, hot, counts, d2)
     else:
         terms = _directional_terms(xp, centred, classes, means)
     return _result(terms, total=True)
@@ -176,7 +175,7 @@ def ncc_error_bound(Z, y, means=None, kind="markov"):
 def _result(terms, total):
     """BoundResult with host pair terms; value = their sum (total) or their mean over pairs i < j."""
     host = to_numpy(terms)
-    value = float(host.sum()) if total else _pair_mean(terms)
+    value = float(host.sum()) if total else pair_mean(terms)
     return BoundResult(value=value, pair_terms=host)
 
 
@@ -190,48 +189,67 @@ def _as_rho(rho, k, xp, what):
             f"rho must be a scalar or have shape ({k},), one Poincare constant per class (row of means) for {what}; "
             f"got shape {tuple(r.shape)}"
         )
-    return _as_class_vector(r, k, "rho", what, "a Poincare constant bounds a variance by a mean squared gradient")
+    return as_class_vector(r, k, "rho", what, "a Poincare constant bounds a variance by a mean squared gradient")
 
 
 def _gc_setup(class_gc, means, rho, what):
     """Checked means (k, p), class GC (k,), rho (k,), squared mean distances (k, k) and the off-diagonal mask."""
-    means = _as_means(means, what)
+    means = as_means(means, what)
     xp = get_xp(means)
     k = means.shape[0]
-    gc = xp.asarray(_as_class_vector(class_gc, k, "class_gc", what))
+    gc = xp.asarray(as_class_vector(class_gc, k, "class_gc", what))
     r = _as_rho(rho, k, xp, what)
-    d2 = _pairwise_sq_dists(means)
-    _check_distinct(d2, means, what)
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, what)
     off = ~xp.eye(k, dtype=bool)
     return xp, gc, r, xp.where(off, d2, 1.0), off
 
 
-def ncc_error_bound_gc(class_gc, means, rho):
+def _sample_means(sample_means, means, what):
+    """The class means of the sample the error is measured on, checked against the centres ``means``."""
+    m = as_means(sample_means, what, name="sample_means")
+    if tuple(m.shape) != tuple(means.shape):
+        raise ValueError(f"sample_means must have the shape of means {tuple(means.shape)}: row i is the mean "
+                         f"embedding of class i on the sample the error is measured on; got {tuple(m.shape)}")
+    return get_xp(means).asarray(m)
+
+
+def ncc_error_bound_gc(class_gc, means, rho, sample_means):
     """Return the GC form of the Markov NCC bound as a BoundResult (value, pair_terms (k, k)).
 
-    ``(4/k) sum_i sum_{j!=i} rho_i GC_i / ||mu_i - mu_j||^2`` >= the Markov bound, since
-    ``Var_i <= rho_i GC_i`` (Poincare applied to each embedding coordinate; PAPER.md section 4;
-    Munn et al. 2024, Prop. 4.1 and Figure 3). ``class_gc``: (k,) embedding GC per class; ``means``: (k, p);
-    ``rho``: scalar or (k,) Poincare constants.
+    ``(1/k) sum_i sum_{j!=i} 4 (rho_i GC_i + ||m_i - mu_i||^2) / ||mu_i - mu_j||^2``
+    (docs/theory.md#c-the-gc-form-every-term-on-its-own-distribution; this project's bound, built on Munn et
+    al. 2024, Prop. 4.1). The NCC rule uses the centres ``means`` mu (k, p), e.g. the training class means;
+    ``class_gc`` (k,) is the embedding GC of each class and ``sample_means`` m (k, p) its mean embedding, both
+    on the distribution the error is measured on (the test images). Misclassifying x of class i as j needs
+    ``||g(x) - mu_i|| >= ||mu_i - mu_j|| / 2``; Markov bounds that by ``4 E||g(x) - mu_i||^2 / d_ij^2``, and
+    ``E||g(x) - mu_i||^2 = Var_i + ||m_i - mu_i||^2 <= rho_i GC_i + ||m_i - mu_i||^2`` (Poincare bounds the
+    variance about the class's own mean m_i, not about mu_i: without the offset term this is no bound).
+    ``rho``: scalar or (k,) Poincare constants of the classes' input distributions.
     """
     xp, gc, r, d2, off = _gc_setup(class_gc, means, rho, "ncc_error_bound_gc")
+    mu = as_means(means, "ncc_error_bound_gc")
+    offset = xp.sum((_sample_means(sample_means, mu, "ncc_error_bound_gc") - mu) ** 2, axis=1)  # (k,)
     k = gc.shape[0]
-    return _result(xp.where(off, (4.0 / k) * (r * gc)[:, None] / d2, 0.0), total=True)
+    return _result(xp.where(off, (4.0 / k) * (r * gc + offset)[:, None] / d2, 0.0), total=True)
 
 
-def ncc_error_bound_directional_gc(dir_gc, means, rho):
+def ncc_error_bound_directional_gc(dir_gc, means, rho, sample_means):
     """Return the GC form of the directional NCC bound as a BoundResult (value, pair_terms (k, k)).
 
-    ``(1/k) sum_i sum_{j!=i} S_ij / (S_ij + ||mu_i - mu_j||^2 / 4)`` with ``S_ij = rho_i dir_gc[i, j]``, where
-    ``dir_gc[i, j] = E_{x in class i} ||J(x)^T u_ij||^2`` is the directional GC along
-    ``u_ij = (mu_j - mu_i)/||mu_j - mu_i||``: Poincare on ``f = u^T g`` gives ``s_ij^2 <= rho_i dir_gc[i, j]`` and
-    ``s^2/(s^2 + d^2/4)`` increases with s^2 (PAPER.md section 4 [our choice]). ``dir_gc``: (k, k), diagonal
-    ignored; ``means``: (k, p) class means; ``rho``: scalar or (k,).
+    ``(1/k) sum_i sum_{j!=i} S_ij / (S_ij + (d_ij/2 - delta_ij)^2)`` where ``delta_ij < d_ij/2``, and 1/k per
+    pair otherwise (docs/theory.md#d-directional-gc-form; this project's bound). With
+    ``u_ij = (mu_j - mu_i)/d_ij``, ``d_ij = ||mu_j - mu_i||``: x of class i goes to j only if
+    ``u_ij^T (g(x) - mu_i) >= d_ij/2``; the mean of ``u_ij^T (g(x) - mu_i)`` is ``delta_ij = u_ij^T (m_i - mu_i)``
+    and its variance ``s_ij^2 <= S_ij = rho_i dir_gc[i, j]`` (Poincare on ``f = u^T g``), so Cantelli gives
+    ``s^2 / (s^2 + (d/2 - delta)^2)``, which increases with s^2. ``dir_gc[i, j] = E ||J(x)^T u_ij||^2`` over
+    class i of the sample the error is measured on, (k, k), diagonal ignored; ``means``: the centres (k, p);
+    ``sample_means``: the sample's class means (k, p); ``rho``: scalar or (k,).
     """
-    means = _as_means(means, "ncc_error_bound_directional_gc")
+    means = as_means(means, "ncc_error_bound_directional_gc")
     xp = get_xp(means)
     k = means.shape[0]
-    D = _as_features(dir_gc, "dir_gc", "directional GC (k classes, k directions)")
+    D = as_features(dir_gc, "dir_gc", "directional GC (k classes, k directions)")
     if D.shape != (k, k):
         raise ValueError(f"dir_gc must have shape (k, k) = ({k}, {k}), one value per ordered class pair; got shape {tuple(D.shape)}")
     D = xp.asarray(D)
@@ -239,11 +257,17 @@ def ncc_error_bound_directional_gc(dir_gc, means, rho):
     if bool(to_numpy(xp.any(xp.where(off, D, 0.0) < 0))):
         raise ValueError("dir_gc must be non-negative off the diagonal (it is a mean of squared norms)")
     r = _as_rho(rho, k, xp, "ncc_error_bound_directional_gc")
-    d2 = _pairwise_sq_dists(means)
-    _check_distinct(d2, means, "ncc_error_bound_directional_gc")
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, "ncc_error_bound_directional_gc")
+    d = xp.sqrt(xp.where(off, d2, 1.0))  # (k, k)
+    diff = means[None, :, :] - means[:, None, :]  # (k, k, p): mu_j - mu_i
+    u = diff / d[:, :, None]
+    delta = xp.sum(u * (_sample_means(sample_means, means, "ncc_error_bound_directional_gc") - means)[:, None, :],
+                   axis=2)  # (k, k): u_ij . (m_i - mu_i)
+    gap = d / 2.0 - delta
     S = r[:, None] * D
-    denom = S + d2 / 4.0
-    terms = xp.where(off, S / xp.where(off, denom, 1.0), 0.0) / k
+    cantelli = S / xp.where(gap > 0, S + gap ** 2, 1.0)
+    terms = xp.where(off, xp.where(gap > 0, cantelli, 1.0), 0.0) / k
     return _result(terms, total=True)
 
 

@@ -11,184 +11,34 @@ Implements PAPER.md section 3 for features ``Z`` (N, p) = the penultimate embedd
 - the four neural-collapse properties of Papyan, Han, Donoho 2020 (PNAS), NC1-NC4, each with its convention;
 - the nearest-class-centre (NCC) classifier: fit, predict, error.
 
-Class convention (everywhere in minigcnc): the classes are the sorted unique values of ``y``, so arbitrary
-integer labels work; row ``c`` of a means matrix, column ``c`` of the classifier weight ``W`` (p, k) and column
-``c`` of ``logits`` (N, k) belong to the ``c``-th class in that sorted order. With labels ``0..k-1`` this is
-just label ``c``.
-
-Data arrays are handled through ``get_xp`` only (NumPy via autograd on the host, CuPy on a device) and
-accumulated in float64; label bookkeeping is done on the host. Pairwise squared distances use the Gram trick
-on centred means, with an exact recomputation for the nearly coincident pairs where the trick loses digits.
+Classes follow the convention of ``classes.py`` (sorted unique labels; row or column c = the c-th class),
+whose bookkeeping (checked features and labels, class means, pairwise distances) this module uses. Every
+metric refuses non-finite features, and a per-class array that does not fit the classes of ``y`` is reported
+with the classes one side lacks, by label. Data arrays stay on their backend, accumulated in float64.
 """
 import numpy as onp
 
 from .backend import get_xp, to_numpy
+from .classes import (
+    Classes,
+    as_class_vector,
+    as_features,
+    as_labels,
+    as_means,
+    check_distinct,
+    class_count_note,
+    centred_variances,
+    means_and_centred,
+    means_and_counts,
+    nearest,
+    pair_mean,
+    pairwise_sq_dists,
+    prepare,
+    rows_of_classes,
+    scalar,
+)
 
 _EPS = onp.finfo(onp.float64).eps
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Input checks and class bookkeeping (shared with bounds.py and fewshot.py)
-# ----------------------------------------------------------------------------------------------------------
-
-def _as_features(Z, name="Z", layout="features (N samples, p features)"):
-    """``Z`` as a finite float64 2-D array of its own array module, or a ValueError naming ``name``."""
-    xp = get_xp(Z)
-    Z = xp.asarray(Z)
-    if Z.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of {layout}; got shape {tuple(Z.shape)}")
-    Z = Z.astype(xp.float64, copy=False)
-    _check_finite(Z, name)
-    return Z
-
-
-def _check_finite(A, name):
-    """Raise a ValueError saying how many entries of ``A`` are NaN or infinite."""
-    xp = get_xp(A)
-    finite = xp.isfinite(A)
-    if not bool(to_numpy(xp.all(finite))):
-        n_bad = int(to_numpy(A.size - xp.count_nonzero(finite)))
-        raise ValueError(
-            f"{name} contains {n_bad} non-finite values (NaN or inf) out of {A.size}; all entries must be finite"
-        )
-
-
-def _as_labels(y, n_rows, name="y", rows_of="Z"):
-    """``y`` as a host 1-D integer array with ``n_rows`` entries, or a ValueError naming ``name``."""
-    y = to_numpy(y)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integer class labels; got shape {tuple(y.shape)}")
-    if y.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name} must hold integer class labels; got dtype {y.dtype} "
-            "(cast with y.astype(int) if the values are whole numbers)"
-        )
-    if y.shape[0] != n_rows:
-        raise ValueError(f"{name} has {y.shape[0]} labels but {rows_of} has {n_rows} rows; they must match (one label per row)")
-    return y
-
-
-class _Classes:
-    """The classes of a label vector: sorted labels, per-sample class index, per-class counts (host arrays)."""
-
-    def __init__(self, y):
-        self.labels, self.index, self.counts = onp.unique(y, return_inverse=True, return_counts=True)
-        self.index = self.index.reshape(-1)  # (N,) position of each sample's class in self.labels
-        self.k = len(self.labels)
-
-    def require_pairs(self, what, name="y"):
-        """Raise unless there are at least two classes (pairwise quantities need a pair)."""
-        if self.k == 0:
-            raise ValueError(f"{name} is empty; {what} needs at least two classes")
-        if self.k < 2:
-            raise ValueError(
-                f"{name} holds only one class (label {self.labels[0]}); {what} needs at least two classes"
-            )
-
-    def require_two_samples(self, what, name="y"):
-        """Raise, naming the class, when a class has fewer than two samples (its variance is not defined)."""
-        small = onp.nonzero(self.counts < 2)[0]
-        if len(small):
-            c = small[0]
-            more = f" (and {len(small) - 1} more classes)" if len(small) > 1 else ""
-            raise ValueError(
-                f"class {self.labels[c]} has {self.counts[c]} sample in {name}{more}; {what} needs at least "
-                "2 samples per class (the variance of one point is not defined)"
-            )
-
-
-def _prepare(Z, y, what, pairs=True, two_samples=True):
-    """Checked float64 features, their array module and the class bookkeeping of ``y``."""
-    Z = _as_features(Z)
-    classes = _Classes(_as_labels(y, Z.shape[0]))
-    if pairs:
-        classes.require_pairs(what)
-    if two_samples:
-        classes.require_two_samples(what)
-    return get_xp(Z), Z, classes
-
-
-def _onehot(xp, classes):
-    """The (N, k) float64 one-hot matrix of the class index, on the features' device."""
-    index = xp.asarray(classes.index)
-    return (index[:, None] == xp.arange(classes.k)[None, :]).astype(xp.float64)  # (N, k)
-
-
-def _means(xp, Z, classes):
-    """Class means (k, p) by one matrix product, with the one-hot matrix (N, k) and the counts (k,)."""
-    onehot = _onehot(xp, classes)  # (N, k)
-    counts = xp.asarray(classes.counts.astype(onp.float64))
-    return (onehot.T @ Z) / counts[:, None], onehot, counts
-
-
-def _means_and_centred(xp, Z, classes):
-    """Class means (k, p), the features centred on their own class mean (N, p), one-hot (N, k), counts (k,)."""
-    means, onehot, counts = _means(xp, Z, classes)
-    centred = Z - means[xp.asarray(classes.index)]  # (N, p)
-    return means, centred, onehot, counts
-
-
-def _variances(xp, centred, onehot, counts):
-    """Biased class variances (k,) from class-centred features: mean over the class of ||z - mu_c||^2."""
-    sq = xp.einsum("np,np->n", centred, centred)  # (N,) squared norms without an (N, p) temporary
-    return (onehot.T @ sq) / counts
-
-
-def _scalar(a):
-    """A 0-d array of any backend as a Python float."""
-    return float(to_numpy(a))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Pairwise distances between class means
-# ----------------------------------------------------------------------------------------------------------
-
-def _pairwise_sq_dists(means):
-    """Squared distances ||mu_i - mu_j||^2 between the rows of ``means`` (k, p) -> (k, k), diagonal 0.
-
-    Gram trick on the centred means; pairs the trick cannot resolve (distance tiny next to the norms)
-    are recomputed exactly from their differences.
-    """
-    xp = get_xp(means)
-    M = means - xp.mean(means, axis=0)  # centring keeps the Gram trick accurate under translation
-    sq = xp.sum(M * M, axis=1)  # (k,)
-    d2 = xp.maximum(sq[:, None] + sq[None, :] - 2.0 * (M @ M.T), 0.0)  # (k, k)
-    k = means.shape[0]
-    off = ~xp.eye(k, dtype=bool)
-    close = (d2 <= 1e-6 * (sq[:, None] + sq[None, :])) & off
-    ii, jj = xp.nonzero(close)
-    if ii.shape[0]:
-        diff = means[ii] - means[jj]  # (n_close, p), exact
-        d2[ii, jj] = xp.sum(diff * diff, axis=1)
-    d2 = xp.where(off, d2, 0.0)
-    return d2
-
-
-def _check_distinct(d2, means, what, labels=None, name="means"):
-    """Raise, naming the first pair, when two class means coincide (to within float64 rounding)."""
-    xp = get_xp(d2)
-    k = d2.shape[0]
-    scale = _scalar(xp.max(xp.sum(means * means, axis=1)))
-    tol = (1e-12) ** 2 * scale  # squared distance below rounding of the means themselves
-    bad = to_numpy((d2 <= tol) & ~xp.eye(k, dtype=bool))
-    if bad.any():
-        i, j = onp.argwhere(bad)[0]
-        if labels is None:
-            who, a, b = f"rows {i} and {j} of {name}", i, j
-        else:
-            who, a, b = f"classes {labels[i]} and {labels[j]}", labels[i], labels[j]
-        raise ValueError(
-            f"{who} have coincident means (||mu_{a} - mu_{b}||^2 = {float(to_numpy(d2[i, j])):.3g}); "
-            f"{what} divides by the squared distance between class means, so it needs distinct means"
-        )
-
-
-def _pair_mean(matrix):
-    """Mean of a symmetric (k, k) matrix over the k(k-1)/2 unordered pairs i < j."""
-    xp = get_xp(matrix)
-    k = matrix.shape[0]
-    iu, ju = onp.triu_indices(k, 1)
-    return _scalar(xp.mean(matrix[xp.asarray(iu), xp.asarray(ju)]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,8 +51,8 @@ def class_means(Z, y):
     ``mu_c = (1/n_c) sum_{y_n = c} z_n`` (PAPER.md section 3; Papyan, Han, Donoho 2020; Munn et al. 2024).
     ``Z``: (N, p) features; ``y``: (N,) integer labels. Same array module as ``Z``, float64.
     """
-    xp, Z, classes = _prepare(Z, y, "class_means", pairs=False, two_samples=False)
-    return _means(xp, Z, classes)[0]
+    xp, Z, classes = prepare(Z, y, "class_means", pairs=False, two_samples=False)
+    return means_and_counts(xp, Z, classes)[0]
 
 
 def class_variances(Z, y):
@@ -211,17 +61,17 @@ def class_variances(Z, y):
     ``Var_c = (1/n_c) sum_{y_n = c} ||z_n - mu_c||^2`` (divide by n_c, PAPER.md section 3 [our choice];
     Galanti, Gyorgy, Hutter 2022). Each class needs at least two samples. ``Z``: (N, p); ``y``: (N,).
     """
-    xp, Z, classes = _prepare(Z, y, "class_variances", pairs=False)
-    _, centred, onehot, counts = _means_and_centred(xp, Z, classes)
-    return _variances(xp, centred, onehot, counts)
+    xp, Z, classes = prepare(Z, y, "class_variances", pairs=False)
+    _, centred, onehot, counts = means_and_centred(xp, Z, classes)
+    return centred_variances(xp, centred, onehot, counts)
 
 
 def _cdnv_matrix(Z, y, what):
-    xp, Z, classes = _prepare(Z, y, what)
-    means, centred, onehot, counts = _means_and_centred(xp, Z, classes)
-    var = _variances(xp, centred, onehot, counts)  # (k,)
-    d2 = _pairwise_sq_dists(means)
-    _check_distinct(d2, means, what, labels=classes.labels)
+    xp, Z, classes = prepare(Z, y, what)
+    means, centred, onehot, counts = means_and_centred(xp, Z, classes)
+    var = centred_variances(xp, centred, onehot, counts)  # (k,)
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, what, labels=classes.labels)
     k = classes.k
     off = ~xp.eye(k, dtype=bool)
     safe = xp.where(off, d2, 1.0)
@@ -244,32 +94,12 @@ def cdnv(Z, y):
     section 3; CDNV of Galanti, Gyorgy, Hutter 2022). ``Z``: (N, p) embeddings; ``y``: (N,) integer labels.
     Invariant to scaling, rotating and translating the features and to relabelling the classes.
     """
-    return _pair_mean(_cdnv_matrix(Z, y, "cdnv"))
+    return pair_mean(_cdnv_matrix(Z, y, "cdnv"))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Geometric collapse
 # ----------------------------------------------------------------------------------------------------------
-
-def _as_class_vector(v, k, name, what, meaning="it is a mean of squared norms"):
-    """``v`` as a finite non-negative float64 (k,) array on the module of ``v``."""
-    xp = get_xp(v)
-    v = xp.asarray(v).astype(xp.float64, copy=False)
-    if v.shape != (k,):
-        raise ValueError(f"{name} must have shape ({k},), one value per class (row of means) for {what}; got shape {tuple(v.shape)}")
-    _check_finite(v, name)
-    if bool(to_numpy(xp.any(v < 0))):
-        raise ValueError(f"{name} must be non-negative ({meaning}); got minimum {_scalar(xp.min(v)):.3g}")
-    return v
-
-
-def _as_means(means, what, name="means"):
-    """``means`` as a checked (k, p) float64 array with at least two rows."""
-    means = _as_features(means, name, "class means (k classes, p features)")
-    if means.shape[0] < 2:
-        raise ValueError(f"{name} must have at least two rows (classes) for {what}; got shape {tuple(means.shape)}")
-    return means
-
 
 def geometric_collapse(class_gc, means):
     """Return the geometric collapse GCol (float): the CDNV with class variances replaced by class GC.
@@ -278,15 +108,15 @@ def geometric_collapse(class_gc, means):
     Dherin, Gonzalvo 2024, appendix). ``class_gc``: (k,) class geometric complexities; ``means``: (k, p)
     class means of the embedding, rows in the same class order. NC <= max_c rho_c * GCol (Prop. 4.1).
     """
-    means = _as_means(means, "geometric_collapse")
+    means = as_means(means, "geometric_collapse")
     xp = get_xp(means)
     k = means.shape[0]
-    gc = xp.asarray(_as_class_vector(class_gc, k, "class_gc", "geometric_collapse"))
-    d2 = _pairwise_sq_dists(means)
-    _check_distinct(d2, means, "geometric_collapse")
+    gc = xp.asarray(as_class_vector(class_gc, k, "class_gc", "geometric_collapse"))
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, "geometric_collapse")
     off = ~xp.eye(k, dtype=bool)
     ratio = xp.where(off, (gc[:, None] + gc[None, :]) / (2.0 * xp.where(off, d2, 1.0)), 0.0)
-    return _pair_mean(ratio)
+    return pair_mean(ratio)
 
 
 def geometric_collapse_of(model, params, X, y):
@@ -308,8 +138,8 @@ def geometric_collapse_of(model, params, X, y):
 
 def _centred_means(Z, y, what, two_samples=False):
     """Class means centred on the global mean mu_G = unweighted mean of the class means: (k, p)."""
-    xp, Z, classes = _prepare(Z, y, what, two_samples=two_samples)
-    means = _means(xp, Z, classes)[0]
+    xp, Z, classes = prepare(Z, y, what, two_samples=two_samples)
+    means = means_and_counts(xp, Z, classes)[0]
     return xp, means - xp.mean(means, axis=0), classes
 
 
@@ -337,14 +167,14 @@ def nc1(Z, y, rtol=None):
     (p, p) Gram matrices, so ``tr = (1/N) sum_l ||Zc u_l||^2 / lambda_l``. ``Z``: (N, p); ``y``: (N,).
     Each class needs at least two samples.
     """
-    xp, Z, classes = _prepare(Z, y, "nc1")
-    means, centred, _, _ = _means_and_centred(xp, Z, classes)
+    xp, Z, classes = prepare(Z, y, "nc1")
+    means, centred, _, _ = means_and_centred(xp, Z, classes)
     Mc = means - xp.mean(means, axis=0)  # (k, p)
     rtol = max(Mc.shape) * _EPS if rtol is None else rtol
     F = _sigma_b_pinv_factor(Mc, rtol)  # (p, r)
     proj = centred @ F  # (N, r)
     trace = xp.sum(proj * proj) / Z.shape[0]
-    return _scalar(trace) / classes.k
+    return scalar(trace) / classes.k
 
 
 def _norms_of_centred_means(Mc, labels):
@@ -369,10 +199,10 @@ def nc2_equinorm(Z, y):
     """
     xp, Mc, classes = _centred_means(Z, y, "nc2_equinorm")
     norms = xp.sqrt(xp.sum(Mc * Mc, axis=1))
-    mean = _scalar(xp.mean(norms))
+    mean = scalar(xp.mean(norms))
     if mean == 0.0:
         raise ValueError("all class means coincide (mean ||mu_c - mu_G|| = 0); nc2_equinorm is not defined")
-    return _scalar(xp.std(norms)) / mean
+    return scalar(xp.std(norms)) / mean
 
 
 def _cosines(Z, y, what):
@@ -393,7 +223,7 @@ def nc2_equiangularity(Z, y):
     Donoho 2020, Fig. 5). 0 when all angles are equal, as in a simplex ETF. ``Z``: (N, p); ``y``: (N,).
     """
     xp, cos, _ = _cosines(Z, y, "nc2_equiangularity")
-    return _scalar(xp.std(cos))
+    return scalar(xp.std(cos))
 
 
 def nc2_maxangle(Z, y):
@@ -403,7 +233,7 @@ def nc2_maxangle(Z, y):
     the unweighted mean of the class means. 0 exactly for a simplex ETF. ``Z``: (N, p); ``y``: (N,).
     """
     xp, cos, k = _cosines(Z, y, "nc2_maxangle")
-    return _scalar(xp.mean(xp.abs(cos + 1.0 / (k - 1))))
+    return scalar(xp.mean(xp.abs(cos + 1.0 / (k - 1))))
 
 
 def nc3_self_duality(W, Z, y):
@@ -416,21 +246,22 @@ def nc3_self_duality(W, Z, y):
     class means. 0 when W is proportional to the centred means; at most 4. ``Z``: (N, p); ``y``: (N,).
     """
     xp, Mc, classes = _centred_means(Z, y, "nc3_self_duality")
-    W = _as_features(W, "W", "classifier weights (p features, k classes)")
+    W = as_features(W, "W", "classifier weights (p features, k classes)")
     p, k = Mc.shape[1], classes.k
     if W.shape != (p, k):
         raise ValueError(
             f"W must be the classifier weight of shape (p, k) = ({p}, {k}) (fan_in = feature dimension, fan_out = "
             f"number of classes in y); got shape {tuple(W.shape)}"
+            + (f": {class_count_note(W.shape[1], classes, 'W (columns)')}" if W.shape[1] != k else "")
         )
     M = Mc.T  # (p, k)
     w_norm, m_norm = xp.sqrt(xp.sum(W * W)), xp.sqrt(xp.sum(M * M))
-    if _scalar(w_norm) == 0.0:
+    if scalar(w_norm) == 0.0:
         raise ValueError("W is all zeros (||W||_F = 0); nc3_self_duality normalizes W, so it needs a nonzero W")
-    if _scalar(m_norm) == 0.0:
+    if scalar(m_norm) == 0.0:
         raise ValueError("all class means coincide (||M||_F = 0); nc3_self_duality is not defined")
     D = W / w_norm - M / m_norm
-    return _scalar(xp.sum(D * D))
+    return scalar(xp.sum(D * D))
 
 
 def nc4_ncc_mismatch(logits, Z, y):
@@ -440,30 +271,23 @@ def nc4_ncc_mismatch(logits, Z, y):
     (Papyan, Han, Donoho 2020, Fig. 8). ``logits``: (N, k), column c = the c-th class in sorted label order;
     ``Z``: (N, p); ``y``: (N,).
     """
-    xp, Z, classes = _prepare(Z, y, "nc4_ncc_mismatch", two_samples=False)
-    logits = _as_features(logits, "logits", "logits (N samples, k classes)")
+    xp, Z, classes = prepare(Z, y, "nc4_ncc_mismatch", two_samples=False)
+    logits = as_features(logits, "logits", "logits (N samples, k classes)")
     if logits.shape != (Z.shape[0], classes.k):
         raise ValueError(
             f"logits must have shape (N, k) = ({Z.shape[0]}, {classes.k}) (one row per row of Z, one column per "
             f"class in y); got shape {tuple(logits.shape)}"
+            + (f": {class_count_note(logits.shape[1], classes, 'logits (columns)')}" if logits.shape[1] != classes.k
+               else "")
         )
-    means = _means(xp, Z, classes)[0]
-    ncc = _nearest(means, Z)
-    return _scalar(xp.mean((xp.argmax(logits, axis=1) != ncc).astype(xp.float64)))
+    means = means_and_counts(xp, Z, classes)[0]
+    ncc = nearest(means, Z)
+    return scalar(xp.mean((xp.argmax(logits, axis=1) != ncc).astype(xp.float64)))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Nearest class centre
 # ----------------------------------------------------------------------------------------------------------
-
-def _nearest(means, Z):
-    """Row index of the nearest mean for every row of ``Z``: argmin_c ||mu_c||^2 - 2 z.mu_c (Gram trick)."""
-    xp = get_xp(means, Z)
-    centre = xp.mean(means, axis=0)  # translating both sides changes nothing but rounding
-    M = means - centre
-    scores = xp.sum(M * M, axis=1)[None, :] - 2.0 * ((Z - centre) @ M.T)  # (N, k), ||z - mu||^2 - ||z||^2
-    return xp.argmin(scores, axis=1)
-
 
 def ncc_fit(Z, y):
     """Return the nearest-class-centre classifier: the class means (k, p), rows in sorted label order.
@@ -481,27 +305,27 @@ def ncc_predict(means, Z):
     The index is the position in sorted label order (``labels[pred]`` gives original labels).
     ``means``: (k, p); ``Z``: (N, p) with the same p.
     """
-    means = _as_features(means, "means", "class means (k classes, p features)")
-    Z = _as_features(Z)
+    means = as_features(means, "means", "class means (k classes, p features)")
+    Z = as_features(Z)
     if means.shape[1] != Z.shape[1]:
         raise ValueError(f"means has {means.shape[1]} features per row but Z has {Z.shape[1]}; they must match")
-    return _nearest(means, Z)
+    return nearest(means, Z)
 
 
-def ncc_error(means, Z, y):
+def ncc_error(means, Z, y, *, labels=None):
     """Return the NCC error (float): the fraction of samples whose nearest class mean is not their class.
 
-    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). Row c of
-    ``means`` (k, p) is the c-th class in sorted label order of ``y``; ``y`` must hold exactly k classes.
+    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). Without
+    ``labels``, row c of ``means`` (k, p) is the c-th class in sorted label order of ``y``, which must hold
+    exactly k classes (a mismatch names the classes one side lacks). ``labels``: the class label of each row
+    of ``means`` (e.g. ``numpy.unique(y_train)`` for means fitted on a training set); y may then lack some
+    of them (every row still competes as the nearest mean), but each class of y needs a row.
     """
-    means = _as_features(means, "means", "class means (k classes, p features)")
-    Z = _as_features(Z)
-    classes = _Classes(_as_labels(y, Z.shape[0]))
-    if means.shape != (classes.k, Z.shape[1]):
-        raise ValueError(
-            f"means must have shape (k, p) = ({classes.k}, {Z.shape[1]}) (one row per class in y, in sorted label "
-            f"order); got shape {tuple(means.shape)}"
-        )
+    means = as_features(means, "means", "class means (k classes, p features)")
+    Z = as_features(Z)
+    classes = Classes(as_labels(y, Z.shape[0]))
+    rows = rows_of_classes(means.shape, classes, Z.shape[1], labels=labels, subset=True)
     xp = get_xp(means, Z)
-    pred = _nearest(means, Z)
-    return _scalar(xp.mean((pred != xp.asarray(classes.index)).astype(xp.float64)))
+    pred = nearest(means, Z)
+    truth = xp.asarray(rows[classes.index])  # the row of each sample's own class
+    return scalar(xp.mean((pred != truth).astype(xp.float64)))

@@ -8,12 +8,13 @@ in the frozen embedding, and report the mean accuracy with ``ci95 = 1.96 sd / sq
 the target NC (the CDNV of the embeddings over all the target classes).
 """
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as onp
 
+from . import checks
 from .backend import get_xp, to_numpy
-from .collapse import _as_features, _as_labels, _Classes, _nearest, cdnv
+from .classes import Classes, as_features, as_labels, nearest
+from .collapse import cdnv
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,6 @@ class FewShotResult:
         return f"accuracy {self.mean:.4f} +- {self.ci95:.4f} ({len(self.per_episode)} episodes), target NC {self.target_nc:.4g}"
 
 
-def _check_count(value, name, minimum, meaning):
-    """Raise unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} ({meaning}); got {value!r}")
-
-
-def _as_rng(rng):
-    """A numpy Generator from a Generator or an integer seed (no hidden global state)."""
-    if isinstance(rng, onp.random.Generator):
-        return rng
-    if isinstance(rng, Integral) and not isinstance(rng, bool):
-        return onp.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy.random.Generator or an integer seed; got {type(rng).__name__}")
-
-
 def episodes(y, *, ways=5, shots=5, queries=15, n_episodes=600, rng):
     """Return an iterator over few-shot episodes ``(support_idx, support_labels, query_idx, query_labels)``.
 
@@ -56,16 +42,16 @@ def episodes(y, *, ways=5, shots=5, queries=15, n_episodes=600, rng):
     than ``shots + queries`` images.
     """
     y = to_numpy(y)
-    y = _as_labels(y, y.shape[0] if y.ndim else 0)
+    y = as_labels(y, y.shape[0] if y.ndim else 0)
     for value, name, minimum, meaning in (
         (ways, "ways", 1, "classes per episode"),
         (shots, "shots", 1, "support images per class"),
         (queries, "queries", 1, "query images per class"),
         (n_episodes, "n_episodes", 1, "number of episodes"),
     ):
-        _check_count(value, name, minimum, meaning)
-    rng = _as_rng(rng)
-    classes = _Classes(y)
+        checks.integer(name, value, minimum, meaning=meaning)
+    rng = checks.as_rng(rng)
+    classes = Classes(y)
     if ways > classes.k:
         raise ValueError(f"ways={ways} is more than the {classes.k} classes in y; accepted: 1 <= ways <= {classes.k}")
     need = shots + queries
@@ -96,7 +82,7 @@ def _ncc_accuracy(Z, support_idx, query_idx, query_labels, ways, shots):
     """Accuracy (0-d array) of NCC on one episode: means of the class-major support block, nearest for queries."""
     xp = get_xp(Z)
     means = xp.mean(Z[xp.asarray(support_idx)].reshape(ways, shots, -1), axis=1)  # (ways, p)
-    pred = _nearest(means, Z[xp.asarray(query_idx)])
+    pred = nearest(means, Z[xp.asarray(query_idx)])
     return xp.mean((pred == xp.asarray(query_labels)).astype(xp.float64))
 
 
@@ -121,8 +107,8 @@ def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rn
     """
     if classifier not in ("ncc", "logreg"):
         raise ValueError(f"classifier must be 'ncc' or 'logreg'; got {classifier!r}")
-    Z = _as_features(Z)
-    y = _as_labels(y, Z.shape[0])
+    Z = as_features(Z)
+    y = as_labels(y, Z.shape[0])
     stream = episodes(y, ways=ways, shots=shots, queries=queries, n_episodes=n_episodes, rng=rng)
     if classifier == "ncc":
         xp = get_xp(Z)
@@ -149,7 +135,7 @@ def evaluate(embed_fn, X, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng
     """
     Z = embed_fn(X)
     n = X.shape[0] if hasattr(X, "shape") else len(X)
-    Z = _as_features(Z, "embed_fn(X)", "embeddings (N samples, p features)")
+    Z = as_features(Z, "embed_fn(X)", "embeddings (N samples, p features)")
     if Z.shape[0] != n:
         raise ValueError(f"embed_fn(X) returned {Z.shape[0]} rows for {n} inputs; it must embed every row of X")
     return evaluate_embeddings(

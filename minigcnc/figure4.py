@@ -68,15 +68,19 @@ import time
 
 import numpy as onp
 
-from .experiments import claims as C
 from . import data as data_mod
-from .runs import RunConfig, figure_outputs, figure_parser, final, run_sweep, save_figure, series, write_figure
+from .experiments import claims as C
+from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
+from .experiments.config import scale_base, with_options
+from .experiments.history import final, finals, series
+from .experiments.sweep import by_sweep, flat, sweep_configs
 
 NAME = "figure4"
 SPLITS = ("rotations", "digits")
 SOURCES = ("mnist5k", "fashion_mnist")
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
 TARGET_DIGITS = (5, 6, 7, 8, 9)
+SEEDS = {"tiny": 3, "laptop": 3, "paper": 3}
 # (RunConfig field, row title, the direction the paper expects to lower GC: sign of d GC / d value, in words)
 SWEEPS = (
     ("lr", "learning rate (increasing)", -1, "a higher rate"),
@@ -85,29 +89,26 @@ SWEEPS = (
 )
 METRICS = (("gc", "source GC (embedding)"), ("target_nc", "target NC (CDNV, unseen classes)"),
            ("fewshot5", "5-way 5-shot NCC accuracy"))
+GRIDS = {
+    "tiny": {"lr": (0.05, 0.1, 0.2), "batch_size": (64, 32, 16), "l2": (0.0, 1e-3, 1e-2)},
+    "laptop": {"lr": (0.05, 0.1, 0.2, 0.3), "batch_size": (512, 256, 128, 32), "l2": (0.0, 1e-4, 5e-4, 1e-3)},
+    "paper": {"lr": (0.005, 0.01, 0.02, 0.04), "batch_size": (512, 256, 128, 64),
+              "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)},
+}
 
 
-def _grid(scale):
-    """(base RunConfig fields, {swept field: values in plotting order}, number of seeds) at ``scale``."""
+def base_run(scale):
+    """The pre-training run of Figure 4 at ``scale``, before the choice of classes."""
     if scale == "tiny":
-        base = dict(dataset="digits", model="mlp", hidden=(32, 16), lr=0.05, batch_size=64, steps=120,
-                    eval_every=60, eval_per_class=5, fewshot_episodes=50)
-        values = {"lr": [0.05, 0.1, 0.2], "batch_size": [64, 32, 16], "l2": [0.0, 1e-3, 1e-2]}
-    elif scale == "laptop":
-        base = dict(dataset="mnist5k", model="mlp", hidden=(256, 256, 64), lr=0.05, batch_size=128, steps=3000,
-                    eval_every=500, eval_per_class=25, fewshot_episodes=600, dtype="float32")
-        values = {"lr": [0.05, 0.1, 0.2, 0.3], "batch_size": [512, 256, 128, 32], "l2": [0.0, 1e-4, 5e-4, 1e-3]}
-    elif scale == "paper":
-        base = dict(dataset="cifarfs", model="resnet18", lr=0.02, batch_size=256, steps=20000, eval_every=2000,
-                    eval_per_class=5, fewshot_episodes=600, dtype="float32", backend="cupy")
-        values = {"lr": [0.005, 0.01, 0.02, 0.04], "batch_size": [512, 256, 128, 64],
-                  "l2": [0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4]}
-    else:
-        raise ValueError(f"scale must be one of 'tiny', 'laptop', 'paper'; got {scale!r}")
-    return base, values, 3
+        return scale_base("tiny", lr=0.05, batch_size=64, steps=120, eval_every=60, eval_per_class=5,
+                          fewshot_episodes=50)
+    if scale == "laptop":
+        return scale_base("laptop", steps=3000, eval_every=500, eval_per_class=25, fewshot_episodes=600)
+    return scale_base("paper", dataset="cifarfs", model="resnet18", eval_every=2000, eval_per_class=5,
+                      fewshot_episodes=600)
 
 
-def _classes(scale, split, source):
+def classes_of(scale, split, source):
     """RunConfig fields that choose the source and target classes for ``split`` and ``source``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
@@ -127,51 +128,39 @@ def _classes(scale, split, source):
     return fields
 
 
-def sweeps(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
-           data_root=None):
-    """The runs of Figure 4: ``{field: (values, [[RunConfig per seed] per value])}`` for lr, batch size, L2."""
-    base_fields, values, n_seeds = _grid(scale)
-    base = RunConfig(**base_fields).replace(**_classes(scale, split, source), data_root=data_root)
+def scale_setup(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
+                data_root=None):
+    """(base RunConfig, {field: values in plotting order}, seeds) of Figure 4."""
+    if scale not in GRIDS:
+        raise ValueError(f"scale must be one of 'tiny', 'laptop', 'paper'; got {scale!r}")
+    base = with_options(base_run(scale).replace(**classes_of(scale, split, source)), scale, backend, data_root)
     if probe:  # ~30 ms per probe fit, 1,200 fits per evaluation: evaluate at the start, half way and the end
         every = max(1, base.steps // 2) if scale == "laptop" else base.eval_every
         base = base.replace(fewshot_probe=True, eval_every=every)
-    if backend:
-        base = base.replace(backend=backend)
-        if backend == "numpy" and scale == "paper":
-            base = base.replace(dtype="float64")
-    seeds = range(n_seeds if seeds is None else seeds)
-    return {field: (values[field], [[base.replace(**{field: v}, seed=s) for s in seeds] for v in values[field]])
-            for field, *_ in SWEEPS}
+    return base, {f: list(v) for f, v in GRIDS[scale].items()}, list(range(seeds or SEEDS[scale]))
 
 
 def configs(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
             data_root=None):
-    """Every run of Figure 4, flat (the shared baseline appears once per sweep; the cache runs it once)."""
-    return [c for _, grid in sweeps(scale, split, source, probe, seeds, backend, data_root).values()
-            for per_value in grid for c in per_value]
+    """Every run of Figure 4, flat (the shared baseline appears once per sweep; it trains once)."""
+    return flat(sweep_configs(*scale_setup(scale, split, source, probe, seeds, backend, data_root)))
 
 
-def _histories(grid, by_key):
-    """[[history per seed] per value] of one sweep's grid of configs."""
-    return [[by_key[c.key()] for c in per_value] for per_value in grid]
-
-
-def _finals(hists, metric):
-    """[[final metric per value] per seed] of one sweep (the layout ``rank_correlation_claim`` takes)."""
-    n_seeds = len(hists[0])
-    return [[final(per_value[s], metric) for per_value in hists] for s in range(n_seeds)]
-
-
-def _unique_runs(sw, by_key):
+def distinct_runs(hist):
     """{seed: [history of every distinct run of that seed]} over all sweeps (the baseline counted once)."""
     out, seen = {}, set()
-    for _, grid in sw.values():
-        for per_value in grid:
-            for c in per_value:
-                if c.key() not in seen:
-                    seen.add(c.key())
-                    out.setdefault(c.seed, []).append(by_key[c.key()])
+    for per_seed in hist.values():
+        for hs in per_seed:
+            for h in hs:
+                if h["key"] not in seen:
+                    seen.add(h["key"])
+                    out.setdefault(h["config"]["seed"], []).append(h)
     return out
+
+
+def per_value(hist_field):
+    """[[history per seed] per value] from one sweep's [[history per value] per seed]."""
+    return [list(hs) for hs in zip(*hist_field)]
 
 
 def accuracy_metrics(probe):
@@ -179,7 +168,7 @@ def accuracy_metrics(probe):
     return [("fewshot5", "5-shot NCC accuracy")] + ([("fewshot5_logreg", "5-shot probe accuracy")] if probe else [])
 
 
-def make_claims(sw, by_key, probe=False):
+def make_claims(grid, hist, probe=False):
     """The claim table of Figure 4: per sweep and pooled over all runs, Spearman correlations of final values.
 
     Per sweep: the sweep moves GC the way the paper says (lr up, batch down, L2 up: GC down); final source GC vs
@@ -188,19 +177,17 @@ def make_claims(sw, by_key, probe=False):
     """
     out = []
     for field, title, gc_sign, direction in SWEEPS:
-        values, grid = sw[field]
-        hists = _histories(grid, by_key)
-        gc = _finals(hists, "gc")
+        gc = finals(hist[field], "gc")
         name = title.split(" (")[0]
-        xs = [list(values)] * len(gc)
+        xs = [list(grid[field])] * len(gc)
         out.append(C.rank_correlation_claim(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field,
                                             "source_gc"))
         out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, lower target NC", gc,
-                                            _finals(hists, "target_nc"), +1, "source_gc", "target_nc"))
+                                            finals(hist[field], "target_nc"), +1, "source_gc", "target_nc"))
         for metric, label in accuracy_metrics(probe):
             out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, higher {label}", gc,
-                                                _finals(hists, metric), -1, "source_gc", metric))
-    runs = _unique_runs(sw, by_key)
+                                                finals(hist[field], metric), -1, "source_gc", metric))
+    runs = distinct_runs(hist)
     pooled = lambda metric: [[final(h, metric) for h in hs] for hs in runs.values()]  # noqa: E731
     out.append(C.rank_correlation_claim(NAME, "all runs: lower source GC, lower target NC", pooled("gc"),
                                         pooled("target_nc"), +1, "source_gc", "target_nc"))
@@ -220,7 +207,7 @@ def _after_init(hists):
 def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
     """Mean accuracy over seeds with its min-max band, and bars of +- the 95% episode interval (mean over seeds),
     shifted by ``dodge`` steps so that the bars of neighbouring curves do not hide each other."""
-    from .plotting import plot_band
+    from .experiments.plotting import plot_band
 
     line = plot_band(ax, hists, metric, color, label=label)
     runs = [h for h in hists if h["evals"]]
@@ -234,22 +221,21 @@ def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
     ax.errorbar(steps + dodge, m, yerr=ci, fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5)
 
 
-def draw(sw, by_key, title, probe=False):
+def draw(grid, hist, title, probe=False, eval_every=1):
     """Three rows (lr, batch, L2 sweeps) by three columns (source GC, target NC, 5-shot accuracy) over training;
     with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe."""
     import matplotlib.pyplot as plt
 
-    from .plotting import fmt_value, plot_band, style, sweep_colors
+    from .experiments.plotting import fmt_value, plot_band, style, sweep_colors
 
     style()
     columns = list(METRICS) + ([("fewshot5_logreg", "5-way 5-shot probe accuracy")] if probe else [])
     fig, axes = plt.subplots(3, len(columns), figsize=(4.35 * len(columns), 10.5))
     for row, (field, row_title, *_) in enumerate(SWEEPS):
-        values, grid = sw[field]
-        hists = _histories(grid, by_key)
+        values, hists = grid[field], per_value(hist[field])
         colors = sweep_colors(len(values))
         short = {"lr": "lr", "batch_size": "batch", "l2": "L2"}[field]
-        every = grid[0][0].eval_every
+        every = eval_every
         for i, (v, hs, color) in enumerate(zip(values, hists, colors)):
             label = f"{short} = {fmt_value(v)}"
             plot_band(axes[row, 0], hs, "gc", color, label=label)
@@ -270,7 +256,7 @@ def draw(sw, by_key, title, probe=False):
         for col in range(2, len(columns)):
             axes[row, col].set_ylabel("5-shot accuracy, bars: 95% interval")
         axes[row, 0].legend(loc="best")
-    n_seeds = len(sw["lr"][1][0])
+    n_seeds = len(hist["lr"])
     fig.suptitle(f"Figure 4: {title}\nlines: mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}, bands: min-max "
                  "over seeds; accuracy bars: "
                  "95% interval over the episodes (mean over seeds); x: a diverged run", fontsize=10)
@@ -278,20 +264,18 @@ def draw(sw, by_key, title, probe=False):
     return fig
 
 
-def draw_scatter(sw, by_key, title, probe=False):
+def draw_scatter(grid, hist, title, probe=False):
     """Every run's final (source GC, target NC, 5-shot accuracy) as one point, coloured by sweep."""
     import matplotlib.pyplot as plt
 
-    from .plotting import style
+    from .experiments.plotting import style
 
     style()
-    runs = _unique_runs(sw, by_key)
+    runs = distinct_runs(hist)
     sweep_of = {}
     for field, *_ in SWEEPS:
-        values, grid = sw[field]
-        for v, per_value in zip(values, grid):
-            for c in per_value:  # the baseline belongs to every sweep; it is drawn once, in black
-                sweep_of[c.key()] = "baseline" if c.key() in sweep_of else field
+        for key in {h["key"] for hs in hist[field] for h in hs}:  # the baseline is in every sweep: drawn in black
+            sweep_of[key] = "baseline" if key in sweep_of else field
     styles = {"lr": ("C0", "o", "lr sweep"), "batch_size": ("C1", "s", "batch sweep"), "l2": ("C2", "^", "L2 sweep"),
               "baseline": ("k", "*", "baseline (all rows)")}
     panels = [("gc", "target_nc"), ("gc", "fewshot5"), ("target_nc", "fewshot5")]
@@ -318,16 +302,15 @@ def draw_scatter(sw, by_key, title, probe=False):
     return fig
 
 
-def summarize(sw, by_key):
+def summarize(grid, hist):
     """Per sweep, value and seed: status, final values and the curves, for the JSON."""
     keys = ["gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot1_ci95", "fewshot5_logreg",
             "fewshot5_logreg_ci95", "nc_train", "test_acc", "logit_gc"]
     out = {}
     for field, *_ in SWEEPS:
-        values, grid = sw[field]
         rows = []
-        for v, per_value in zip(values, _histories(grid, by_key)):
-            for h in per_value:
+        for v, hs in zip(grid[field], per_value(hist[field])):
+            for h in hs:
                 rows.append({"value": v, "seed": h["config"]["seed"], "key": h["key"], "status": h["status"],
                              "message": h["message"], "seconds": h["seconds"],
                              "final": {k: final(h, k) for k in keys if k in h["evals"][-1]} if h["evals"] else {},
@@ -369,8 +352,7 @@ def main(argv=None):
     p.add_argument("--source", choices=SOURCES, default="mnist5k",
                    help="source data (fashion_mnist: local Fashion-MNIST files, target the mnist5k digits)")
     p.add_argument("--probe", action="store_true", help="also a logistic-regression probe per episode (slow)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.split is None:
         args.split = "rotations" if args.source == "mnist5k" else "digits"
     t0 = time.time()
@@ -379,25 +361,26 @@ def main(argv=None):
         if reason:
             print(f"figure4: skipped, --source fashion_mnist needs the Fashion-MNIST files.\n{reason}", file=sys.stderr)
             return {"skipped": reason}
-    sw = sweeps(args.scale, args.split, args.source, args.probe, args.seeds, args.backend, args.data_root)
-    cfgs = [c for _, grid in sw.values() for per_value in grid for c in per_value]
-    unique = list({c.key(): c for c in cfgs}.values())
-    histories = run_sweep(NAME, args, unique)
-    by_key = {c.key(): h for c, h in zip(unique, histories)}
-    claims = make_claims(sw, by_key, args.probe)
+    base, grid, seeds = scale_setup(args.scale, args.split, args.source, args.probe, args.seeds, args.backend,
+                                    args.data_root)
+    sweeps = sweep_configs(base, grid, seeds)
+    cfgs = flat(sweeps)
+    histories = run_sweep(NAME, args, cfgs)
+    hist = by_sweep(sweeps, histories)
+    claims = make_claims(grid, hist, args.probe)
     title = _title(args.scale, args.split, args.source)
     variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits",
                ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[
         (args.source, args.split)] + ("_probe" if args.probe else "")
     scatter = figure_outputs(NAME + "_scatter" + variant, args.scale, args.out)[0]
-    save_figure(draw_scatter(sw, by_key, title, args.probe), scatter)
+    save_figure(draw_scatter(grid, hist, title, args.probe), scatter)
     print(f"wrote {scatter}", file=sys.stderr)
-    png, js = write_figure(NAME + variant, args.scale, args.out, draw(sw, by_key, title, args.probe), {
+    png, js = write_figure(NAME + variant, args.scale, args.out, draw(grid, hist, title, args.probe, base.eval_every), {
         "figure": NAME, "scale": args.scale, "split": args.split, "source": args.source, "probe": args.probe,
         "title": title, "source_digits": list(SOURCE_DIGITS), "target_digits": list(TARGET_DIGITS),
-        "grids": {field: list(sw[field][0]) for field, *_ in SWEEPS}, "configs": [c.to_dict() for c in unique],
-        "sweeps": summarize(sw, by_key), "scatter": str(scatter),
-        "run_seconds_total": sum(h["seconds"] for h in histories)}, claims, t0)
+        "grids": grid, "seeds": seeds, "configs": [c.to_dict() for c in {c.key(): c for c in cfgs}.values()],
+        "sweeps": summarize(grid, hist), "scatter": str(scatter),
+        "run_seconds_total": sum({h["key"]: h["seconds"] for h in histories}.values())}, claims, t0)
     return {"png": str(png), "scatter": str(scatter), "json": str(js), "claims": claims, "histories": histories}
 
 

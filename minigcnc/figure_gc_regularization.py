@@ -40,94 +40,47 @@ scales here. Cost: a penalized step costs 2-4 plain ones; the 12 penalized runs 
 4-5 minutes on two quiet cores with ``--jobs 2`` (10.6 minutes when we measured it on a machine shared with
 other work); the 3 unpenalized runs come from Figure 1's cache, or add about half a minute.
 """
-import time
-
-from .figure1 import draw_sweep_row, print_finals, summarize, sweep_claims, train_seconds
-from .runs import RunConfig, figure_parser, run_sweep, write_figure
+from .experiments.config import scale_base, with_options
+from .experiments.driver import sweep_figure
 
 NAME = "figure_gc_regularization"
-FIELD = "gc_reg"
+SEEDS = {"tiny": 2, "laptop": 3, "paper": 3}
+STRENGTHS = {"tiny": (0.0, 1e-2, 1e-1), "laptop": (0.0, 1e-3, 3e-3, 1e-2, 3e-2),
+             "paper": (0.0, 1e-7, 1e-6, 1e-5, 1e-4)}
 
 
-def scale_setup(scale, backend=None, data_root=None, method="hutchinson"):
-    """(base RunConfig, strengths in increasing order, seeds) at ``scale``."""
-    if scale == "tiny":
-        base = RunConfig(dataset="digits", model="mlp", hidden=(32, 16), lr=0.1, batch_size=32, steps=200,
-                         eval_every=50, eval_per_class=10)
-        strengths, seeds = (0.0, 1e-2, 1e-1), range(2)
-    elif scale == "laptop":
-        base = RunConfig(dataset="mnist5k", model="mlp", hidden=(256, 256, 64), lr=0.05, batch_size=128,
-                         steps=2000, eval_every=250, eval_per_class=50, dtype="float32")
-        strengths, seeds = (0.0, 1e-3, 3e-3, 1e-2, 3e-2), range(3)
-    else:
-        base = RunConfig(dataset="cifar10", model="vgg13", lr=0.01, batch_size=256, steps=20000, eval_every=1000,
-                         eval_per_class=20, dtype="float32", backend="cupy")
-        strengths, seeds = (0.0, 1e-7, 1e-6, 1e-5, 1e-4), range(3)
-    base = base.replace(data_root=data_root, **({"backend": backend} if backend else {}))
-    if backend == "numpy" and scale == "paper":
-        base = base.replace(dtype="float64")
-    return base, strengths, list(seeds), method
+def scale_setup(scale, seeds=None, method="hutchinson"):
+    """(base RunConfig, {"gc_reg": strengths in increasing order}, seeds) at ``scale``: Figure 1's base run
+    (at paper scale with lr 0.01, the paper's) and the penalty ``method``. At strength 0 the method has no
+    effect and is not part of the cache key, so that run is Figure 1's base run."""
+    base = scale_base(scale, gc_reg_method=method, **({"lr": 0.01} if scale == "paper" else {}))
+    return base, {"gc_reg": STRENGTHS[scale]}, list(range(seeds or SEEDS[scale]))
 
 
-def sweep_configs(base, strengths, seeds, method):
-    """[[config per strength] per seed]; lambda = 0 keeps the default method so it shares the plain run's key."""
-    return [[base.replace(seed=s, gc_reg=v, **({"gc_reg_method": method} if v else {})) for v in strengths]
-            for s in seeds]
-
-
-def configs(scale, backend=None, data_root=None, method="hutchinson"):
+def configs(scale, seeds=None, method="hutchinson"):
     """The runs of the figure at ``scale``, seed by seed."""
-    return [c for cs in sweep_configs(*scale_setup(scale, backend, data_root, method)) for c in cs]
+    from .experiments.sweep import flat, sweep_configs
+
+    return flat(sweep_configs(*scale_setup(scale, seeds, method)))
 
 
-def make_claims(strengths, hist):
-    """Four rank correlations across the strengths (see ``figure1.sweep_claims``)."""
-    return sweep_claims(NAME, "GC penalty", strengths, hist, -1, "gc_reg")
+def add_options(parser):
+    parser.add_argument("--gc-method", choices=("hutchinson", "exact"), default="hutchinson",
+                        help="the penalty: Hutchinson (one Gaussian probe per image, unbiased; default) or exact")
 
 
-def draw(strengths, hist, title, method):
-    """One row, three panels: embedding GC, geometric collapse, NC over training; a curve per strength."""
-    import matplotlib.pyplot as plt
+def setup(args):
+    base, grid, seeds = scale_setup(args.scale, args.seeds, args.gc_method)
+    return with_options(base, args.scale, args.backend, args.data_root), grid, seeds
 
-    from .figure1 import METRICS
-    from .plotting import style
 
-    style()
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(13, 3.6), squeeze=False)
-    # GC falls 50-fold across the strengths: a log axis keeps the strong penalties readable
-    draw_sweep_row(axes[0], strengths, hist, f"lambda ({'Hutchinson' if method == 'hutchinson' else 'exact'} GC)",
-                   log=("gc",))
-    for c, (_, mlabel) in enumerate(METRICS):
-        axes[0, c].set_title(f"({'abc'[c]}) {mlabel}")
-    fig.suptitle(f"{title}: training with CE + lambda * GC(batch); mean and min-max over {len(hist)} seeds", y=1.0)
-    fig.tight_layout()
-    return fig
+def out_name(args, base):
+    return NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
 
 
 def main(argv=None):
-    p = figure_parser("python -m minigcnc.figure_gc_regularization", __doc__)
-    p.add_argument("--gc-method", choices=("hutchinson", "exact"), default="hutchinson",
-                   help="the penalty: Hutchinson (one Gaussian probe per image, unbiased; default) or exact")
-    args = p.parse_args(argv)
-    t0 = time.time()
-    base, strengths, seeds, method = scale_setup(args.scale, args.backend, args.data_root, args.gc_method)
-    hist_cfgs = sweep_configs(base, strengths, seeds, method)
-    cfgs = [c for cs in hist_cfgs for c in cs]
-    flat = run_sweep(NAME, args, cfgs)
-    it = iter(flat)
-    hist = [[next(it) for _ in cs] for cs in hist_cfgs]
-    claims = make_claims(strengths, hist)
-    title = f"{'MLP' if base.model == 'mlp' else base.model.upper()} on {base.dataset}"
-    fig = draw(strengths, hist, title, method)
-    stem = NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
-    grid, by = {FIELD: strengths}, {FIELD: hist}
-    print_finals(grid, by)
-    print()
-    png, js = write_figure(stem, args.scale, args.out, fig, {
-        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "strengths": strengths, "method": method,
-        "seeds": seeds, "configs": [c.to_dict() for c in cfgs], "runs": summarize(grid, by)[FIELD],
-        "train_seconds": train_seconds(flat)}, claims, t0)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": flat}
+    # GC falls 50-fold across the strengths: a log axis keeps the strong penalties readable
+    return sweep_figure(argv, NAME, __doc__, setup, add_options=add_options, out_name=out_name, log=("gc",))
 
 
 if __name__ == "__main__":

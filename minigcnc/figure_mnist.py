@@ -6,9 +6,9 @@
 
 The paper's appendix repeats Figure 1 with another architecture and dataset, VGG-11 on MNIST, to show that
 the effect is not a property of one network: a higher learning rate, a smaller batch and more L2 each end
-training with a lower embedding GC, a lower geometric collapse and a lower NC. This module is Figure 1's
-driver (``figure1.sweep_figure``: the same three sweeps from one base run, the same panels, the same claim
-table) with a convolutional model; only the scales differ.
+training with a lower embedding GC, a lower geometric collapse and a lower NC. This module uses Figure 1's
+driver (``experiments.driver.sweep_figure``: the same three sweeps from one base run, the same panels, the
+same claim table) with a convolutional model; only the scales differ.
 
 Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the training statistics):
 
@@ -45,36 +45,49 @@ Why these laptop choices (from pilot runs on mnist5k, one seed each):
 - the learning-rate grid is lower than Figure 1's (0.01 -> 0.2): the convnet trains at smaller steps, and
   its GC and NC fall most between 0.01 and 0.05. The batch and L2 grids are Figure 1's.
 """
-from .figure1 import sweep_figure, with_options
-from .runs import RunConfig
+from .experiments.config import scale_base, with_options
+from .experiments.driver import sweep_figure
 
 NAME = "figure_mnist"
+SEEDS = {"tiny": 2, "laptop": 2, "paper": 3}
+GRIDS = {
+    "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
+    "laptop": {"lr": (0.01, 0.02, 0.05, 0.1, 0.2), "batch_size": (512, 256, 128, 64, 32),
+               "l2": (0.0, 1e-4, 5e-4, 1e-3, 5e-3)},
+    "paper": {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
+              "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)},
+}
 
 
-def scale_setup(scale, backend=None, data_root=None, dataset=None, model=None):
+def scale_setup(scale, seeds=None):
     """(base RunConfig, {field: values in sweep order}, seeds) of the MNIST appendix figure at ``scale``."""
     if scale == "tiny":
-        base = RunConfig(dataset="digits", model="convnet", channels=(4, 8), hidden=(16,), lr=0.1, batch_size=32,
-                         steps=60, eval_every=30, eval_per_class=4)
-        grid = {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)}
-        seeds = range(2)
+        base = scale_base("tiny", model="convnet", channels=(4, 8), hidden=(16,), steps=60, eval_every=30,
+                          eval_per_class=4)
     elif scale == "laptop":
-        base = RunConfig(dataset="mnist5k", model="convnet", channels=(8, 16), hidden=(64,), lr=0.05,
-                         batch_size=64, l2=5e-4, steps=1000, eval_every=250, eval_per_class=20, dtype="float32")
-        grid = {"lr": (0.01, 0.02, 0.05, 0.1, 0.2), "batch_size": (512, 256, 128, 64, 32),
-                "l2": (0.0, 1e-4, 5e-4, 1e-3, 5e-3)}
-        seeds = range(2)
+        base = scale_base("laptop", model="convnet", channels=(8, 16), hidden=(64,), batch_size=64, l2=5e-4,
+                          steps=1000, eval_per_class=20)
     else:
-        base = RunConfig(dataset="mnist", model="vgg11", lr=0.02, batch_size=256, steps=10000,
-                         eval_every=1000, eval_per_class=20, dtype="float32", backend="cupy")
-        grid = {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
-                "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)}
-        seeds = range(3)
-    return with_options(base, scale, backend, data_root, dataset, model), grid, list(seeds)
+        base = scale_base("paper", dataset="mnist", model="vgg11", steps=10000)
+    return base, GRIDS[scale], list(range(seeds or SEEDS[scale]))
+
+
+def add_options(parser):
+    parser.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist)")
+    parser.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11)")
+
+
+def setup(args):
+    base, grid, seeds = scale_setup(args.scale, args.seeds)
+    return with_options(base, args.scale, args.backend, args.data_root, args.dataset, args.model), grid, seeds
+
+
+def out_name(args, base):
+    return f"{NAME}_{base.model}_{base.dataset}" if (args.dataset or args.model) else NAME
 
 
 def main(argv=None):
-    return sweep_figure(argv, NAME, __doc__, scale_setup)
+    return sweep_figure(argv, NAME, __doc__, setup, add_options=add_options, out_name=out_name)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ A layer is a ``Layer`` with three pure functions:
   computed for all q at once (one matrix product for dense and conv layers).
 
 Exact input Jacobians come from pushing the identity of the output space back through ``jtp``
-(see ``gc.py``). All functions are written with ``ops`` primitives, so autograd can differentiate the
+(see ``jacobians.py``). All functions are written with ``ops`` primitives, so autograd can differentiate the
 Jacobian itself with respect to the parameters (the GC regularizer).
 """
 from dataclasses import dataclass, field
@@ -55,6 +55,9 @@ def _weight_std(init, fan_in):
 # --------------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------------
+ACTIVATIONS = ("relu", "tanh", "identity")  # the names every layer's ``activation=`` accepts
+
+
 def _activation_apply(name, x):
     """Apply activation ``name`` and return (y, derivative factor for jtp)."""
     if name == "relu":
@@ -65,7 +68,7 @@ def _activation_apply(name, x):
         return y, 1 - y * y  # depends on the parameters: kept traced for the GC penalty
     if name == "identity":
         return x, None
-    raise ValueError(f"activation must be one of 'relu', 'tanh', 'identity'; got {name!r}")
+    raise ValueError(f"activation must be one of {', '.join(repr(a) for a in ACTIVATIONS)}; got {name!r}")
 
 
 def _activation_jtp(d, T):
@@ -73,7 +76,7 @@ def _activation_jtp(d, T):
 
 
 def Activation(name):
-    """Elementwise activation ``name`` ('relu' | 'tanh'); jtp multiplies by its derivative."""
+    """Elementwise activation ``name`` (one of ``ACTIVATIONS``); jtp multiplies by its derivative."""
     _activation_apply(name, onp.zeros(1))  # validate the name now
 
     def init(rng, in_shape, dtype):
@@ -88,14 +91,6 @@ def Activation(name):
     return Layer(name, init, apply, jtp)
 
 
-def Relu():
-    return Activation("relu")
-
-
-def Tanh():
-    return Activation("tanh")
-
-
 # --------------------------------------------------------------------------------------------------
 # Dense
 # --------------------------------------------------------------------------------------------------
@@ -104,7 +99,7 @@ def DenseAct(out_dim, activation="relu", init="he"):
 
     The activation sits in the same layer so that an MLP's parameters are a plain list of (W, b) pairs.
     ``info['pre_linear_jtp']`` exposes the activation part of the jtp alone: for a first dense layer
-    ``||J||_F^2 = sum((M @ (W^T W)) * M)`` with M that cotangent (the Gram saving in ``gc.py``).
+    ``||J||_F^2 = sum((M @ (W^T W)) * M)`` with M that cotangent (the Gram saving in ``jacobians.py``).
     """
     _activation_apply(activation, onp.zeros(1))
     if init == "he" and activation != "relu":

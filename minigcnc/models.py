@@ -14,7 +14,7 @@ list, one entry per body layer, then the head ``(W (p, k), b (k,))`` last. For `
 """
 import numpy as onp
 
-from . import ops
+from . import checks, ops
 from .backend import default_dtype, get_backend, to_device
 from .layers import AvgPool, Conv, DenseAct, Flatten, MaxPool, Residual, Serial
 
@@ -51,7 +51,7 @@ class Model:
         rng: a ``numpy.random.Generator`` or an int seed. Hidden layers are He-normal (relu) or
         LeCun-normal (tanh) with zero biases; the head is LeCun-normal with a zero bias.
         """
-        rng = onp.random.default_rng(rng) if not isinstance(rng, onp.random.Generator) else rng
+        rng = checks.as_rng(rng)
         backend = backend or get_backend()
         dtype = dtype or default_dtype(backend)
         _, body = self.body.init(rng, self.input_shape, dtype)
@@ -95,23 +95,6 @@ class Model:
     def loss(self, params, X, y):
         """Mean cross-entropy of the logits against integer labels y."""
         return ops.cross_entropy(self.logits(params, X), y)
-
-    # ---- Jacobians ----
-    def jtp(self, params, caches, T, target="embed", first=0):
-        """Batched transpose-Jacobian product back to the input of body layer ``first``.
-
-        T (N, q, p) for target='embed' or (N, q, k) for target='logits'; returns (N, q, D) for first=0
-        (the flattened input), else (N, q, *shape at layer ``first``).
-        """
-        if target == "logits":
-            T = ops.matmul_t(T, params[-1][0])  # (N, q, k) -> (N, q, p)
-        elif target != "embed":
-            raise ValueError(f"target must be 'embed' or 'logits'; got {target!r}")
-        for layer, p, c in reversed(list(zip(self.layers[first:], params[first:-1], caches[first:]))):
-            T = layer.jtp(p, c, T)
-        if first == 0:
-            T = ops.reshape(T, (T.shape[0], T.shape[1], self.input_dim))
-        return T
 
 
 # --------------------------------------------------------------------------------------------------

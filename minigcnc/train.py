@@ -4,11 +4,13 @@
     v <- momentum * v + grad objective;   theta <- theta - lr * v          (momentum 0: plain SGD)
 
 ``||theta||^2`` runs over every parameter, biases included. The explicit GC regularizer of the paper's
-appendix plugs in as ``penalty`` (see ``gc.gc_penalty``). Batches are fixed by ``(seed, step)``, so a run
-is bit-for-bit reproducible on NumPy and a run resumed from a checkpoint sees the same batches as one that
-never stopped. A non-finite objective stops the run and is reported (``FitResult.diverged``); it never
-raises, so a sweep goes on.
+appendix plugs in as ``penalty`` (see ``gc.gc_penalty``). Batches are fixed by ``(seed, step)``
+(``batch_indices``, ``batches``: a fresh permutation each epoch), so a run is bit-for-bit reproducible on NumPy
+and a run resumed from a checkpoint sees the same batches as one that never stopped. Bad arguments, non-finite
+inputs included, raise before the first step; a non-finite objective during training stops the run and is
+reported (``FitResult.diverged``); it never raises, so a sweep goes on.
 """
+import itertools
 import json
 import math
 import os
@@ -19,9 +21,8 @@ import numpy as onp
 from autograd import value_and_grad
 from tqdm.auto import tqdm
 
-from . import ops
+from . import checks, ops
 from .backend import get_xp, is_device_array, to_numpy, tree_leaves, tree_map, tree_unflatten
-from .data import batch_indices
 
 
 @dataclass
@@ -35,22 +36,6 @@ class FitResult:
     history: list = field(default_factory=list)
     losses: list = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _check_number(name, value, low=0.0, low_open=False, high=None, integer=False):
-    ok = isinstance(value, (int, float, onp.integer, onp.floating)) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value) == int(value)
-    if ok and not math.isfinite(float(value)):
-        ok = False
-    if ok and (float(value) < low or (low_open and float(value) == low)):
-        ok = False
-    if ok and high is not None and float(value) >= high:
-        ok = False
-    if not ok:
-        kind = "an integer" if integer else "a finite number"
-        rng = f"{'>' if low_open else '>='} {low:g}" + (f" and < {high:g}" if high is not None else "")
-        raise ValueError(f"{name} must be {kind} {rng}; got {value!r}")
 
 
 def check_labels(y, n_classes, n=None):
@@ -92,9 +77,12 @@ def _save_checkpoint(path, params, velocity, step, history, losses):
     arrays["step"] = onp.array(step)
     arrays["history"] = onp.array(json.dumps(history))
     arrays["losses"] = onp.asarray(losses, dtype=onp.float64)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    onp.savez(tmp, **arrays)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "wb") as out:  # a file object: savez adds no ".npz" to the name
+            onp.savez(out, **arrays)
+
+    checks.write_atomically(path, write)
 
 
 def _load_checkpoint(path, params, velocity):
@@ -128,23 +116,26 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     ``checkpoint_every`` steps (default: at each evaluation) and at the end; if it exists, training resumes
     from it with the same batches and momentum.
 
-    Divergence: the run stops, with ``diverged=True`` and a message naming the step and hyperparameters,
-    when the batch objective is non-finite or exceeds ``divergence_factor`` times the first step's (ReLU nets
-    often blow up to huge but finite losses instead of NaN).
+    Every argument is checked before the first step: a NaN or inf in ``X`` raises ValueError (checked once on
+    the whole array, on its own device). Divergence: the run stops, with ``diverged=True`` and a message naming
+    the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
+    the first step's (ReLU nets often blow up to huge but finite losses instead of NaN).
     """
-    _check_number("lr", lr, 0.0, low_open=True)
-    _check_number("steps", steps, 0, integer=True)
-    _check_number("l2", l2, 0.0)
-    _check_number("momentum", momentum, 0.0, high=1.0)
-    lr, l2, momentum = float(lr), float(l2), float(momentum)  # a numpy float64 scalar would promote float32 params
+    # plain floats: a numpy float64 scalar would promote float32 params
+    lr = checks.number("lr", lr, 0.0, low_open=True)
+    steps = checks.integer("steps", steps, minimum=0)
+    l2 = checks.number("l2", l2, 0.0)
+    momentum = checks.number("momentum", momentum, 0.0, high=1.0)
     X = model.check_input(X)
     n = X.shape[0]
-    _check_number("batch_size", batch_size, 1, integer=True)
+    batch_size = checks.integer("batch_size", batch_size, minimum=1)
     if batch_size > n:
         raise ValueError(f"batch_size must be at most the number of samples ({n}); got {batch_size}")
     if eval_every is not None:
-        _check_number("eval_every", eval_every, 1, integer=True)
+        eval_every = checks.integer("eval_every", eval_every, minimum=1)
+    seed = checks.integer("seed", seed, minimum=0)
     y_host = check_labels(y, model.n_classes, n)
+    checks.finite(X, "X")
 
     leaves = tree_leaves(params)
     xp = get_xp(*leaves)
@@ -184,9 +175,9 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
         evaluate(0, params)
     bar = tqdm(total=steps, initial=start, disable=None if progress else True, desc=desc or model.name, leave=False)
     step = start
+    stream = batches(n, batch_size, seed, start_step=start, num_steps=max(steps - start, 0))
     try:
-        for step in range(start + 1, steps + 1):
-            idx = batch_indices(n, batch_size, step - 1, seed)
+        for step, idx in zip(range(start + 1, steps + 1), stream):
             idx = xp.asarray(idx) if is_device_array(X) else idx
             value, g = grad_fn(params, X[idx], y_dev[idx])
             loss = float(to_numpy(value))
@@ -224,3 +215,54 @@ def _axpy_tree(a, x, y):
     xs = tree_leaves(x)
     ys = tree_leaves(y)
     return tree_unflatten(y, [a * xi + yi for xi, yi in zip(xs, ys)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mini-batches: fixed by (n, batch_size, seed, step), so a resumed run sees the batches it would have seen
+
+
+def batch_indices(n, batch_size, step, seed):
+    """Return the indices (int64, ``(batch_size,)``) of the mini-batch used at training step ``step``.
+
+    Epoch ``e = step // (n // batch_size)`` shuffles the ``n`` examples with
+    ``numpy.random.default_rng([seed, e]).permutation(n)`` and is cut into ``n // batch_size`` full batches (the
+    last ``n % batch_size`` shuffled examples sit that epoch out, so every batch has the same size). The batch
+    depends only on ``(n, batch_size, step, seed)``: a run resumed at step ``s`` sees exactly the batches it would
+    have seen. ``batch_size > n`` is an error.
+    """
+    n = checks.integer("n", n, minimum=1)
+    batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    step = checks.integer("step", step, minimum=0)
+    seed = checks.integer("seed", seed, minimum=0)
+    if batch_size > n:
+        raise ValueError(f"batch_size: received {batch_size} for n = {n} examples; expected 1 <= batch_size <= n")
+    epoch, position = divmod(step, n // batch_size)
+    return _epoch_permutation(n, seed, epoch)[position * batch_size:(position + 1) * batch_size]
+
+
+def batches(n, batch_size, seed, start_step=0, num_steps=None):
+    """Return an iterator over ``batch_indices(n, batch_size, step, seed)`` for step = start_step, start_step + 1, ...
+
+    It stops after ``num_steps`` batches (never, if None) and computes each epoch's permutation once.
+    """
+    start_step = checks.integer("start_step", start_step, minimum=0)
+    batch_indices(n, batch_size, start_step, seed)  # validates the arguments
+    if num_steps is None:
+        steps = itertools.count(start_step)
+    else:
+        steps = range(start_step, start_step + checks.integer("num_steps", num_steps, minimum=0))
+    return _batch_stream(int(n), int(batch_size), int(seed), steps)
+
+
+def _batch_stream(n, batch_size, seed, steps):
+    epoch, permutation = None, None
+    for step in steps:
+        e, position = divmod(step, n // batch_size)
+        if e != epoch:
+            epoch, permutation = e, _epoch_permutation(n, seed, e)
+        yield permutation[position * batch_size:(position + 1) * batch_size]
+
+
+def _epoch_permutation(n, seed, epoch):
+    """The shuffled order (int64, (n,)) of epoch ``epoch``; depends on nothing but its arguments."""
+    return onp.random.default_rng([seed, epoch]).permutation(n).astype(onp.int64)

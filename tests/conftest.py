@@ -1,4 +1,5 @@
-"""Shared test helpers: the strict stand-in device on the path, a seeded rng, and a finite-difference oracle."""
+"""Shared test helpers: an own cache per test and no MINIGCNC_* variables, the strict stand-in device on the path,
+a seeded rng, and a finite-difference oracle."""
 import os
 import sys
 
@@ -9,6 +10,22 @@ from autograd import make_vjp
 sys.path.insert(0, os.path.dirname(__file__))  # so that `import strict_device` works
 
 from minigcnc.backend import tree_leaves, tree_unflatten  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_minigcnc_environment():
+    """No ``MINIGCNC_*`` variable of the caller's shell reaches the tests (restored afterwards)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MINIGCNC_")}
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty result cache (``$MINIGCNC_CACHE``), so no two tests share runs."""
+    for k in [k for k in os.environ if k.startswith("MINIGCNC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("MINIGCNC_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

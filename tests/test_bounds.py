@@ -38,7 +38,28 @@ def test_directional_bound_hand_computed():
 def test_ncc_error_bound_gc_hand_computed():
     # (4/3) * rho * sum_i GC_i sum_{j!=i} 1/d_ij^2 with GC = (1,2,3), rho = 2
     expected = (4 / 3) * 2 * (1 / 9 + 1 / 16 + 2 / 9 + 2 / 25 + 3 / 16 + 3 / 25)
-    assert B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, 2.0).value == pytest.approx(expected, rel=1e-12)
+    assert B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, 2.0, MEANS3).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_ncc_error_bound_gc_adds_the_offset_of_the_sample_means_from_the_centres():
+    # offsets ||m_i - mu_i||^2 = (1, 0, 4): (4/3) sum_i (rho GC_i + off_i) sum_{j!=i} 1/d_ij^2
+    sample = MEANS3 + np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])
+    inv = [1 / 9 + 1 / 16, 1 / 9 + 1 / 25, 1 / 16 + 1 / 25]
+    expected = (4 / 3) * sum((2.0 * g + o) * v for g, o, v in zip([1.0, 2.0, 3.0], [1.0, 0.0, 4.0], inv))
+    assert B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, 2.0, sample).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_ncc_error_bound_directional_gc_shifts_the_threshold_by_the_offset_along_u():
+    # two classes 4 apart on the x axis; class 0's sample mean lies 1 towards class 1: delta_01 = 1, so the
+    # threshold d/2 - delta = 1; class 1's lies 3 away from class 0: delta_10 = -3, threshold 5
+    means = np.array([[0.0, 0.0], [4.0, 0.0]])
+    sample = np.array([[1.0, 0.0], [7.0, 0.0]])
+    dir_gc = np.array([[0.0, 2.0], [3.0, 0.0]])
+    expected = (2 / (2 + 1) + 3 / (3 + 25)) / 2
+    assert B.ncc_error_bound_directional_gc(dir_gc, means, 1.0, sample).value == pytest.approx(expected, rel=1e-12)
+    # a sample mean past the midpoint: the term is 1 (nothing bounds that class's error below 1)
+    far = np.array([[3.0, 0.0], [4.0, 0.0]])
+    assert B.ncc_error_bound_directional_gc(dir_gc, means, 1.0, far).pair_terms[0, 1] == pytest.approx(0.5)
 
 
 def test_ncc_error_bound_directional_gc_hand_computed():
@@ -47,7 +68,7 @@ def test_ncc_error_bound_directional_gc_hand_computed():
     # (1,2) 4/(4+25/4) = 16/41, (2,0) 5/(5+4) = 5/9, (2,1) 6/(6+25/4) = 24/49; value = sum / 3
     dir_gc = np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 4.0], [5.0, 6.0, 0.0]])
     expected = (4 / 13 + 1 / 3 + 4 / 7 + 16 / 41 + 5 / 9 + 24 / 49) / 3
-    assert B.ncc_error_bound_directional_gc(dir_gc, MEANS3, 1.0).value == pytest.approx(expected, rel=1e-12)
+    assert B.ncc_error_bound_directional_gc(dir_gc, MEANS3, 1.0, MEANS3).value == pytest.approx(expected, rel=1e-12)
 
 
 def test_nc_gc_bound_hand_computed():
@@ -175,8 +196,8 @@ def test_gc_bounds_dominate_embedding_bounds_tanh_mlp(mlp_classes):
     dir_gc = np.array([[np.mean(np.sum(np.einsum("npd,p->nd", J[y == i], U[i, j]) ** 2, axis=1)) for j in range(K)] for i in range(K)])
     markov = B.ncc_error_bound(Z, y, kind="markov").value
     directional = B.ncc_error_bound(Z, y, kind="directional").value
-    assert markov <= 1.02 * B.ncc_error_bound_gc(class_gc, means, rho).value
-    assert directional <= 1.02 * B.ncc_error_bound_directional_gc(dir_gc, means, rho).value
+    assert markov <= 1.02 * B.ncc_error_bound_gc(class_gc, means, rho, means).value
+    assert directional <= 1.02 * B.ncc_error_bound_directional_gc(dir_gc, means, rho, means).value
 
 
 def test_affine_map_variance_is_trace_and_at_most_lambda_max_frobenius():
@@ -262,7 +283,7 @@ def test_directional_bound_never_looser_than_markov():
 def test_gc_forms_equal_embedding_forms_when_rho_gc_is_the_variance():
     Z, y = _gaussian_embeddings(np.random.default_rng(8), k=4, p=3, n=60, separation=2.0)
     means, var = C.class_means(Z, y), C.class_variances(Z, y)
-    assert B.ncc_error_bound_gc(var / 2.0, means, 2.0).value == pytest.approx(B.ncc_error_bound(Z, y).value, rel=1e-12)
+    assert B.ncc_error_bound_gc(var / 2.0, means, 2.0, means).value == pytest.approx(B.ncc_error_bound(Z, y).value, rel=1e-12)
     assert B.cdnv_bound_gc(var, means, 1.0).value == pytest.approx(C.cdnv(Z, y), rel=1e-12)
     assert B.nc_gc_bound(var, means, 1.0).value == pytest.approx(C.cdnv(Z, y), rel=1e-12)
     # the directional variances s_ij^2 = u_ij^T Sigma_i u_ij as "directional GC" with rho = 1
@@ -273,7 +294,7 @@ def test_gc_forms_equal_embedding_forms_when_rho_gc_is_the_variance():
                 u = (means[j] - means[i]) / np.linalg.norm(means[j] - means[i])
                 s2[i, j] = np.mean(((Z[y == i] - means[i]) @ u) ** 2)
     directional = B.ncc_error_bound(Z, y, kind="directional").value
-    assert B.ncc_error_bound_directional_gc(s2, means, 1.0).value == pytest.approx(directional, rel=1e-10)
+    assert B.ncc_error_bound_directional_gc(s2, means, 1.0, means).value == pytest.approx(directional, rel=1e-10)
 
 
 def test_nc_gc_bound_equals_cdnv_bound_gc_for_scalar_rho():
@@ -302,6 +323,24 @@ def test_error_bound_means_shape():
         B.ncc_error_bound(ZA, YA, means=MEANS3)
 
 
+def test_error_bound_means_name_the_class_that_y_lacks():
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\] of means are absent from y"):
+        B.ncc_error_bound(ZA, YA, means=MEANS3)
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\] occur in labels .* but not in y"):
+        B.ncc_error_bound(ZA, YA, means=MEANS3, labels=np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"labels= names the rows of means="):
+        B.ncc_error_bound(ZA, YA, labels=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("kind", ["markov", "directional"])
+def test_bound_means_are_matched_to_the_classes_of_y_by_label(kind):
+    means = np.array([[1.0, 0.5], [0.2, 5.0]])  # classes 0 and 1
+    expected = B.ncc_error_bound(ZA, YA, means=means, kind=kind)
+    swapped = B.ncc_error_bound(ZA, YA, means=means[::-1], kind=kind, labels=np.array([1, 0]))
+    assert swapped.value == pytest.approx(expected.value, rel=1e-12)
+    np.testing.assert_allclose(swapped.pair_terms, expected.pair_terms, rtol=1e-12)
+
+
 def test_error_bound_coincident_means_named():
     with pytest.raises(ValueError, match=r"classes 4 and 6 have coincident means"):
         B.ncc_error_bound(ZA, np.array([4, 4, 6, 6]), means=np.ones((2, 2)))
@@ -314,7 +353,7 @@ def test_error_bound_class_with_one_sample_named():
 
 def test_error_rho_shape():
     with pytest.raises(ValueError, match=r"rho must be a scalar or have shape \(3,\).* got shape \(2,\)"):
-        B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, [1.0, 2.0])
+        B.ncc_error_bound_gc([1.0, 2.0, 3.0], MEANS3, [1.0, 2.0], MEANS3)
 
 
 def test_error_rho_negative():
@@ -324,7 +363,7 @@ def test_error_rho_negative():
 
 def test_error_dir_gc_shape():
     with pytest.raises(ValueError, match=r"dir_gc must have shape \(k, k\) = \(3, 3\).* got shape \(3, 2\)"):
-        B.ncc_error_bound_directional_gc(np.ones((3, 2)), MEANS3, 1.0)
+        B.ncc_error_bound_directional_gc(np.ones((3, 2)), MEANS3, 1.0, MEANS3)
 
 
 def test_error_class_gc_non_finite():
@@ -363,9 +402,9 @@ DEVICE_BOUNDS = {
     "directional": lambda Z, y, xp: B.ncc_error_bound(Z, y, kind="directional").value,
     "directional_given_means": lambda Z, y, xp: B.ncc_error_bound(
         Z, y, means=C.class_means(Z, y) + 0.3, kind="directional").value,
-    "ncc_error_bound_gc": lambda Z, y, xp: B.ncc_error_bound_gc([1.0, 2, 3, 4], C.class_means(Z, y), 2.0).value,
+    "ncc_error_bound_gc": lambda Z, y, xp: B.ncc_error_bound_gc([1.0, 2, 3, 4], C.class_means(Z, y), 2.0, C.class_means(Z, y) + 0.1).value,
     "ncc_error_bound_directional_gc": lambda Z, y, xp: B.ncc_error_bound_directional_gc(
-        xp.asarray(np.arange(16.0).reshape(4, 4)), C.class_means(Z, y), [1.0, 2, 3, 4]).value,
+        xp.asarray(np.arange(16.0).reshape(4, 4)), C.class_means(Z, y), [1.0, 2, 3, 4], C.class_means(Z, y) + 0.1).value,
     "nc_gc_bound": lambda Z, y, xp: B.nc_gc_bound([1.0, 2, 3, 4], C.class_means(Z, y), [1.0, 2, 3, 4]).value,
     "cdnv_bound_gc": lambda Z, y, xp: B.cdnv_bound_gc([1.0, 2, 3, 4], C.class_means(Z, y), [1.0, 2, 3, 4]).value,
     "implied_rho": lambda Z, y, xp: B.implied_rho(Z, y, [1.0, 2, 3, 4]),
@@ -380,3 +419,63 @@ def test_bounds_stay_on_the_device_and_match_the_host(name, strict):
     Z, y = _gaussian_embeddings(np.random.default_rng(10), k=4, p=3, n=30, separation=2.0)
     bound = DEVICE_BOUNDS[name]
     np.testing.assert_allclose(bound(strict.asarray(Z), y, strict), bound(Z, y, np), rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The GC bound on Gaussian classes, where rho and GC are exact: valid with the offset, not without
+# ----------------------------------------------------------------------------------------------------------
+def _linear_gaussian_problem(rng, k, D, p, spread, shift):
+    """Gaussian input classes N(c_i, Sigma_i) in R^D, a linear embedding g(x) = A x, and NCC centres mu_i moved
+    ``shift`` away from the class means A c_i. Exact: rho_i = lambda_max(Sigma_i), GC_i = ||A||_F^2,
+    dir_gc[i, j] = ||A^T u_ij||^2."""
+    A = rng.standard_normal((p, D)) / np.sqrt(D)
+    centres = spread * rng.standard_normal((k, D))
+    roots = [rng.standard_normal((D, D)) * rng.uniform(0.3, 1.0) / np.sqrt(D) for _ in range(k)]
+    covs = [L @ L.T for L in roots]
+    class_means = centres @ A.T  # (k, p): the true mean embeddings m_i
+    mu = class_means + shift * rng.standard_normal((k, p))  # the NCC centres
+    rho = np.array([np.linalg.eigvalsh(S)[-1] for S in covs])
+    gc = np.full(k, np.sum(A ** 2))
+    diff = mu[None, :, :] - mu[:, None, :]
+    U = diff / np.maximum(np.linalg.norm(diff, axis=-1, keepdims=True), 1e-300)
+    dir_gc = np.sum(np.einsum("ijp,pd->ijd", U, A) ** 2, axis=-1)
+    return A, centres, roots, class_means, mu, rho, gc, dir_gc
+
+
+def _ncc_error_by_sampling(rng, A, centres, roots, mu, n=20_000):
+    """The class-averaged NCC error with centres ``mu``, by sampling n points of every class (std <= 0.0036)."""
+    errs = []
+    for i, (c, L) in enumerate(zip(centres, roots)):
+        Z = (c + rng.standard_normal((n, len(c))) @ L.T) @ A.T
+        nearest = np.argmin(((Z[:, None, :] - mu[None, :, :]) ** 2).sum(-1), axis=1)
+        errs.append(np.mean(nearest != i))
+    return float(np.mean(errs))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shift", [0.0, 0.5, 2.0, 6.0])
+def test_the_gc_bound_with_the_offset_is_at_least_the_ncc_error_on_gaussian_classes(seed, shift):
+    rng = np.random.default_rng(seed)
+    A, centres, roots, m, mu, rho, gc, dir_gc = _linear_gaussian_problem(rng, k=3, D=6, p=4, spread=2.0, shift=shift)
+    error = _ncc_error_by_sampling(rng, A, centres, roots, mu)
+    tol = 4 * 0.0036  # four standard deviations of the sampled error
+    assert B.ncc_error_bound_gc(gc, mu, rho, m).value >= error - tol
+    assert B.ncc_error_bound_directional_gc(dir_gc, mu, rho, m).value >= error - tol
+
+
+def test_the_gc_bound_without_the_offset_fails_when_the_centres_are_not_the_class_means():
+    """The counterexample: the form (4/k) sum rho_i GC_i / d_ij^2 (no offset) bounds the variance about the class
+    means, not the spread about the centres, so with centres away from the class means it falls far below the
+    NCC error; the form with the offset stays above it."""
+    A = 0.1 * np.eye(2)  # g(x) = 0.1 x: GC = 0.02 exactly
+    centres = np.array([[0.0, 0.0], [20.0, 0.0]])
+    roots = [np.eye(2), np.eye(2)]  # Sigma = I: rho = 1 exactly
+    m = centres @ A.T  # true class means (0, 0) and (2, 0)
+    mu = np.array([[4.0, 0.0], [2.0, 0.0]])  # class 0's centre put beyond class 1: class 0 is always misclassified
+    rho, gc = np.ones(2), np.full(2, 0.02)
+    error = _ncc_error_by_sampling(np.random.default_rng(0), A, centres, roots, mu)
+    old = B.ncc_error_bound_gc(gc, mu, rho, mu).value  # sample means taken equal to the centres: no offset
+    new = B.ncc_error_bound_gc(gc, mu, rho, m).value
+    assert error == pytest.approx(0.5, abs=0.01)
+    assert old == pytest.approx((4 / 2) * 2 * 0.02 / 4, rel=1e-12) and old < 0.05  # 0.02: a "bound" 25x too low
+    assert new >= error

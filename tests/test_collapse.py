@@ -359,6 +359,35 @@ def test_error_ncc_error_means_shape():
         C.ncc_error(np.eye(2), ZB, YB)
 
 
+def test_error_ncc_error_names_the_class_that_y_lacks():
+    # 10 means fitted on classes 0..9; a test set without class 3
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((10, 16))
+    y = np.repeat([0, 1, 2, 4, 5, 6, 7, 8, 9], 3)
+    Z = means[y] + 0.01 * rng.standard_normal((len(y), 16))
+    with pytest.raises(ValueError, match=r"means must have shape \(k, p\) = \(9, 16\).*class\(es\) \[3\] of means are "
+                                         r"absent from y.*Pass labels="):
+        C.ncc_error(means, Z, y)
+    # with the label of each row, the rows are matched by label and the error is right
+    assert C.ncc_error(means, Z, y, labels=np.arange(10)) == 0.0
+    assert C.ncc_error(means[::-1], Z, y, labels=np.arange(10)[::-1]) == 0.0
+    y_wrong = y.copy()
+    y_wrong[:3] = 5  # the three samples of class 0 now claim class 5
+    assert C.ncc_error(means, Z, y_wrong, labels=np.arange(10)) == pytest.approx(3 / len(y))
+    with pytest.raises(ValueError, match=r"class\(es\) \[12\] occur in y but not in labels"):
+        C.ncc_error(means, Z, np.where(y == 9, 12, y), labels=np.arange(10))
+    with pytest.raises(ValueError, match=r"labels must name each row of means once; label 4 names 2 rows"):
+        C.ncc_error(means, Z, y, labels=np.array([0, 1, 2, 4, 4, 5, 6, 7, 8, 9]))
+
+
+def test_error_classifier_columns_name_the_class_that_y_lacks():
+    with pytest.raises(ValueError, match=r"got shape \(2, 4\): W \(columns\) has 4 rows .* class\(es\) \[3\] of W "
+                                         r"\(columns\) are absent from y"):
+        C.nc3_self_duality(np.ones((2, 4)), ZB, YB)
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\] of logits \(columns\) are absent from y"):
+        C.nc4_ncc_mismatch(np.ones((7, 4)), ZB, YB)
+
+
 def test_error_ncc_predict_feature_mismatch():
     with pytest.raises(ValueError, match=r"means has 3 features per row but Z has 2"):
         C.ncc_predict(np.eye(3), ZB)
@@ -402,12 +431,3 @@ def test_device_errors_count_non_finite_values_without_leaking(strict):
         C.cdnv(strict.asarray(Z), YB)
     with pytest.raises(ValueError, match=r"classes 0 and 1 have coincident means"):
         C.cdnv(strict.asarray(np.array([[0.0, 0], [2, 0], [1, 1], [1, -1]])), YA)
-
-
-def test_bench_collapse_reports_cdnv_and_nc1_timings():
-    from minigcnc.bench_collapse import bench_collapse
-
-    rows = []
-    times = bench_collapse(lambda name, s, note: rows.append((name, s, note)), n=400, p=8, k=5, repeats=1)
-    assert [r[0] for r in rows] == ["collapse.cdnv", "collapse.nc1"]
-    assert all(s > 0 for s in times.values())

@@ -130,8 +130,11 @@ def test_error_non_positive_shots():
 
 
 def test_error_rng_must_be_generator_or_seed():
-    with pytest.raises(TypeError, match=r"rng must be a numpy.random.Generator or an integer seed; got NoneType"):
+    # checks.as_rng: None is a missing value (ValueError), a string a wrong type (TypeError)
+    with pytest.raises((TypeError, ValueError), match=r"rng is required: give a numpy.random.Generator or an int seed"):
         F.episodes(np.repeat(np.arange(5), 30), rng=None)
+    with pytest.raises(TypeError, match=r"rng must be a numpy.random.Generator or an int seed; got str"):
+        F.episodes(np.repeat(np.arange(5), 30), rng="0")
 
 
 def test_error_unknown_classifier():

@@ -1,169 +1,16 @@
-"""gc.py: exact input Jacobians, GC and its estimators, the GC penalty, on every backend (PAPER.md section 2).
+"""gc.py: GC's definition, its unbiased estimators, class and directional GC, the GC penalty (PAPER.md section 2).
 
-Oracles: autograd ``make_vjp`` with one-hot cotangents (one backward per output coordinate), central finite
-differences, closed forms (affine maps, one hidden layer), and the strict stand-in device. All in float64.
+Oracles: closed forms (affine maps, one hidden layer), the exact Jacobian (whose own tests against autograd
+``make_vjp`` and finite differences are in test_jacobians.py), finite differences of the penalty, the estimators'
+documented variances, and the strict stand-in device. All in float64.
 """
-import os
-import sys
+import numpy as np
+import pytest
+from autograd import grad
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from autograd import grad, make_vjp  # noqa: E402
-
-from minigcnc import gc, layers, models  # noqa: E402
-from minigcnc.backend import to_numpy, tree_leaves, tree_unflatten  # noqa: E402
-
-
-# ---- small models ---------------------------------------------------------------------------------------------
-def with_nonzero_alphas(model, params, value=0.7):
-    """SkipInit residual scales set to ``value`` so the residual branches matter."""
-    params = list(params)
-    for i, layer in enumerate(model.layers):
-        if layer.name == "residual":
-            pm, ps, _ = params[i]
-            params[i] = (pm, ps, np.array(value))
-    return params
-
-
-def with_random_biases(params, rng, scale=0.3):
-    """Every bias (1-D leaf) drawn at random, so that activations are not centred at zero."""
-    leaves = [a + scale * rng.standard_normal(a.shape) if np.ndim(a) == 1 else a for a in tree_leaves(params)]
-    return tree_unflatten(params, leaves)
-
-
-def build(name):
-    """(model, params, X) for one tiny test problem, float64 on the host."""
-    rng = np.random.default_rng(7)
-    if name == "mlp-relu":
-        m = models.mlp([9, 6, 5, 4], 3, "relu")  # first layer narrower than the input: Gram route
-    elif name == "mlp-tanh":
-        m = models.mlp([5, 7, 4], 3, "tanh")  # first layer wider than the input: direct route
-    elif name == "convnet":
-        m = models.convnet((1, 8, 8), 3, channels=(3, 4), hidden=(5,))
-    elif name == "resnet18":
-        m = models.resnet18((2, 8, 8), 3, width=1 / 16)
-    elif name == "vgg11":
-        m = models.vgg("vgg11", (1, 8, 8), 3, width=1 / 16, hidden=64)
-    else:
-        raise KeyError(name)
-    P = with_random_biases(m.init(3, dtype="float64", backend="numpy"), rng)
-    if name == "resnet18":
-        P = with_nonzero_alphas(m, P)
-    X = rng.standard_normal((3,) + m.input_shape)
-    return m, P, X
-
-
-def out_fn(model, params, target):
-    return (lambda x: model.embed(params, x)) if target == "embed" else (lambda x: model.logits(params, x))
-
-
-def jacobian_by_make_vjp(model, params, X, target):
-    """(N, q, D) from one backward pass per output coordinate with one-hot cotangents."""
-    Xf = X.reshape(X.shape[0], -1)
-    vjp, Y = make_vjp(out_fn(model, params, target))(Xf)
-    rows = []
-    for j in range(Y.shape[1]):
-        u = np.zeros_like(Y)
-        u[:, j] = 1.0
-        rows.append(vjp(u))
-    return np.stack(rows, axis=1)
-
-
-def jacobian_by_finite_differences(model, params, X, target, eps=1e-6):
-    """(N, q, D) by central differences, one input coordinate of every sample at a time."""
-    Xf = X.reshape(X.shape[0], -1)
-    f = out_fn(model, params, target)
-    cols = []
-    for d in range(Xf.shape[1]):
-        E = np.zeros_like(Xf)
-        E[:, d] = eps
-        cols.append((f(Xf + E) - f(Xf - E)) / (2 * eps))
-    return np.stack(cols, axis=2)
-
-
-def rel_err(a, b):
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / max(np.max(np.abs(np.asarray(b))), 1e-300))
-
-
-# ---- exact Jacobians ------------------------------------------------------------------------------------------
-MODELS = ["mlp-relu", "mlp-tanh", "convnet", "resnet18", "vgg11"]
-
-
-@pytest.mark.parametrize("target", ["embed", "logits"])
-@pytest.mark.parametrize("name", MODELS)
-def test_input_jacobian_equals_autograd_one_hot_vjps_and_finite_differences(name, target):
-    m, P, X = build(name)
-    J = gc.input_jacobian(m, P, X, target=target)
-    q = m.embed_dim if target == "embed" else m.n_classes
-    assert J.shape == (X.shape[0], q, m.input_dim)
-    assert rel_err(J, jacobian_by_make_vjp(m, P, X, target)) < 1e-8
-    assert rel_err(J, jacobian_by_finite_differences(m, P, X, target)) < 1e-5
-    np.testing.assert_allclose(gc.input_jacobian(m, P, X, target=target, chunk=2), J, rtol=0, atol=1e-13)
-
-
-@pytest.mark.parametrize("target", ["embed", "logits"])
-@pytest.mark.parametrize("name", ["mlp-relu", "mlp-tanh", "convnet"])
-def test_jacobian_sq_norms_equal_the_sum_of_squares_of_the_jacobian(name, target):
-    m, P, X = build(name)
-    expected = (gc.input_jacobian(m, P, X, target=target) ** 2).sum(axis=(1, 2))
-    for kwargs in [{}, {"gram": False}, {"chunk": 2, "batch_size": 1}, {"gram": False, "chunk": 3, "batch_size": 2}]:
-        np.testing.assert_allclose(gc.jacobian_sq_norms(m, P, X, target=target, **kwargs), expected, rtol=1e-12)
-
-
-def test_rows_of_inactive_top_relu_units_are_dropped_and_the_norms_stay_exact():
-    m, P, X = build("mlp-relu")
-    _, caches, _ = gc._forward(m, P, X)
-    d = caches[-1]  # (N, p) ReLU derivative of the embedding layer
-    assert 0 < d.sum() < d.size  # some units inactive, some active
-    W = P[-2][0]
-    T = gc._compact_rows(W.T.copy(), d, np)
-    assert T.shape == (X.shape[0], int(d.sum(axis=1).max()), W.shape[0])
-    full = d[:, :, None] * W.T[None]  # every identity row through the top layer
-    np.testing.assert_allclose((T ** 2).sum(axis=(1, 2)), (full ** 2).sum(axis=(1, 2)), rtol=1e-12)
-    assert gc._compact_rows(W.T.copy(), np.ones_like(d), np) is None  # nothing to drop
-
-
-def test_samples_batched_by_active_count_come_back_in_their_own_order():
-    m, P, _ = build("mlp-relu")
-    X = np.random.default_rng(2).standard_normal((24, 9))
-    perm = gc._order_by_active_rows(m, P, X, 5)
-    assert perm is not None and np.any(perm != np.arange(24))  # the presort really reorders
-    expected = (gc.input_jacobian(m, P, X) ** 2).sum(axis=(1, 2))
-    np.testing.assert_allclose(gc.jacobian_sq_norms(m, P, X, batch_size=5), expected, rtol=1e-12)
-    np.testing.assert_allclose(gc.class_gc(m, P, X, np.arange(24) % 4, batch_size=5),
-                               [expected[c::4].mean() for c in range(4)], rtol=1e-12)
-
-
-def test_the_gram_route_is_taken_when_the_first_dense_layer_is_narrower_than_the_input():
-    m, P, _ = build("mlp-relu")
-    assert gc._dense_gram_applies(m, P)
-    m2, P2, _ = build("mlp-tanh")
-    assert not gc._dense_gram_applies(m2, P2)
-
-
-def patchify_model():
-    """A conv stem with non-overlapping unpadded patches (stride = kernel = 2), publishing its geometry."""
-    conv = layers.Conv(3, kernel=2, stride=2, padding=0, activation="tanh")
-    info = dict(conv.info, stride=2, padding=0, kernel=2,
-                pre_linear_jtp=lambda p, cache, T: T * cache[0][:, None])  # the activation part of the jtp
-    stem = layers.Layer(conv.name, conv.init, conv.apply, conv.jtp, info)
-    return models.Model("patchify", (2, 6, 6), [stem, layers.Flatten(), layers.DenseAct(4, "tanh")], 3)
-
-
-def test_first_conv_gram_route_is_exact_for_non_overlapping_patches():
-    m = patchify_model()
-    rng = np.random.default_rng(0)
-    P = with_random_biases(m.init(1, dtype="float64", backend="numpy"), rng)
-    X = rng.standard_normal((4, 2, 6, 6))
-    assert gc._first_conv_gram(m, P) == (2, 0, 2)  # O = 3 < C k^2 = 8: taken
-    for target in ["embed", "logits"]:
-        expected = (jacobian_by_make_vjp(m, P, X, target) ** 2).sum(axis=(1, 2))
-        np.testing.assert_allclose(gc.jacobian_sq_norms(m, P, X, target=target), expected, rtol=1e-12)
-    # overlapping 'same' convolutions take the direct route
-    mc, Pc, _ = build("convnet")
-    assert gc._first_conv_gram(mc, Pc) is None
+from gc_problems import build, with_random_biases
+from minigcnc import gc, layers, models
+from minigcnc.backend import to_numpy, tree_leaves, tree_unflatten
 
 
 # ---- closed forms ---------------------------------------------------------------------------------------------
@@ -337,13 +184,6 @@ def test_gc_runs_on_the_strict_device_without_leaks_and_matches_numpy(name):
     Xd = strict.asarray(X)
     y = np.array([0, 1, 0])
 
-    J = gc.input_jacobian(m, Pd, Xd, chunk=2)
-    assert isinstance(J, StrictArray)
-    np.testing.assert_allclose(to_numpy(J), gc.input_jacobian(m, P, X), rtol=1e-12, atol=1e-14)
-    for kwargs in [{}, {"gram": False}, {"target": "logits", "chunk": 2, "batch_size": 2}]:
-        s = gc.jacobian_sq_norms(m, Pd, Xd, **kwargs)
-        assert isinstance(s, StrictArray)
-        np.testing.assert_allclose(to_numpy(s), gc.jacobian_sq_norms(m, P, X, **kwargs), rtol=1e-12)
     for method, level in [("exact", {})] + ESTIMATORS:
         rng = None if method == "exact" else 3
         level = {**level, "n": 2} if "n" in level else level  # 3 samples here
@@ -367,24 +207,25 @@ def test_gc_runs_on_the_strict_device_without_leaks_and_matches_numpy(name):
     ({"method": "jackknife"}, "method must be one of 'exact', 'subset'"),
     ({"method": "subset"}, "method='subset' needs n="),
     ({"method": "subset", "n": 13, "rng": 0}, "n must be at most the number of samples N=12"),
-    ({"method": "subset", "n": 0, "rng": 0}, "n must be a positive integer"),
+    ({"method": "subset", "n": 0, "rng": 0}, "n must be an integer >= 1"),
     ({"method": "mask", "rng": 0}, "method='mask' needs q="),
     ({"method": "mask", "q": 0.0, "rng": 0}, r"q must be a keep probability in \(0, 1\]"),
     ({"method": "mask", "q": 1.5, "rng": 0}, r"q must be a keep probability in \(0, 1\]"),
     ({"method": "outputs", "m": 0, "rng": 0}, r"m must be an integer in \[1, 5\]"),
     ({"method": "outputs", "m": 6, "rng": 0}, r"m must be an integer in \[1, 5\]"),
-    ({"method": "hutchinson", "probes": 0, "rng": 0}, "probes must be a positive integer"),
+    ({"method": "hutchinson", "probes": 0, "rng": 0}, "probes must be an integer >= 1"),
     ({"method": "hutchinson", "dist": "uniform", "rng": 0}, "dist must be 'gaussian' or 'rademacher'"),
     ({"method": "hutchinson"}, "needs rng="),
     ({"method": "mask", "q": 0.5, "rng": "seed"}, "rng must be a numpy.random.Generator or an int seed"),
     ({"method": "exact", "n": 5}, "method='exact' takes no level parameter; got n=5"),
     ({"method": "outputs", "m": 2, "q": 0.5, "rng": 0}, "method='outputs' takes m=; got q=0.5"),
     ({"target": "hidden"}, "target must be 'embed' or 'logits'"),
-    ({"chunk": 0}, "chunk must be a positive integer"),
+    ({"chunk": 0}, "chunk must be an integer >= 1"),
 ])
 def test_bad_arguments_raise_value_errors_that_name_the_parameter(small_problem, kwargs, message):
     m, P, X = small_problem
-    with pytest.raises(ValueError, match=message):
+    # a wrong type (an rng that is a string) is a TypeError, a bad value a ValueError (checks.py)
+    with pytest.raises((TypeError, ValueError), match=message):
         gc.geometric_complexity(m, P, X, **kwargs)
 
 
@@ -403,3 +244,48 @@ def test_bad_penalty_and_class_arguments_raise_value_errors(small_problem):
         gc.directional_gc(m, P, X, y, np.zeros((3, 5)))
     with pytest.raises(ValueError, match="one label per sample"):
         gc.class_gc(m, P, X, y[:5])
+
+
+GC_CALLS = {
+    "geometric_complexity": lambda m, P, X, y, mu: gc.geometric_complexity(m, P, X),
+    "geometric_complexity-subset": lambda m, P, X, y, mu: gc.geometric_complexity(m, P, X, method="subset", n=2, rng=0),
+    "gc_value": lambda m, P, X, y, mu: gc.gc_value(m, P, X),
+    "class_gc": lambda m, P, X, y, mu: gc.class_gc(m, P, X, y),
+    "directional_gc": lambda m, P, X, y, mu: gc.directional_gc(m, P, X, y, mu),
+    "jacobian_sq_norms": lambda m, P, X, y, mu: gc.jacobian_sq_norms(m, P, X),
+    "input_jacobian": lambda m, P, X, y, mu: gc.input_jacobian(m, P, X),
+    "gc_estimator_variance": lambda m, P, X, y, mu: gc.gc_estimator_variance(m, P, X, method="mask", q=0.5),
+    "gc_penalty": lambda m, P, X, y, mu: gc.gc_penalty(m, P, X),
+}
+
+
+@pytest.mark.parametrize("call", list(GC_CALLS))
+def test_a_nan_sample_is_refused_naming_x_and_its_index_not_counted_as_zero(small_problem, call):
+    m, P, X = small_problem
+    y = np.arange(12) % 3
+    Z = m.embed(P, X)
+    mu = np.stack([Z[y == c].mean(axis=0) for c in range(3)])
+    X = X.copy()
+    X[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains 1 non-finite values \(NaN or inf\) out of 96; the first at index "
+                                         r"\(4, 2\)"):
+        GC_CALLS[call](m, P, X, y, mu)
+
+
+def test_directional_gc_names_a_class_that_means_has_and_y_lacks(small_problem):
+    m, P, X = small_problem
+    y = np.arange(12) % 3  # classes 0, 1, 2
+    means = np.random.default_rng(0).standard_normal((4, 5))  # rows for classes 0..3
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\] of means are absent from y"):
+        gc.directional_gc(m, P, X, y, means)
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\] occur in labels .* but not in y"):
+        gc.directional_gc(m, P, X, y, means, labels=np.arange(4))
+
+
+def test_directional_gc_matches_rows_of_means_to_classes_by_label(small_problem):
+    m, P, X = small_problem
+    y = np.array([5, 9, 7] * 4)
+    means = np.random.default_rng(1).standard_normal((3, 5))  # rows in sorted label order 5, 7, 9
+    expected = gc.directional_gc(m, P, X, y, means)
+    shuffled = gc.directional_gc(m, P, X, y, means[[2, 0, 1]], labels=np.array([9, 5, 7]))
+    np.testing.assert_allclose(shuffled, expected, rtol=1e-12)

@@ -1,6 +1,6 @@
 """The GPU tests and the GPU benchmark, dry-run on the CPU against a fake CuPy (``tests/fake_cupy``).
 
-``tests/test_gpu.py`` and ``minigcnc.bench_gpu`` only run where a CUDA GPU is lent, which most machines of
+``tests/test_gpu.py`` and ``minigcnc.bench.gpu`` only run where a CUDA GPU is lent, which most machines of
 this project are not. Here a child process finds the strict stand-in device array (``strict_device``) under
 the name ``cupy``, so every line of the GPU tests that does not need CUDA itself runs on every CI run: the
 ``"cupy"`` backend's registration, the float64 parity checks against NumPy (on the stand-in, the two routes
@@ -53,7 +53,7 @@ def test_the_gpu_tests_pass_against_the_strict_stand_in(tmp_path):
 
 def test_the_gpu_benchmark_runs_against_the_strict_stand_in(tmp_path):
     path = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "minigcnc.bench_gpu", "--quick", "--batch", "2", "--gc-inputs", "2",
+    cmd = [sys.executable, "-m", "minigcnc.bench.gpu", "--quick", "--batch", "2", "--gc-inputs", "2",
            "--gc-batch", "1", "--repeats", "1", "--no-torch", "--json", str(path)]
     proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]

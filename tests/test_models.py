@@ -1,7 +1,8 @@
 """models.py: shapes, the parameter convention, the embedding, input checks, seeds, and exact derivatives.
 
-Gradients and input-Jacobian products are checked against central finite differences in float64. Parameters are
-perturbed away from their initial values so residual scales (SkipInit alpha = 0) and zero biases are exercised.
+Gradients are checked against central finite differences in float64 (the layers' input-Jacobian products are
+tested in test_layers.py). Parameters are perturbed away from their initial values so residual scales (SkipInit
+alpha = 0) and zero biases are exercised.
 """
 import numpy as np
 import pytest
@@ -127,24 +128,3 @@ def test_loss_gradient_matches_finite_differences(rng, kind):
     g = grad(model.loss)(params, X, y)
     assert [np.shape(a) for a in tree_leaves(g)] == [np.shape(a) for a in tree_leaves(params)]
     assert_vjp_matches_fd(lambda p: model.loss(p, X, y), params, rng)
-
-
-@pytest.mark.parametrize("kind", list(SMALL))
-@pytest.mark.parametrize("target", ["embed", "logits"])
-def test_jtp_is_the_exact_input_jacobian_product(rng, kind, target):
-    """For every sample n and cotangent q: <T[n, q], J_n V_n> (central differences) == <jtp(T)[n, q], V_n>."""
-    model = SMALL[kind]()
-    params = perturbed_params(model, rng)
-    N, q, eps = 3, 2, 1e-6
-    X = rng.standard_normal((N, model.input_dim))
-    f = model.embed if target == "embed" else model.logits
-    _, caches = model.embed_with_cache(params, X)
-    T = rng.standard_normal((N, q, f(params, X).shape[1]))
-    JT = model.jtp(params, caches, T, target=target)
-    assert JT.shape == (N, q, model.input_dim)
-    for _ in range(2):
-        V = rng.standard_normal(X.shape)
-        JV = (f(params, X + eps * V) - f(params, X - eps * V)) / (2 * eps)  # (N, p)
-        fd = np.einsum("nqp,np->nq", T, JV)
-        exact = np.einsum("nqd,nd->nq", JT, V)
-        np.testing.assert_allclose(exact, fd, rtol=1e-6, atol=1e-7)

@@ -1,5 +1,5 @@
 """train.fit: the SGD and momentum updates, determinism, argument checks, divergence, checkpoints, evaluations,
-and that it learns."""
+and that it learns; train.batch_indices / train.batches: the deterministic mini-batches."""
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ def assert_same_params(a, b):
 
 def objective_by_hand(model, X, y, step, batch_size, seed, l2):
     """CE on batch ``step`` plus (l2 / 2) ||theta||^2, written with autograd.numpy."""
-    idx = data.batch_indices(len(X), batch_size, step, seed)
+    idx = train.batch_indices(len(X), batch_size, step, seed)
     return lambda p: model.loss(p, X[idx], y[idx]) + 0.5 * l2 * sum(anp.sum(a**2) for a in tree_leaves(p))
 
 
@@ -85,27 +85,39 @@ def test_different_seeds_see_different_batches_and_end_elsewhere(problem):
 
 # ---- argument checks -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "kwargs,message",
+    "kwargs,error,message",
     [
-        ({"lr": float("nan")}, r"lr must be a finite number > 0; got nan"),
-        ({"lr": float("inf")}, r"lr must be a finite number > 0; got inf"),
-        ({"lr": 0.0}, r"lr must be a finite number > 0; got 0.0"),
-        ({"lr": -0.1}, r"lr must be a finite number > 0; got -0.1"),
-        ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
-        ({"batch_size": N + 1}, r"batch_size must be at most the number of samples \(40\); got 41"),
-        ({"batch_size": 2.5}, r"batch_size must be an integer"),
-        ({"steps": -1}, r"steps must be an integer >= 0; got -1"),
-        ({"momentum": 1.0}, r"momentum must be a finite number >= 0 and < 1; got 1.0"),
-        ({"l2": -1e-3}, r"l2 must be a finite number >= 0; got -0.001"),
-        ({"eval_every": 0}, r"eval_every must be an integer >= 1; got 0"),
+        ({"lr": float("nan")}, ValueError, r"lr must be a finite number > 0; got nan"),
+        ({"lr": float("inf")}, ValueError, r"lr must be a finite number > 0; got inf"),
+        ({"lr": 0.0}, ValueError, r"lr must be a finite number > 0; got 0.0"),
+        ({"lr": -0.1}, ValueError, r"lr must be a finite number > 0; got -0.1"),
+        ({"batch_size": 0}, ValueError, r"batch_size must be an integer >= 1; got 0"),
+        ({"batch_size": N + 1}, ValueError, r"batch_size must be at most the number of samples \(40\); got 41"),
+        ({"batch_size": 2.5}, TypeError, r"batch_size must be an integer"),  # the wrong type: TypeError
+        ({"steps": -1}, ValueError, r"steps must be an integer >= 0; got -1"),
+        ({"momentum": 1.0}, ValueError, r"momentum must be a finite number >= 0 and < 1; got 1.0"),
+        ({"l2": -1e-3}, ValueError, r"l2 must be a finite number >= 0; got -0.001"),
+        ({"eval_every": 0}, ValueError, r"eval_every must be an integer >= 1; got 0"),
+        ({"seed": -1}, ValueError, r"seed must be an integer >= 0; got -1"),
     ],
     ids=["lr-nan", "lr-inf", "lr-zero", "lr-negative", "batch-zero", "batch-too-big", "batch-float", "steps",
-         "momentum", "l2", "eval_every"],
+         "momentum", "l2", "eval_every", "seed"],
 )
-def test_invalid_hyperparameters_raise_value_error_naming_the_parameter(problem, kwargs, message):
+def test_invalid_hyperparameters_raise_value_error_naming_the_parameter(problem, kwargs, error, message):
     model, params, X, y = problem
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         fit(model, params, X, y, **kwargs)
+
+
+def test_a_nan_in_x_raises_value_error_naming_x_before_any_step(problem, tmp_path):
+    model, params, X, y = problem
+    X = X.copy()
+    X[3, 2] = np.nan
+    calls = []
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(ValueError, match=r"X contains 1 non-finite values .* first at index \(3, 2\)"):
+        fit(model, params, X, y, steps=50, on_eval=lambda step, p: calls.append(step), checkpoint=str(ckpt))
+    assert calls == [] and not ckpt.exists()  # not even the step-0 evaluation ran
 
 
 @pytest.mark.parametrize("bad", [K, -1])
@@ -202,6 +214,16 @@ def test_a_checkpoint_of_another_model_is_refused(problem, tmp_path):
         fit(wider, wider.init(0), X, y, steps=4, checkpoint=ckpt)
 
 
+def test_a_checkpoint_path_without_npz_suffix_is_written_whole_and_resumed(problem, tmp_path):
+    model, params, X, y = problem
+    whole = fit(model, params, X, y, steps=8, seed=2)
+    ckpt = tmp_path / "run.ckpt"
+    fit(model, params, X, y, steps=4, seed=2, checkpoint=str(ckpt))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temporary file left behind
+    resumed = fit(model, params, X, y, steps=8, seed=2, checkpoint=str(ckpt))
+    assert_same_params(resumed.params, whole.params)
+
+
 # ---- evaluations ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("steps,expected", [(23, [0, 10, 20, 23]), (20, [0, 10, 20])])
 def test_on_eval_runs_at_step_0_every_eval_every_steps_and_at_the_last_step(problem, steps, expected):
@@ -211,6 +233,32 @@ def test_on_eval_runs_at_step_0_every_eval_every_steps_and_at_the_last_step(prob
     assert [h["step"] for h in result.history] == expected
     assert result.history[0]["loss"] == model.loss(params, X, y)
     assert result.history[-1]["loss"] == model.loss(result.params, X, y)
+
+
+# ---- mini-batches --------------------------------------------------------------------------------------------
+def test_batch_indices_shuffle_each_epoch_without_repeats_and_resume_exactly():
+    n, bs, seed = 10, 3, 4
+    epoch0 = np.concatenate([train.batch_indices(n, bs, s, seed) for s in range(3)])
+    assert len(set(epoch0.tolist())) == 9  # 3 full batches, no repeats; one example sits the epoch out
+    epoch1 = np.concatenate([train.batch_indices(n, bs, s, seed) for s in range(3, 6)])
+    assert not np.array_equal(epoch0, epoch1)
+    np.testing.assert_array_equal(train.batch_indices(n, bs, 4, seed), train.batch_indices(n, bs, 4, seed))
+    assert not np.array_equal(train.batch_indices(n, bs, 4, seed), train.batch_indices(n, bs, 4, seed + 1))
+    full = list(train.batches(n, bs, seed, num_steps=20))
+    resumed = list(train.batches(n, bs, seed, start_step=7, num_steps=13))
+    for a, b in zip(full[7:], resumed):
+        np.testing.assert_array_equal(a, b)
+    for step, batch in enumerate(full):
+        np.testing.assert_array_equal(batch, train.batch_indices(n, bs, step, seed))
+
+
+def test_batch_size_larger_than_n_is_an_error():
+    with pytest.raises(ValueError, match="batch_size: received 11 for n = 10"):
+        train.batch_indices(10, 11, 0, 0)
+    with pytest.raises(TypeError, match="step"):
+        train.batch_indices(10, 2, 1.5, 0)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 0; got -1"):
+        train.batches(10, 2, 0, num_steps=-1)
 
 
 # ---- learning ------------------------------------------------------------------------------------------------

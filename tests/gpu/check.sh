@@ -58,7 +58,7 @@ if ! timeout 120 "$PY" - 2>&1 <<'EOF' | tee -a "$OUTDIR/env.txt"; then
 import platform, sys
 import numpy, autograd, cupy
 from importlib.metadata import version
-from minigcnc.bench_gpu import cupy_or_reason, device_info
+from minigcnc.bench.gpu import cupy_or_reason, device_info
 cp, reason = cupy_or_reason()
 if cp is None:
     sys.exit(f"FAIL: {reason}")
@@ -86,7 +86,7 @@ timeout -s INT -k 15 "$(cap $(($(left) - 170)) 220)" "$PY" -m pytest -m gpu test
 tests_rc=${PIPESTATUS[0]}
 
 say "gpu benchmark"
-timeout -s INT -k 15 "$(cap $(($(left) - 5)) 300)" "$PY" -m minigcnc.bench_gpu --json "$OUTDIR/bench_gpu.json" 2>&1 \
+timeout -s INT -k 15 "$(cap $(($(left) - 5)) 300)" "$PY" -m minigcnc.bench.gpu --json "$OUTDIR/bench_gpu.json" 2>&1 \
   | tee "$OUTDIR/bench_gpu.log"
 bench_rc=${PIPESTATUS[0]}
 set -e

@@ -1,8 +1,8 @@
 """A fake ``cupy`` for dry runs of the GPU tests and benchmark on the CPU: the strict stand-in under CuPy's name.
 
 ``tests/test_gpu_dryrun.py`` puts ``tests/fake_cupy`` first on ``PYTHONPATH`` of a child process and runs
-``tests/test_gpu.py`` (``-m gpu``) and ``minigcnc.bench_gpu --quick`` in it, so that the GPU test code, the
-``"cupy"`` backend's registration path (``backend._load_cupy``) and the benchmark are exercised on every CI run
+``tests/test_gpu.py`` (``-m gpu``) and ``minigcnc.bench.gpu --quick`` in it, so that the GPU test code, the
+``"cupy"`` backend's registration path (``backend.set_backend("cupy")``) and the benchmark are exercised on every CI run
 instead of only on a lent GPU. The arrays are ``strict_device.StrictArray``: NumPy underneath, with every
 implicit copy to the host refused (``DeviceLeak``), which is stricter than CuPy (CuPy allows ``float()`` of a
 0-d array). What a dry run cannot show is anything about CUDA itself: CuPy's own kernels, its numerical

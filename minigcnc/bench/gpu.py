@@ -1,4 +1,4 @@
-"""`python -m minigcnc.bench_gpu`: the cupy backend against numpy (same machine) and PyTorch (same GPU).
+"""`python -m minigcnc.bench.gpu`: the cupy backend against numpy (same machine) and PyTorch (same GPU).
 
 Also run by ``python -m minigcnc.bench --backend cupy`` and ``python -m minigcnc.bench --only gpu``. Needs CuPy
 and a CUDA GPU; without them it prints why and returns. ``--json PATH`` also writes the numbers to a file.
@@ -12,8 +12,8 @@ random He-normal parameters and standard-normal 3x32x32 ("CIFAR-sized") inputs:
    against the same network in PyTorch on the same GPU (``torch.nn.functional``; fp32 with TF32 off, as cupy's
    default; cuDNN autotuning on).
 2. **exact embedding GC of 256 inputs** (``gc.jacobian_sq_norms``; 512 cotangent rows per input): cupy with
-   the plan below, and once with gc's own default device plan; numpy on ``numpy_gc_inputs`` inputs (default 1)
-   with 64 rows per pass (3x faster than gc's host default of 1 row per pass at this width), scaled linearly
+   the plan below, and once with the engine's own default device plan (``jacobians.plan``); numpy on ``numpy_gc_inputs`` inputs (default 1)
+   with 64 rows per pass (3x faster than the host default of 1 row per pass at this width), scaled linearly
    to 256 (the exact path costs the same per input); PyTorch: one forward of the 256 inputs, then 512
    backward passes of one-hot cotangents (input gradients only), the textbook exact Jacobian norm.
 
@@ -26,8 +26,8 @@ Target: the cupy training step at least 20x faster than numpy on the same machin
 Exact GC memory plan (VGG-13, 256 inputs, p = 512 cotangents, float32). A backward pass of q cotangent rows
 for n samples holds arrays of n * q * (per-row width) values. The widest is the transpose of the second
 convolution (64 -> 64 channels at 32x32): its patch matrix has Ho*Wo x C*k*k = 1,024 x 576 = 589,824 values per
-row (every other layer at most half: 128 -> 128 at 16x16 is 256 x 1,152). gc's default device budget
-(``MAX_PASS_ELEMENTS_DEVICE`` = 2**27 values, 512 MiB) allows 227 rows per pass: 3 chunks of 171 rows, one
+row (every other layer at most half: 128 -> 128 at 16x16 is 256 x 1,152). the default device budget
+(``jacobians.MAX_PASS_ELEMENTS_DEVICE`` = 2**27 values, 512 MiB) allows 227 rows per pass: 3 chunks of 171 rows, one
 sample per pass, 768 passes for 256 inputs. This benchmark uses ``chunk=512, batch_size=4`` instead: all 512
 rows of 4 samples in one pass, 64 passes. Its largest array is the 2,048 x 589,824 patch matrix, 4.5 GiB,
 alive beside the cotangent (2,048, 64, 32, 32) = 512 MiB, its row copy (512 MiB) and col2im's padded output
@@ -43,9 +43,9 @@ import time
 import numpy as onp
 from autograd import value_and_grad
 
-from . import backend, gc
-from .backend import to_device, to_numpy, tree_leaves, tree_unflatten
-from .models import vgg
+from .. import backend, gc, jacobians
+from ..backend import to_device, to_numpy, tree_leaves, tree_unflatten
+from ..models import vgg
 
 LR = 0.01
 TARGET_SPEEDUP = 20.0  # cupy training step vs numpy, at least
@@ -118,13 +118,10 @@ def relative_difference(a, b):
 
 
 def gc_plan(model, params, X, N, chunk=None, batch_size=None):
-    """gc's (samples per pass, rows per pass, per-row width) for N inputs like X, or None if gc changed inside."""
-    try:
-        sizing = gc._forward(model, params, X[:1])[2]  # (per-sample width, whether it has convolutions)
-        n, c = gc._plan(params, N, model.embed_dim, sizing, chunk, batch_size)
-        return n, c, sizing[0]
-    except (AttributeError, TypeError, ValueError):
-        return None
+    """The engine's (samples per pass, rows per pass, per-row width) for N inputs like X (``jacobians.plan``)."""
+    sizing = jacobians.forward(model, params, X[:1])[2]  # (per-sample width, whether it has convolutions)
+    n, c = jacobians.plan(params, N, model.embed_dim, sizing, chunk, batch_size)
+    return n, c, sizing[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,7 +295,7 @@ def bench_gpu(report, quick=False, *, batch=None, gc_inputs=None, gc_batch=GC_BA
     # ---- 2. exact GC ----
     Xg_d = cupy.asarray(Xh[:gc_inputs])
     plan = gc_plan(model, Pd, Xg_d, gc_inputs, GC_CHUNK, gc_batch)
-    plan_note = f"{plan[0]} samples x {plan[1]} rows per pass, width {plan[2]:,}" if plan else "plan unknown"
+    plan_note = f"{plan[0]} samples x {plan[1]} rows per pass, width {plan[2]:,}"
     gc.jacobian_sq_norms(model, Pd, Xg_d[:gc_batch], chunk=GC_CHUNK, batch_size=gc_batch)  # warm-up: kernels
     gc_repeats = 1 if quick else 2
     t_gc, norms_d = timed(lambda: gc.jacobian_sq_norms(model, Pd, Xg_d, chunk=GC_CHUNK, batch_size=gc_batch),
@@ -312,7 +309,7 @@ def bench_gpu(report, quick=False, *, batch=None, gc_inputs=None, gc_batch=GC_BA
         t_gc0, norms0 = timed(lambda: gc.jacobian_sq_norms(model, Pd, Xg_d), sync_cupy, 1, warmup=0)
         note = check("gc default plan", relative_difference(norms0, norms_d))
         report("gpu exact gc vgg13 (minigcnc, cupy, gc's default plan)", t_gc0,
-               (f"{plan0[0]} samples x {plan0[1]} rows per pass" if plan0 else "plan unknown") + f"; {note}")
+               f"{plan0[0]} samples x {plan0[1]} rows per pass; {note}")
         out["gc.cupy_default_plan_s"] = t_gc0
     cupy.get_default_memory_pool().free_all_blocks()
 
@@ -351,7 +348,7 @@ def bench_gpu(report, quick=False, *, batch=None, gc_inputs=None, gc_batch=GC_BA
 
 def main(argv=None):
     """Command line: the table, the ratios, and optionally a JSON file of every number."""
-    p = argparse.ArgumentParser(prog="python -m minigcnc.bench_gpu", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m minigcnc.bench.gpu", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="batch 32, GC of 8 inputs, 2 repeats")
     p.add_argument("--batch", type=int, default=None, help="training batch (default 256)")
     p.add_argument("--gc-inputs", type=int, default=None, help="inputs of the exact GC (default 256)")

@@ -1,6 +1,6 @@
 """Speed of the collapse metrics: ``cdnv`` and ``nc1`` on 50,000 x 512 random features with 100 classes.
 
-Run ``python -m minigcnc.bench_collapse [--backend numpy|cupy]`` for a small table; ``minigcnc.bench`` calls
+Run ``python -m minigcnc.bench.collapse [--backend numpy|cupy]`` for a small table; ``minigcnc.bench`` calls
 ``bench_collapse(report)``. Each timing is the best of ``repeats`` calls after one untimed warm-up call.
 Target (PAPER.md sizes, 2-core laptop): cdnv under 1 s, reached by one-hot matrix products for the class sums
 and the Gram trick for the mean distances (``minigcnc.collapse``).
@@ -10,8 +10,8 @@ import time
 
 import numpy as onp
 
-from .backend import asarray, get_backend, to_numpy
-from .collapse import cdnv, nc1
+from ..backend import asarray, get_backend, to_numpy
+from ..collapse import cdnv, nc1
 
 
 def _best_time(fn, repeats):

@@ -1,6 +1,6 @@
 """Speed of one SGD training step (forward + backward + update) against plain autograd.
 
-Run ``python -m minigcnc.bench_train [--quick] [--repeats R]`` for a table; ``minigcnc.bench`` calls
+Run ``python -m minigcnc.bench.train [--quick] [--repeats R]`` for a table; ``minigcnc.bench`` calls
 ``bench_train(report)``.
 
 - ``convnet((1, 28, 28), 10)`` at batch 128, float32, random data: minigcnc (im2col convolutions, one GEMM
@@ -22,8 +22,8 @@ from autograd import grad, value_and_grad
 from autograd.scipy.signal import convolve
 from autograd.scipy.special import logsumexp
 
-from .backend import tree_leaves, tree_unflatten
-from .models import convnet, mlp
+from ..backend import tree_leaves, tree_unflatten
+from ..models import convnet, mlp
 
 LR = 0.01
 
@@ -131,7 +131,7 @@ def bench_train(report, quick=False, repeats=None, seed=0):
 
 def main(argv=None):
     """Command line: print a table of the timings and the speed ratio."""
-    parser = argparse.ArgumentParser(prog="python -m minigcnc.bench_train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m minigcnc.bench.train", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per network (default 5)")
     args = parser.parse_args(argv)

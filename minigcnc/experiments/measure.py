@@ -4,15 +4,18 @@
 lists) for one checkpoint. The quantities, with the module that computes each:
 
 - ``train_loss``, ``train_acc``, ``test_acc``: the classifier head on all train / test images;
-- ``gc``: exact embedding GC on the fixed evaluation subset (``gc.jacobian_sq_norms``), ``class_gc``
-  per class, ``logit_gc`` the same for the logits (Dherin et al.'s GC);
+- ``gc``: exact embedding GC on the fixed evaluation subset of training images, ``class_gc`` per class
+  (``gc.class_gc``), ``logit_gc`` the same for the logits (Dherin et al.'s GC); ``gc_test`` and
+  ``class_gc_test`` on the fixed subset of test images;
 - ``gcol``: geometric collapse from the class GC and the train class means (``collapse.geometric_collapse``);
 - ``nc_train``, ``nc_test``: CDNV (the paper's NC) of train / test embeddings; ``nc1`` .. ``nc4`` (Papyan);
 - ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
-- bounds on that error (``bounds.py``; means = train class means, moments over the test images):
+- bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
-  ``bound_gc`` and ``bound_gc_directional`` with the Gaussian-proxy Poincare constants ``rho`` of each
-  class's inputs; ``nc_gc_bound = max rho * gcol`` and ``implied_rho = nc_train / gcol``;
+  ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
+  class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs;
+  ``nc_gc_bound = max rho * gcol``; the implied constants ``implied_rho = nc_train / gcol`` and, per class,
+  ``implied_rho_test = Var_test,c / GC_test,c`` (``implied_rho_test_max`` their maximum);
 - with target classes: ``target_nc`` (CDNV of the frozen embedding on unseen classes) and few-shot NCC
   accuracy ``fewshot5`` / ``fewshot1`` with their 95% intervals; with ``probe=True`` also the accuracy of a
   logistic-regression probe fitted per episode, ``fewshot5_logreg`` / ``fewshot1_logreg`` (and ``_ci95``).
@@ -22,8 +25,8 @@ the reason under ``warnings``; it never stops the run.
 """
 import numpy as onp
 
-from . import bounds, collapse, fewshot, gc, ops
-from .backend import get_xp, is_device_array, to_numpy
+from .. import bounds, collapse, fewshot, gc, ops
+from ..backend import get_xp, to_numpy
 
 
 def embed_in_chunks(model, params, X, chunk=1000):
@@ -37,14 +40,6 @@ def _accuracy_and_loss(model, params, Z, y):
     loss = float(to_numpy(ops.cross_entropy(logits, y)))
     acc = float(onp.mean(to_numpy(logits).argmax(axis=1) == to_numpy(y)))
     return loss, acc, logits
-
-
-def _as_device(params, a):
-    """``a`` on the device of ``params`` (data are moved once per run by the caller; this is a no-op then)."""
-    leaf = params[-1][0]
-    if is_device_array(leaf) and not is_device_array(a):
-        return get_xp(leaf).asarray(a)
-    return a
 
 
 EXTRAS = {}  # name -> fn(model, params, data, seed, step) -> dict of extra metrics (see ``register_extra``)
@@ -66,7 +61,7 @@ def register_extra(name):
 
 
 def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False, step=0):
-    """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``runs.RunData``."""
+    """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``prepare.RunData``."""
     rec, warnings = {}, []
 
     def safe(name, fn):
@@ -84,14 +79,18 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     Ztr_h, Zte_h = to_numpy(Ztr), to_numpy(Zte)
     ytr_h, yte_h = data.y_train, data.y_test
 
-    # geometric complexity on the fixed evaluation subset
-    sq = to_numpy(gc.jacobian_sq_norms(model, params, data.X_eval))
-    rec["gc"] = float(sq.mean())
-    class_gc = onp.array([sq[data.y_eval == c].mean() for c in range(data.n_classes)])
+    # geometric complexity on the fixed evaluation subsets: training images (the paper's GC), and test images
+    # (for the GC bound, whose every term is measured on the images the error is measured on)
+    class_gc = gc.class_gc(model, params, data.X_eval, data.y_eval)  # (k,): GC_c on S_c
     rec["class_gc"] = class_gc.tolist()
+    rec["gc"] = float(onp.average(class_gc, weights=onp.bincount(data.y_eval)))  # the mean over all of S
     rec["logit_gc"] = float(to_numpy(gc.jacobian_sq_norms(model, params, data.X_eval, target="logits")).mean())
+    class_gc_test = gc.class_gc(model, params, data.X_eval_test, data.y_eval_test)
+    rec["class_gc_test"] = class_gc_test.tolist()
+    rec["gc_test"] = float(onp.average(class_gc_test, weights=onp.bincount(data.y_eval_test)))
 
     # collapse
+    labels = onp.arange(data.n_classes)  # row c of every per-class array is class c
     means = collapse.class_means(Ztr_h, ytr_h)
     rec["nc_train"] = safe("nc_train", lambda: collapse.cdnv(Ztr_h, ytr_h))
     rec["nc_test"] = safe("nc_test", lambda: collapse.cdnv(Zte_h, yte_h))
@@ -104,23 +103,33 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     rec["nc3"] = safe("nc3", lambda: collapse.nc3_self_duality(W_head, Ztr_h, ytr_h))
     rec["nc4"] = safe("nc4", lambda: collapse.nc4_ncc_mismatch(to_numpy(logits_tr), Ztr_h, ytr_h))
 
-    # nearest-class-centre test error and its bounds (means from the training embeddings)
-    rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(means, Zte_h, yte_h))
-    rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(means, Ztr_h, ytr_h))
-    rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(Zte_h, yte_h, means=means, kind="markov").value)
-    rec["bound_directional"] = safe(
-        "bound_directional", lambda: bounds.ncc_error_bound(Zte_h, yte_h, means=means, kind="directional").value)
+    # nearest-class-centre test error and its bounds (centres: the training class means)
+    rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(means, Zte_h, yte_h, labels=labels))
+    rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(means, Ztr_h, ytr_h, labels=labels))
+    rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(
+        Zte_h, yte_h, means=means, kind="markov", labels=labels).value)
+    rec["bound_directional"] = safe("bound_directional", lambda: bounds.ncc_error_bound(
+        Zte_h, yte_h, means=means, kind="directional", labels=labels).value)
     rho = data.rho
+    rec["rho"] = [float(r) for r in rho]
     rec["rho_max"] = float(onp.max(rho))
-    rec["bound_gc"] = safe("bound_gc", lambda: bounds.ncc_error_bound_gc(class_gc, means, rho).value)
+    test_means = collapse.class_means(Zte_h, yte_h)
+    rec["offset_sq"] = onp.sum((test_means - means) ** 2, axis=1).tolist()  # ||m_test,c - mu_c||^2
+    rec["bound_gc"] = safe("bound_gc", lambda: bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means).value)
 
     def gc_directional():
-        dir_gc = to_numpy(gc.directional_gc(model, params, data.X_eval, data.y_eval_dev, means))
-        return bounds.ncc_error_bound_directional_gc(dir_gc, means, rho).value
+        dir_gc = to_numpy(gc.directional_gc(model, params, data.X_eval_test, data.y_eval_test_dev, means,
+                                            labels=labels))
+        return bounds.ncc_error_bound_directional_gc(dir_gc, means, rho, test_means).value
 
     rec["bound_gc_directional"] = safe("bound_gc_directional", gc_directional)
     rec["nc_gc_bound"] = safe("nc_gc_bound", lambda: bounds.nc_gc_bound(class_gc, means, rho).value)
     rec["implied_rho"] = rec["nc_train"] / rec["gcol"] if rec["gcol"] and onp.isfinite(rec["gcol"]) else float("nan")
+    # per class, the smallest rho with Var_c <= rho GC_c on the test images (beside the proxy rho)
+    with onp.errstate(divide="ignore", invalid="ignore"):
+        implied = collapse.class_variances(Zte_h, yte_h) / class_gc_test
+    rec["implied_rho_test"] = [float(v) for v in implied]
+    rec["implied_rho_test_max"] = float(onp.max(implied)) if onp.all(onp.isfinite(implied)) else float("nan")
 
     # transfer to unseen classes
     if data.X_target is not None:

@@ -1,8 +1,8 @@
 """`python -m minigcnc.bench`: speed ratios against baselines, every pair measured in the same run.
 
-Sections (each also runnable alone): training step (``bench_train``), exact GC (``bench_gc``),
-collapse metrics (``bench_collapse``), and on a CUDA GPU the cupy backend against numpy and PyTorch
-(``bench_gpu``: run by ``--backend cupy`` or ``--only gpu``). ``--quick`` shrinks the problem sizes;
+Sections (each also runnable alone): training step (``bench.train``), exact GC (``bench.gc``),
+collapse metrics (``bench.collapse``), and on a CUDA GPU the cupy backend against numpy and PyTorch
+(``bench.gpu``: run by ``--backend cupy`` or ``--only gpu``). ``--quick`` shrinks the problem sizes;
 ``--only NAME`` runs one section. Timings are wall-clock medians on this machine; compare ratios, not
 absolute seconds.
 """
@@ -29,7 +29,7 @@ def main(argv=None):
     t0 = time.time()
     default = ["gpu"] if args.backend == "cupy" else CPU_SECTIONS
     for section in [args.only] if args.only else default:
-        mod = importlib.import_module(f"minigcnc.bench_{section}")
+        mod = importlib.import_module(f"minigcnc.bench.{section}")
         fn = getattr(mod, f"bench_{section}")
         print(f"[{section}]", flush=True)
         kwargs = {"quick": args.quick} if "quick" in fn.__code__.co_varnames else {}

@@ -1,4 +1,4 @@
-"""`python -m minigcnc.bench_gc [--quick]`: the speed of exact GC against three baselines, in one run.
+"""`python -m minigcnc.bench.gc [--quick]`: the speed of exact GC against three baselines, in one run.
 
 Exact embedding GC (float64, mean of ||J||_F^2) of two models on MNIST inputs (the embedded ``mnist5k``,
 standardized, with a small jitter; random inputs if it cannot be loaded), random He-normal parameters:
@@ -7,7 +7,7 @@ standardized, with a small jitter; random inputs if it cannot be loaded), random
 
 Methods, all measured in the same process:
 
-(a) ``gc.jacobian_sq_norms``: batched backward propagation of the identity with gc.py's exact savings (top
+(a) ``gc.jacobian_sq_norms``: batched backward propagation of the identity with jacobians.py's exact savings (top
     dense layer without GEMM, rows of inactive top units dropped, first-layer Gram), in cache-sized passes
     run by parallel threads;
 (b) autograd ``make_vjp`` of the batched embedding with one one-hot cotangent per output coordinate
@@ -28,8 +28,8 @@ import time
 
 import numpy as onp
 
-from . import gc
-from .models import convnet, mlp
+from .. import gc
+from ..models import convnet, mlp
 
 TARGETS = {"mlp": 0.5, "convnet": 1.0}  # (a) / (d) at most
 MIN_SPEEDUP_PER_SAMPLE = 20.0  # (c) / (a) at least
@@ -237,7 +237,8 @@ def _table(results):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minigcnc.bench_gc", description=__doc__.split("\n")[0])
+    """Command line: run ``bench_gc`` and print every timing, then the table of ratios."""
+    p = argparse.ArgumentParser(prog="python -m minigcnc.bench.gc", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller problems (a smoke run)")
     args = p.parse_args(argv)
 

@@ -1,0 +1,13 @@
+"""Speed benchmarks: ratios against baselines, every pair measured in the same run.
+
+``python -m minigcnc.bench`` runs the CPU sections (``--only NAME`` one of them, ``--quick`` smaller problems,
+``--backend cupy`` the GPU section); each section also runs alone:
+
+- ``minigcnc.bench.train``: one SGD step of a convnet against the same net in plain autograd;
+- ``minigcnc.bench.gc``: exact GC against autograd ``make_vjp``, per-sample ``autograd.jacobian`` and JAX;
+- ``minigcnc.bench.collapse``: ``cdnv`` and ``nc1`` on 50,000 x 512 features;
+- ``minigcnc.bench.gpu``: on a CUDA GPU, the cupy backend against numpy and PyTorch.
+
+Each section module has ``bench_<name>(report, ...)``, where ``report(name, seconds, note)`` receives every
+timing. Timings are wall-clock medians on this machine; compare ratios, not absolute seconds.
+"""

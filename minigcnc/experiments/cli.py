@@ -1,0 +1,168 @@
+"""The command line every figure shares, checked before any work, and the figure's outputs.
+
+    python -m minigcnc.figureN [--scale tiny|laptop|paper] [--seeds N] [--jobs N] [--fresh] [--out DIR]
+                               [--cache DIR] [--backend numpy|cupy] [--data-root DIR] [--quiet] [--dask ADDRESS]
+
+- ``figure_parser(prog, doc)``: the shared options; ``parse(parser, argv)`` parses and checks them (``--jobs``
+  at least 1, ``--seeds`` at least 1, an ``--out`` folder that can be written, a ``--dask`` address of the
+  accepted forms) so that a mistake ends the command with one line before anything trains.
+- ``run_sweep(name, args, configs)``: checks every config (model, activation, backend), says how many runs
+  come from the cache and how many will train and where the cache is, then runs them; Ctrl-C ends with one
+  line saying what was kept and that the same command resumes.
+- ``write_figure(...)``: the common end of every figure: the PNG, the JSON (claims, versions, wall time) and
+  the claim table on stdout.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..checks import write_atomically
+from .cache import default_cache_dir, load_run, run_key, versions, write_json
+from .config import ACTIVATIONS, MODELS, SCALES
+
+
+def figure_parser(prog, description, default_seeds=None):
+    """argparse parser with the options every ``python -m minigcnc.figureN`` takes."""
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=SCALES, default="laptop",
+                   help="tiny: seconds (tests); laptop: the default, minutes on 2 cores; paper: the paper's models (GPU)")
+    p.add_argument("--seeds", type=int, default=default_seeds,
+                   help="number of seeds, 0..N-1 (default: the scale's own)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (default: 2)")
+    p.add_argument("--fresh", action="store_true", help="recompute runs even if cached")
+    p.add_argument("--out", default=None, help="folder for the figure PNG and JSON (default: ./figures)")
+    p.add_argument("--cache", default=None, help="result cache (default: $MINIGCNC_CACHE, OUT/cache, ~/.cache/minigcnc)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="array backend (default: numpy; cupy at paper scale)")
+    p.add_argument("--data-root", default=None, help="folder with local dataset files (CIFAR, MNIST) for paper scale")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run the sweep on Dask: 'local[:N]' starts N workers here, 'tcp://host:port' uses a running "
+                        "scheduler (needs the dask extra)")
+    return p
+
+
+def writable_folder(folder):
+    """None when files can be created in ``folder`` (made if missing), else the reason."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return f"{e.strerror or e}"
+    return None
+
+
+def parse(parser, argv):
+    """Parse ``argv`` and check the options; a bad one ends the command with a one-line message."""
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1 (the number of runs trained at once); got {args.jobs}")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds must be at least 1; got {args.seeds}")
+    out = Path(args.out) if args.out else Path("figures")
+    why = writable_folder(out)
+    if why:
+        parser.error(f"--out {out}: cannot write there ({why}); give a folder you can write to")
+    if args.dask:
+        from .dask_runner import check_address
+
+        try:
+            check_address(args.dask)
+        except ValueError as e:
+            parser.error(str(e))
+    return args
+
+
+def seeds_of(args, default):
+    """``range`` of ``--seeds`` or of the figure's default count."""
+    return list(range(args.seeds if getattr(args, "seeds", None) else default))
+
+
+def resolve_cache(args):
+    """The cache folder chosen by ``--cache``, ``$MINIGCNC_CACHE`` or ``--out``."""
+    if args.cache:
+        return Path(args.cache)
+    if os.environ.get("MINIGCNC_CACHE"):
+        return Path(os.environ["MINIGCNC_CACHE"])
+    if args.out:
+        return Path(args.out) / "cache"
+    return default_cache_dir()
+
+
+def check_config(config):
+    """Raise a ValueError naming the field and what is accepted when ``config`` cannot run."""
+    if config.model not in MODELS:
+        raise ValueError(f"model: got {config.model!r}; accepted: {', '.join(MODELS)}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"activation: got {config.activation!r}; accepted: {', '.join(ACTIVATIONS)}")
+    if config.activation != "relu" and config.model not in ("mlp", "convnet"):
+        raise ValueError(f"activation: {config.model} is built with ReLU only; activation={config.activation!r} "
+                         "works with model 'mlp' or 'convnet'")
+
+
+def run_sweep(name, args, configs):
+    """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask).
+
+    Before any run trains: every config is checked, the backends are loaded once (CuPy missing ends the
+    command with its message) and a line says how many runs come from the cache and how many will train.
+    A dataset file not on disk ends the command with a message naming ``--data-root``; Ctrl-C with one line
+    saying what was kept.
+    """
+    from ..backend import backend_module
+    from .sweep import run_many, todo
+
+    cache = resolve_cache(args)
+    try:
+        for c in configs:
+            check_config(c)
+        for b in sorted({c.backend for c in configs}) if not args.dask else ():  # (Dask workers have their own)
+            backend_module(b)
+    except ValueError as e:
+        raise SystemExit(f"{name}: {e}") from None
+    distinct = {run_key(c) for c in configs}
+    left = todo(configs, cache, args.fresh)
+    print(f"{name}: scale={args.scale}, {len(distinct)} runs: {len(distinct) - len(left)} from the cache, "
+          f"{len(left)} to train; cache {cache}", file=sys.stderr)
+    try:
+        return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
+    except ValueError as e:
+        if "--dask" in str(e):
+            raise SystemExit(f"{name}: {e}") from None
+        raise
+    except KeyboardInterrupt:
+        kept = sum(load_run(c, cache) is not None for c in {run_key(c): c for c in configs}.values())
+        raise SystemExit(f"\n{name}: interrupted. {kept} of {len(distinct)} runs are finished and kept in {cache} "
+                         "(a run in progress keeps its last checkpoint); the same command resumes.") from None
+
+
+def figure_outputs(name, scale, out=None):
+    """(png path, json path): ``figures/<name>.png`` at laptop scale, ``<name>_<scale>.png`` otherwise."""
+    folder = Path(out) if out else Path("figures")
+    stem = name if scale == "laptop" else f"{name}_{scale}"
+    return folder / f"{stem}.png", folder / f"{stem}.json"
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure atomically."""
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
+
+
+def write_figure(name, scale, out, fig, doc, claims, t0):
+    """Save ``fig`` and the JSON ``doc`` (plus claims, versions, wall time), print the claim table.
+
+    The common end of every ``python -m minigcnc.figureN``; returns (png path, json path).
+    """
+    from .claims import claim_table
+
+    png, js = figure_outputs(name, scale, out)
+    save_figure(fig, png)
+    write_json(js, {**doc, "claims": [c.to_dict() for c in claims], "versions": versions(),
+                    "wall_seconds": time.time() - t0})
+    print(claim_table(claims))
+    print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
+    return png, js

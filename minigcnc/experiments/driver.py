@@ -1,0 +1,174 @@
+"""The two shapes a figure takes, so that each figure script only says what it runs and what it claims.
+
+- ``sweep_figure``: rows of sweeps (Figure 1, its convnet appendix, the GC-regularization appendix, your own
+  sweep): each row changes one ``RunConfig`` field over a grid of values from one base run; columns are
+  metrics over training (embedding GC, geometric collapse, NC by default); the claim table has four rank
+  correlations per row (``sweep_claims``).
+- ``training_figure``: curves over training, one run per seed (Figures 2 and 3).
+
+A figure gives a ``setup(args) -> (base RunConfig, {field: values}, seeds)`` (any field can be swept; the
+direction each sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table).
+"""
+import sys
+import time
+
+import numpy as onp
+
+from . import claims as C
+from .cli import figure_parser, parse, run_sweep, write_figure
+from .history import final, finals, series, train_seconds
+from .sweep import by_sweep, flat, sweep_configs
+
+# field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
+# and a stronger GC penalty lower GC)
+DIRECTIONS = {"lr": ("learning rate", -1), "batch_size": ("batch size", +1), "l2": ("L2 strength", -1),
+              "gc_reg": ("GC penalty", -1)}
+METRICS = [("gc", "embedding GC"), ("gcol", "geometric collapse"), ("nc_train", "NC (train CDNV)")]
+MODEL_NAMES = {"mlp": "MLP", "convnet": "Convnet", "vgg11": "VGG-11", "vgg13": "VGG-13", "resnet18": "ResNet-18"}
+
+
+def model_title(config):
+    """'MLP 784-256-256-64 on mnist5k', 'VGG-13 on cifar10', ... for a figure's title."""
+    name = MODEL_NAMES.get(config.model, config.model)
+    if config.model == "mlp":
+        name += " " + "-".join(str(h) for h in config.hidden)
+    elif config.model == "convnet":
+        name += " " + "-".join(str(c) for c in tuple(config.channels) + tuple(config.hidden))
+    if config.activation != "relu":
+        name += f" ({config.activation})"
+    return f"{name} on {config.dataset}"
+
+
+def sweep_claims(figure, label, values, hist, expected_sign, value_name, predictors=(("gc", "GC"),)):
+    """The claims of one sweep; ``hist`` = [[history per value] per seed], ``values`` in the same order.
+
+    spearman(value, final GC) and spearman(value, final NC) with ``expected_sign``; for each predictor
+    (final GC by default), spearman(predictor, final NC) and spearman(predictor, final geometric collapse),
+    expected positive.
+    """
+    xs = [list(map(float, values)) for _ in hist]
+    nc, gcol = finals(hist, "nc_train"), finals(hist, "gcol")
+    word = "higher" if expected_sign < 0 else "smaller"
+    out = [
+        C.rank_correlation_claim(figure, f"{word} {label} gives lower final GC", xs, finals(hist, "gc"), expected_sign,
+                                 value_name, "gc"),
+        C.rank_correlation_claim(figure, f"{word} {label} gives lower final NC", xs, nc, expected_sign,
+                                 value_name, "nc_train"),
+    ]
+    for metric, name in predictors:
+        pred = finals(hist, metric)
+        out.append(C.rank_correlation_claim(figure, f"{label} sweep: lower final {name} goes with lower final NC",
+                                            pred, nc, +1, metric, "nc_train"))
+        if metric != "gcol":
+            out.append(C.rank_correlation_claim(
+                figure, f"{label} sweep: lower final {name} goes with lower geometric collapse", pred, gcol, +1,
+                metric, "gcol"))
+    return out
+
+
+def direction_of(field, directions=None):
+    """(label, expected sign) of a swept field: the figure's table, else ``DIRECTIONS``, else (field, -1)."""
+    return (directions or {}).get(field) or DIRECTIONS.get(field) or (field, -1)
+
+
+def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, log=()):
+    """One row per swept field, one column per metric: a curve per value, mean over seeds, min-max band."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import draw_sweep_row, style
+
+    style()
+    fields = list(grid)
+    fig, axes = plt.subplots(len(fields), len(metrics), figsize=(13, 3.2 * len(fields) + 0.4), squeeze=False)
+    arrows = {-1: "increasing", +1: "decreasing"}
+    for r, field in enumerate(fields):
+        label, sign = direction_of(field, directions)
+        draw_sweep_row(axes[r], grid[field], hist_by_field[field], f"{label} ({arrows[sign]})", metrics, log=log)
+        for c, (_, mlabel) in enumerate(metrics):
+            axes[r, c].set_title(f"({'abcdefgh'[r]}{c + 1}) {mlabel}, {label} sweep")
+    n_seeds = len(next(iter(hist_by_field.values())))
+    fig.suptitle(f"{title}: lines = mean over {n_seeds} seeds, bands = min-max over seeds; x = a diverged run", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def summarize_sweeps(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "nc_test", "train_acc", "test_acc",
+                                                   "ncc_test_error", "bound_gc")):
+    """Per-sweep, per-value, per-seed curves and finals of the recorded metrics, for the JSON."""
+    out = {}
+    for field, per_seed in hist_by_field.items():
+        rows = []
+        for hs in per_seed:
+            for v, h in zip(grid[field], hs):
+                rows.append({"value": v, "seed": h["config"]["seed"], "key": h["key"], "status": h["status"],
+                             "message": h["message"], "seconds": h["seconds"], "steps": series(h, "gc")[0].tolist(),
+                             **{m: series(h, m)[1].tolist() for m in metrics},
+                             "final": {m: final(h, m) for m in metrics}})
+        out[field] = rows
+    return out
+
+
+def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_acc"), out=sys.stdout):
+    """A table of the final metrics (mean over the seeds that finished) for every swept value."""
+    print(f"{'sweep':<11s}{'value':>9s}  " + "  ".join(f"{m:>10s}" for m in metrics) + "   finished", file=out)
+    for field, per_seed in hist_by_field.items():
+        for i, v in enumerate(grid[field]):
+            hs = [h[i] for h in per_seed]
+            ok = any(h["status"] == "finished" for h in hs)
+            vals = [onp.nanmean([final(h, m) for h in hs]) if ok else float("nan") for m in metrics]
+            n_ok = sum(h["status"] == "finished" for h in hs)
+            print(f"{field:<11s}{v:>9g}  " + "  ".join(f"{x:>10.4g}" for x in vals) + f"   {n_ok}/{len(hs)}", file=out)
+
+
+def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),
+                 predictors=(("gc", "GC"),), make_claims=None):
+    """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories"}.
+
+    ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line; ``add_options(parser)``
+    adds the figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
+    ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row).
+    """
+    p = figure_parser(f"python -m minigcnc.{name}", doc)
+    if add_options:
+        add_options(p)
+    args = parse(p, argv)
+    t0 = time.time()
+    base, grid, seeds = setup(args)
+    sweeps = sweep_configs(base, grid, seeds)
+    cfgs = flat(sweeps)
+    histories = run_sweep(name, args, cfgs)
+    hist = by_sweep(sweeps, histories)
+    if make_claims:
+        claims = make_claims(grid, hist)
+    else:
+        claims = [c for field in grid for c in sweep_claims(name, direction_of(field, directions)[0], grid[field],
+                                                             hist[field], direction_of(field, directions)[1], field,
+                                                             predictors)]
+    fig = draw_sweeps(grid, hist, model_title(base), directions, log=log)
+    print_finals(grid, hist)
+    print()
+    png, js = write_figure(out_name(args, base) if out_name else name, args.scale, args.out, fig, {
+        "figure": name, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds),
+        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
+        "train_seconds": train_seconds(histories)}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
+
+
+def training_figure(argv, name, doc, configs_of, make_claims, draw, summarize, extra=None):
+    """Run, draw and check a figure of curves over training, one run per seed (Figures 2 and 3).
+
+    ``configs_of(args)`` gives the runs; ``make_claims``, ``draw(histories, title)`` and ``summarize`` turn
+    their histories into the claim table, the figure and the JSON's ``runs``; ``extra`` adds fields to the
+    JSON.
+    """
+    args = parse(figure_parser(f"python -m minigcnc.{name}", doc), argv)
+    t0 = time.time()
+    cfgs = configs_of(args)
+    histories = run_sweep(name, args, cfgs)
+    claims = make_claims(histories)
+    title = f"{model_title(cfgs[0])}, {len(cfgs)} seeds"
+    fig = draw(histories, title)
+    png, js = write_figure(name, args.scale, args.out, fig, {
+        "figure": name, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], **(extra or {}),
+        "runs": summarize(histories)}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}

@@ -1,0 +1,141 @@
+"""Shared matplotlib style and panels: curves over training with a band over seeds, sweep colours, sweep rows.
+
+Headless by default (the Agg backend is selected unless one is already set up).
+"""
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+    try:
+        matplotlib.use("Agg")
+    except Exception:  # pragma: no cover - an interactive backend already in use
+        pass
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as onp  # noqa: E402
+
+from .history import series  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 110,
+    "axes.spines.top": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "legend.fontsize": 7.5,
+    "legend.frameon": False,
+}
+
+
+def style():
+    """Apply the house style."""
+    plt.rcParams.update(STYLE)
+
+
+def sweep_colors(n, cmap="viridis"):
+    """n colours ordered along a colormap (first = lowest swept value in the plotting order)."""
+    return [plt.get_cmap(cmap)(x) for x in onp.linspace(0.05, 0.9, max(n, 1))]
+
+
+def mean_band(histories, metric):
+    """(steps, mean, low, high) of ``metric`` over seeds, on the steps every run shares; bands are min-max.
+
+    Diverged runs end early; the curve is drawn over the steps all finished runs reached.
+    """
+    curves = [series(h, metric) for h in histories if h["evals"]]
+    if not curves:
+        return onp.array([]), onp.array([]), onp.array([]), onp.array([])
+    n = min(len(s) for s, _ in curves)
+    steps = curves[0][0][:n]
+    vals = onp.stack([v[:n] for _, v in curves])
+    with onp.errstate(all="ignore"):
+        return steps, onp.nanmean(vals, 0), onp.nanmin(vals, 0), onp.nanmax(vals, 0)
+
+
+def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6):
+    """Draw the mean of ``metric`` over seeds with a min-max band; mark diverged runs with an x."""
+    steps, m, lo, hi = mean_band(histories, metric)
+    if len(steps) == 0:
+        return None
+    (line,) = ax.plot(steps, m, color=color, label=label, ls=ls, marker=marker, lw=lw, ms=3)
+    if len(histories) > 1:
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
+    for h in histories:
+        if h["status"] == "diverged" and h["evals"]:
+            s, v = series(h, metric)
+            ax.plot(s[-1:], v[-1:], "x", color=color, ms=7, mew=2)
+    return line
+
+
+def fmt_value(v):
+    """Short label for a swept value (0, 1e-4, 0.05, 128)."""
+    if isinstance(v, (int, onp.integer)):
+        return str(int(v))
+    if v == 0:
+        return "0"
+    return f"{v:.0e}" if abs(v) < 1e-3 else f"{v:g}"
+
+
+def clip_to_training(ax, runs, metric, margin=0.08):
+    """Fit the y-axis to the evaluations after step 0, where the sweep's curves separate.
+
+    At initialization the NC and the geometric collapse are one to two orders of magnitude above their
+    values after a few hundred steps; drawn to scale, that first point flattens the differences the figure is
+    about. The first segment then leaves the axis at the top, which a note says.
+    """
+    vals, first = [], []
+    for h in runs:
+        steps, v = series(h, metric)
+        vals.append(v[(steps > 0) & onp.isfinite(v)])
+        first.append(v[(steps == 0) & onp.isfinite(v)])
+    vals = onp.concatenate(vals) if vals else onp.array([])
+    first = onp.concatenate(first) if first else onp.array([])
+    if not len(vals):
+        return
+    lo, hi = float(vals.min()), float(vals.max())
+    if ax.get_yscale() == "log" and lo > 0:
+        f = (hi / lo) ** margin if hi > lo else 1.1
+        ax.set_ylim(lo / f, hi * f)
+    else:
+        pad = margin * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-12
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    if len(first) and first.max() > ax.get_ylim()[1]:
+        ax.text(0.99, 0.99, "step 0 above the axis", transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
+                color="gray")
+
+
+def log_axis(ax):
+    """A log y-axis labelled with plain numbers (2, 5, 10, 20, ...) instead of powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def draw_sweep_row(axes, values, hist, label, metrics, clip=("gcol", "nc_train"), log=()):
+    """One row of panels (one per metric): a curve per swept value, mean over seeds with a min-max band.
+
+    ``values`` in sweep order and ``hist`` = [[history per value] per seed]; colours follow that order.
+    A diverged run is drawn alone up to its last evaluation and marked with an x. The metrics in ``clip``
+    get a y-axis fitted to the evaluations after step 0 (``clip_to_training``), those in ``log`` a log
+    axis. The legend sits right of the row.
+    """
+    colors = sweep_colors(len(values), "plasma")
+    for ax, (metric, mlabel) in zip(axes, metrics):
+        for i, (v, col) in enumerate(zip(values, colors)):
+            runs = [hs[i] for hs in hist]
+            ok = [h for h in runs if h["status"] == "finished"]
+            bad = [h for h in runs if h["status"] != "finished"]
+            name = f"{fmt_value(v)}" + (f" ({len(bad)} diverged)" if bad else "")
+            line = plot_band(ax, ok, metric, col, label=name) if ok else None
+            for h in bad:
+                plot_band(ax, [h], metric, col, label=None if line else name, ls=":", lw=1.0)
+                line = True
+        if metric in log:
+            log_axis(ax)
+        if metric in clip:
+            clip_to_training(ax, [h for hs in hist for h in hs], metric)
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel(mlabel)
+    axes[-1].legend(title=label, loc="center left", bbox_to_anchor=(1.02, 0.5))

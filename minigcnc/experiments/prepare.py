@@ -1,0 +1,133 @@
+"""The arrays and the model of one run: data loaded, split, standardized, the GC subsets, and the Poincare proxies.
+
+``prepare_data(config)`` returns a ``RunData``:
+
+- the source classes' train and test images, standardized with the source-train mean and std per channel;
+- two fixed evaluation subsets for the exact GC: ``eval_per_class`` training images of each class (``X_eval``)
+  and as many test images of each class (``X_eval_test``; fewer if a class has fewer test images), drawn once
+  with a fixed seed so every run and checkpoint measures the same images;
+- ``rho``: one Poincare constant per class, the Gaussian proxy ``lambda_max(Cov(x | class c))`` of the
+  class's standardized training inputs (``bounds.poincare_constants``; docs/theory.md#the-poincare-step
+  says why it is only a proxy for images);
+- the target classes (transfer), standardized with the same source statistics.
+
+The host arrays are computed once per process (``functools.lru_cache``) and moved to the run's backend and
+dtype by ``prepare_data``. ``build_model(config, ...)`` builds the network the config names.
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as onp
+
+from .. import data as data_mod
+from ..backend import asarray
+from ..bounds import poincare_constants
+from ..models import build
+
+CIFARFS_TEST_FRACTION = 1 / 6  # CIFAR-FS source classes: 500 train / 100 test of each class's 600 images
+EVAL_SUBSET_SEED = 12345  # the fixed draw of the GC evaluation subsets, the same for every run
+
+
+@dataclass
+class RunData:
+    """The arrays of one run (images on the run's device and dtype; labels on the host, and ``*_dev`` copies)."""
+
+    X_train: object
+    y_train: onp.ndarray
+    X_test: object
+    y_test: onp.ndarray
+    X_eval: object
+    y_eval: onp.ndarray
+    rho: onp.ndarray
+    n_classes: int
+    input_shape: tuple
+    X_eval_test: object = None
+    y_eval_test: onp.ndarray = None
+    X_target: object = None
+    y_target: onp.ndarray = None
+    n_target_classes: int = 0
+    y_train_dev: object = None
+    y_test_dev: object = None
+    y_eval_dev: object = None
+    y_eval_test_dev: object = None
+
+
+def source_splits(dataset, data_root):
+    """(X_train, y_train, X_test, y_test) of ``dataset``; for ``"cifarfs"`` the 64 train classes, split 5:1 per class."""
+    if dataset == "cifarfs":
+        X, y = data_mod.load("cifarfs", "train", root=data_root)
+        tr, te = data_mod.split_per_class(y, CIFARFS_TEST_FRACTION, seed=0)
+        return X[tr], y[tr], X[te], y[te]
+    Xtr, ytr = data_mod.load(dataset, "train", root=data_root)
+    Xte, yte = data_mod.load(dataset, "test", root=data_root)
+    return Xtr, ytr, Xte, yte
+
+
+def target_pool(dataset, data_root):
+    """(X, y): every image of ``dataset`` (train and test) for transfer; for ``"cifarfs"`` its 20 test classes."""
+    if dataset == "cifarfs":
+        return data_mod.load("cifarfs", "test", root=data_root)
+    Xtr, ytr = data_mod.load(dataset, "train", root=data_root)
+    Xte, yte = data_mod.load(dataset, "test", root=data_root)
+    return onp.concatenate([Xtr, Xte]), onp.concatenate([ytr, yte])
+
+
+def eval_subset(y, per_class, seed):
+    """Indices of ``per_class`` examples of each class of ``y`` (all of a class that has fewer), sorted."""
+    rng = onp.random.default_rng(seed)
+    counts = onp.bincount(y)
+    n = int(min(per_class, counts[counts > 0].min()))
+    return data_mod.stratified_subset(y, n, rng)
+
+
+@lru_cache(maxsize=4)
+def host_data(dataset, classes, target_classes, eval_per_class, data_root, target_dataset=""):
+    """The host arrays of a run (see the module docstring), computed once per process for these arguments."""
+    Xtr, ytr, Xte, yte = source_splits(dataset, data_root)
+    Xt = yt = None
+    if target_classes or target_dataset:
+        if target_dataset or dataset == "cifarfs":
+            Xt, yt = target_pool(target_dataset or dataset, data_root)
+        else:  # the source dataset's own arrays, already loaded
+            Xt, yt = onp.concatenate([Xtr, Xte]), onp.concatenate([ytr, yte])
+        if target_classes:
+            Xt, yt = data_mod.class_split(Xt, yt, list(target_classes))
+    if classes:
+        Xtr, ytr = data_mod.class_split(Xtr, ytr, list(classes))
+        Xte, yte = data_mod.class_split(Xte, yte, list(classes))
+    std = data_mod.standardize(Xtr, Xte, *([Xt] if Xt is not None else []))
+    Xtr, Xte = std[2], std[3]
+    Xt = std[4] if Xt is not None else None
+    idx = data_mod.stratified_subset(ytr, eval_per_class, onp.random.default_rng(EVAL_SUBSET_SEED))
+    idx_test = eval_subset(yte, eval_per_class, EVAL_SUBSET_SEED)
+    # The Poincare constant of each class's input distribution, Gaussian proxy: lambda_max of its covariance
+    rho = poincare_constants(Xtr.reshape(len(Xtr), -1), ytr)
+    return Xtr, ytr, Xte, yte, idx, idx_test, rho, Xt, yt
+
+
+def prepare_data(config):
+    """``RunData`` for ``config``: loaded once per process, standardized with the source-train statistics."""
+    Xtr, ytr, Xte, yte, idx, idx_test, rho, Xt, yt = host_data(
+        config.dataset, tuple(config.classes), tuple(config.target_classes), config.eval_per_class, config.data_root,
+        config.target_dataset)
+    dev = lambda a: asarray(a, dtype=config.dtype, backend=config.backend)  # noqa: E731
+    ints = lambda a: asarray(a, backend=config.backend)  # noqa: E731
+    return RunData(
+        X_train=dev(Xtr), y_train=ytr, X_test=dev(Xte), y_test=yte, X_eval=dev(Xtr[idx]), y_eval=ytr[idx], rho=rho,
+        n_classes=int(ytr.max()) + 1, input_shape=tuple(Xtr.shape[1:]),
+        X_eval_test=dev(Xte[idx_test]), y_eval_test=yte[idx_test],
+        X_target=None if Xt is None else dev(Xt), y_target=yt, n_target_classes=0 if yt is None else int(yt.max()) + 1,
+        y_train_dev=ints(ytr), y_test_dev=ints(yte), y_eval_dev=ints(ytr[idx]), y_eval_test_dev=ints(yte[idx_test]),
+    )
+
+
+def build_model(config, n_classes, input_shape):
+    """The model named by ``config.model`` with its size fields and activation."""
+    if config.model == "mlp":
+        return build("mlp", input_shape, n_classes, hidden=tuple(config.hidden), activation=config.activation)
+    if config.model == "convnet":
+        kw = {"hidden": tuple(config.hidden), "activation": config.activation}
+        if config.channels:
+            kw["channels"] = tuple(config.channels)
+        return build("convnet", input_shape, n_classes, **kw)
+    return build(config.model, input_shape, n_classes, width=config.width)

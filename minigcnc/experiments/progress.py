@@ -1,0 +1,62 @@
+"""The progress display of a sweep: one bar over its runs, with the steps of the runs in progress.
+
+Runs trained one after another show their own bar of steps beneath. Runs trained in parallel processes
+write a checkpoint at every evaluation (``train.fit``); a background thread reads the step of each such
+checkpoint in the cache folder once a second and shows them as the bar's postfix (``steps 750/2000
+250/2000``), so the bar moves while runs are still going. Under Dask the checkpoints lie on the workers'
+disks, so the bar counts finished runs only.
+"""
+import threading
+from pathlib import Path
+
+import numpy as onp
+
+
+class RunsBar:
+    """A tqdm bar over ``total`` runs (``finished(history)`` advances it); a context manager."""
+
+    def __init__(self, total, jobs=1, dask=None, enabled=True, configs=()):
+        """``configs``: (checkpoint path, total steps) of each run to train, for the steps postfix."""
+        self.total, self.jobs, self.dask, self.enabled = total, jobs, dask, enabled
+        self.steps = {Path(p): s for p, s in configs}
+        self.inner_bars = enabled and jobs == 1 and not dask
+        self.bar = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        from tqdm.auto import tqdm
+
+        where = f"dask {self.dask}" if self.dask else (f"{self.jobs} jobs" if self.jobs > 1 else "1 job")
+        self.bar = tqdm(total=self.total, desc=f"runs ({where})", unit="run", disable=None if self.enabled else True)
+        if self.enabled and self.steps and not self.dask and self.jobs > 1:
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(1.0):
+            shown = []
+            for ckpt, total in self.steps.items():
+                if ckpt.exists():
+                    try:
+                        with onp.load(ckpt, allow_pickle=False) as f:
+                            shown.append(f"{int(f['step'])}/{total}")
+                    except Exception:  # replaced while we read it: the next poll will see the new one
+                        pass
+            if shown and self.bar is not None:
+                self.bar.set_postfix_str("steps " + " ".join(shown), refresh=True)
+
+    def finished(self, history):
+        if self.bar is not None:
+            self.bar.update(1)
+            if history and history.get("status") == "diverged":
+                self.bar.write(f"diverged: {history.get('message', '')}")
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self.bar is not None:
+            self.bar.close()
+        return False

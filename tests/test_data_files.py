@@ -1,0 +1,90 @@
+"""Tests of minigcnc.data.files: the folders searched, checksums checked before parsing, downloads.
+
+The published checksums are patched (``monkeypatch`` on ``files.MD5``) so that fakes pass, and left alone to
+show that a wrong checksum refuses. Downloads read ``file://`` URLs; nothing touches the network.
+"""
+import pickle
+
+import numpy as np
+import pytest
+
+from fake_datasets import IDX_NAMES, Evil, cifar10_members, write_fake_idx, write_tar_gz
+from minigcnc import data
+from minigcnc.data import files
+
+
+def test_mnist5k_refuses_a_file_whose_sha256_differs(monkeypatch):
+    monkeypatch.setattr(files, "MNIST5K_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="sha256 mismatch.*make_mnist5k.py"):
+        data.load("mnist5k")
+
+
+def test_idx_file_with_wrong_checksum_is_refused(tmp_path):
+    write_fake_idx(tmp_path)  # the real MNIST checksums stay in place
+    with pytest.raises(ValueError, match="md5 mismatch") as error:
+        data.load("mnist", "train", root=tmp_path)
+    message = str(error.value)
+    assert "train-images-idx3-ubyte.gz" in message and files.MD5["mnist"]["train-images-idx3-ubyte"] in message
+
+
+def test_missing_idx_file_names_the_file_every_folder_and_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MINIGCNC_DATA", str(tmp_path / "env"))
+    with pytest.raises(FileNotFoundError) as error:
+        data.load("mnist", "test")
+    message = str(error.value)
+    for expected in ["t10k-images-idx3-ubyte.gz", str(tmp_path / "env"), str(tmp_path / "env" / "mnist"),
+                     str(tmp_path / "home" / ".cache" / "minigcnc" / "data" / "mnist"),
+                     "https://", "root=", "MINIGCNC_DATA"]:
+        assert expected in message
+
+
+def test_fashion_mnist_is_found_in_the_system_folder(monkeypatch, tmp_path):
+    checksums, arrays = write_fake_idx(tmp_path / "system")
+    monkeypatch.setitem(files.MD5, "fashion_mnist", checksums)
+    monkeypatch.setitem(files.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "system",))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MINIGCNC_DATA", raising=False)
+    _, y = data.load("fashion_mnist", "test")
+    np.testing.assert_array_equal(y, arrays["t10k-labels-idx1-ubyte"])
+
+
+def test_fashion_mnist_looks_where_the_debian_package_installs_it():
+    assert files.search_dirs("fashion_mnist")[-1].as_posix() == "/usr/share/datasets/fashion-mnist"
+
+
+def test_download_fetches_verifies_and_places_the_files(monkeypatch, tmp_path):
+    checksums, arrays = write_fake_idx(tmp_path / "server")
+    monkeypatch.setitem(files.MD5, "mnist", checksums)
+    monkeypatch.setitem(files.DOWNLOAD_URLS, "mnist", (tmp_path / "server").as_uri() + "/")  # file://, no network
+    paths = data.download("mnist", root=tmp_path / "local")
+    assert sorted(p.name for p in paths) == sorted(n + ".gz" for n in IDX_NAMES)
+    _, y = data.load("mnist", "train", root=tmp_path / "local")
+    np.testing.assert_array_equal(y, arrays["train-labels-idx1-ubyte"])
+
+
+def test_download_with_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
+    write_fake_idx(tmp_path / "server")
+    monkeypatch.setitem(files.DOWNLOAD_URLS, "mnist", (tmp_path / "server").as_uri() + "/")
+    with pytest.raises(ValueError, match="md5 mismatch"):
+        data.download("mnist", root=tmp_path / "local")
+    assert list((tmp_path / "local").iterdir()) == []
+
+
+def test_cifar_archive_with_wrong_checksum_is_refused_before_reading(tmp_path):
+    marker = tmp_path / "pwned"
+    members = cifar10_members("python", [[1]] * 6)
+    members["cifar-10-batches-py/test_batch"] = pickle.dumps(Evil(marker))
+    write_tar_gz(tmp_path / "cifar-10-python.tar.gz", members)  # the real md5 stays in place
+    with pytest.raises(ValueError, match="md5 mismatch.*expected c58f30108f718f92721af3b95e74349a"):
+        data.load("cifar10", "test", root=tmp_path)
+    assert not marker.exists()
+
+
+def test_missing_cifar_archive_names_both_archives_and_the_download_url(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        data.load("cifarfs", "test", root=tmp_path)
+    message = str(error.value)
+    for expected in ["cifar-100-binary.tar.gz", "cifar-100-python.tar.gz", str(tmp_path),
+                     "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "root=", "MINIGCNC_DATA"]:
+        assert expected in message

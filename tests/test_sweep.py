@@ -1,0 +1,134 @@
+"""experiments/sweep.py: one run (recorded metrics, cache reuse, resume after a kill), sweeps in parallel and on Dask."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from minigcnc.experiments import sweep
+from minigcnc.experiments.cache import load_run, run_path
+from minigcnc.experiments.config import RunConfig
+from minigcnc.experiments.history import final
+
+TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=60, eval_every=20,
+                 eval_per_class=5)
+
+
+def test_run_records_every_metric_at_every_evaluation(tmp_path):
+    h = sweep.run(TINY, tmp_path, progress=False)
+    assert h["status"] == "finished"
+    assert [e["step"] for e in h["evals"]] == [0, 20, 40, 60]
+    for key in ["train_loss", "train_acc", "test_acc", "gc", "class_gc", "gcol", "nc_train", "nc_test", "nc1",
+                "nc2_equinorm", "nc3", "nc4", "ncc_test_error", "logit_gc", "bound_markov", "bound_directional",
+                "bound_gc", "bound_gc_directional"]:
+        assert key in h["evals"][-1], key
+    last = h["evals"][-1]
+    assert np.isfinite(last["gc"]) and last["gc"] > 0
+    assert last["bound_markov"] >= last["bound_directional"]
+    assert run_path(TINY, tmp_path).exists()
+
+
+def test_finished_run_is_reused_without_training(tmp_path, monkeypatch):
+    first = sweep.run(TINY, tmp_path, progress=False)
+    import minigcnc.train
+
+    monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: pytest.fail("a cached run was retrained"))
+    assert sweep.run(TINY, tmp_path, progress=False) == first
+
+
+def test_fresh_recomputes_the_same_numbers(tmp_path):
+    a = sweep.run(TINY, tmp_path, progress=False)
+    b = sweep.run(TINY, tmp_path, progress=False, fresh=True)
+    assert a["evals"] == b["evals"]
+
+
+def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    bad = TINY.replace(lr=1e6)
+    hs = sweep.run_many([bad, TINY], tmp_path, jobs=1, progress=False)
+    assert hs[0]["status"] == "diverged" and "diverged at step" in hs[0]["message"]
+    assert hs[1]["status"] == "finished"
+    assert np.isnan(final(hs[0], "gc"))
+
+
+def test_interrupted_sweep_keeps_finished_runs(tmp_path, monkeypatch):
+    cfgs = [TINY.replace(seed=s) for s in range(3)]
+    real_run = sweep.run
+    calls = []
+
+    def interrupted(config, *a, **k):
+        calls.append(config.seed)
+        if config.seed == 1:
+            raise KeyboardInterrupt
+        return real_run(config, *a, **k)
+
+    monkeypatch.setattr(sweep, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_many(cfgs, tmp_path, jobs=1, progress=False)
+    assert load_run(cfgs[0], tmp_path) is not None
+    monkeypatch.setattr(sweep, "run", lambda config, *a, **k: (calls.append(config.seed), real_run(config, *a, **k))[1])
+    calls.clear()
+    hs = sweep.run_many(cfgs, tmp_path, jobs=1, progress=False)
+    assert calls == [1, 2]  # seed 0 was not redone
+    assert all(h["status"] == "finished" for h in hs)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from minigcnc.experiments.config import RunConfig
+    from minigcnc.experiments.sweep import run_many
+    cfgs = [RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=240,
+                      eval_every=20, eval_per_class=5, seed=s) for s in range(3)]
+    run_many(cfgs, sys.argv[1], jobs=1, progress=False)
+""")
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    """SIGKILL a sweep mid-way; the rerun keeps the finished run's file and resumes the one in progress."""
+    script = tmp_path / "sweep.py"
+    script.write_text(KILL_SCRIPT)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(script), str(cache)])
+    folder = cache / "runs"
+    deadline = time.time() + 120
+    # wait until the first run is finished and the second has a checkpoint
+    while time.time() < deadline:
+        done = list(folder.glob("*.json")) if folder.exists() else []
+        ckpts = list(folder.glob("*.ckpt.npz")) if folder.exists() else []
+        if done and ckpts:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = list(folder.glob("*.json"))
+    assert len(finished) >= 1, "the first run should have finished before the kill"
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    subprocess.run([sys.executable, str(script), str(cache)], check=True)
+    assert len(list(folder.glob("*.json"))) == 3
+    assert not list(folder.glob("*.ckpt.npz")), "checkpoints are removed once a run finishes"
+    for p, t in stamps.items():
+        assert p.stat().st_mtime_ns == t, f"{p.name} was recomputed"
+    # a run resumed from its checkpoint gives the same numbers as an uninterrupted one
+    cfg = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=240, eval_every=20,
+                    eval_per_class=5, seed=1)
+    resumed = json.loads(run_path(cfg, cache).read_text())
+    clean = sweep.run(cfg, tmp_path / "clean", progress=False)
+    assert [e["gc"] for e in resumed["evals"]] == [e["gc"] for e in clean["evals"]]
+
+
+def test_parallel_sweep_matches_sequential(tmp_path):
+    cfgs = [TINY.replace(seed=s) for s in range(2)]
+    par = sweep.run_many(cfgs, tmp_path / "par", jobs=2, progress=False)
+    seq = sweep.run_many(cfgs, tmp_path / "seq", jobs=1, progress=False)
+    assert [h["evals"] for h in par] == [h["evals"] for h in seq]
+
+
+def test_dask_backend_runs_a_sweep(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        hs = sweep.run_many([TINY], tmp_path, dask=cl.scheduler_address, progress=False)
+    assert hs[0]["status"] == "finished"
