@@ -1,11 +1,11 @@
-"""Bounds of PAPER.md section 4: Poincare constants, NCC error bounds, and their geometric-complexity forms.
+"""Bounds of docs/theory.md: Poincare constants, NCC error bounds, and their geometric-complexity forms.
 
 - Poincare constant of a class's input distribution: for a Gaussian N(m, Sigma) it is exactly
   lambda_max(Sigma); for real images that Gaussian value is the proxy we report (``poincare_gaussian``).
 - Applied to each coordinate of the embedding g, the Poincare inequality gives ``Var_c <= rho_c GC_c``, so
   ``V(i, j) <= (rho_i GC_i + rho_j GC_j) / (2 ||mu_i - mu_j||^2)`` and ``NC <= max_c rho_c * GCol``
-  (Munn, Dherin, Gonzalvo 2024, Prop. 4.1, constants as derived in PAPER.md).
-- Nearest-class-centre (NCC) error bounds [our choice, derived in PAPER.md section 4]:
+  (Munn, Dherin, Gonzalvo 2024, Prop. 4.1, constants as derived in docs/theory.md#proposition-41-nc-is-controlled-by-gc).
+- Nearest-class-centre (NCC) error bounds [this project's derivation, docs/theory.md#bounds-on-the-ncc-test-error]:
   Markov ``(4/k) sum_i sum_{j!=i} Var_i / ||mu_i - mu_j||^2 = 4 (k-1) NC`` and the tighter directional
   one-sided Chebyshev (Cantelli) bound ``(1/k) sum_i sum_{j!=i} s_ij^2 / (s_ij^2 + d_ij^2/4)``; each has a GC
   form through the Poincare inequality (Galanti, Gyorgy, Hutter 2022 for NCC transfer via the CDNV).
@@ -58,7 +58,7 @@ def poincare_gaussian(Xc, ddof=1):
     """Return the Gaussian Poincare constant of one class's inputs (float): lambda_max of their covariance.
 
     ``rho = lambda_max(Cov(x))`` with ``Cov = (1/(N - ddof)) sum_n (x_n - m)(x_n - m)^T`` on the flattened
-    inputs; exact for x ~ N(m, Sigma) (PAPER.md section 4; Munn et al. 2024 use rho as a constant of the data).
+    inputs; exact for x ~ N(m, Sigma) (docs/theory.md#the-poincare-step; Munn et al. 2024 use rho as a constant of the data).
     ``Xc``: (N, ...) inputs of one class, flattened to (N, D). When N < D the centred (N, N) Gram matrix is
     used: it has the same nonzero eigenvalues as the (D, D) covariance.
     """
@@ -79,8 +79,7 @@ def poincare_gaussian(Xc, ddof=1):
 def poincare_constants(X, y, ddof=1):
     """Return the per-class Gaussian Poincare constants, a host array (k,) in sorted label order.
 
-    ``rho_c = lambda_max(Cov(x | y = c))`` on the flattened inputs (see ``poincare_gaussian``; PAPER.md
-    section 4). ``X``: (N, ...) inputs; ``y``: (N,) integer labels; each class needs at least two samples.
+    ``rho_c = lambda_max(Cov(x | y = c))`` on the flattened inputs (see ``poincare_gaussian``; docs/theory.md#the-poincare-step). ``X``: (N, ...) inputs; ``y``: (N,) integer labels; each class needs at least two samples.
     """
     xp = get_xp(X)
     X = xp.asarray(X)
@@ -136,7 +135,7 @@ def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
       with ``s_ij^2 = u^T Sigma_i u``, ``m_ij = E (z - mu_i).u``; when ``means`` is None, m = 0 and this is
       ``s^2 / (s^2 + d^2/4)``. Never looser than Markov, pair by pair.
 
-    (PAPER.md section 4 [our choice, derived]; Galanti, Gyorgy, Hutter 2022; Munn et al. 2024, Figure 3.)
+    (docs/theory.md#bounds-on-the-ncc-test-error, this project's derivation; Galanti, Gyorgy, Hutter 2022; Munn et al. 2024, Figure 3.)
     ``Z``: (N, p) embeddings, ``y``: (N,) labels. ``means``: optional (k, p) centres of the NCC classifier (for
     instance ``ncc_fit`` on the training set; row c = c-th class of y) while Z, y are test embeddings. Then
     ``Var_i = E_{test class i} ||z - mu_i||^2`` is the second moment around the given centre, and the
@@ -275,7 +274,7 @@ def nc_gc_bound(class_gc, means, rho):
     """Return the bound NC <= rho * GCol as a BoundResult (value = max_c rho_c * GCol, pair_terms (k, k)).
 
     ``rho_max (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` per pair, averaged over i < j: the Proposition of
-    Munn, Dherin, Gonzalvo 2024 (Prop. 4.1; PAPER.md section 4), with ``rho_max = max_c rho_c``.
+    Munn, Dherin, Gonzalvo 2024 (Prop. 4.1; docs/theory.md#proposition-41-nc-is-controlled-by-gc), with ``rho_max = max_c rho_c``.
     ``class_gc``: (k,); ``means``: (k, p); ``rho``: scalar or (k,).
     """
     xp, gc, r, d2, off = _gc_setup(class_gc, means, rho, "nc_gc_bound")
@@ -287,7 +286,7 @@ def cdnv_bound_gc(class_gc, means, rho):
     """Return the per-class-rho bound on the CDNV as a BoundResult (value <= nc_gc_bound, pair_terms (k, k)).
 
     ``V(i, j) <= (rho_i GC_i + rho_j GC_j) / (2 ||mu_i - mu_j||^2)``, averaged over i < j (Munn et al. 2024,
-    Prop. 4.1 before taking the max over rho; PAPER.md section 4). Equals ``nc_gc_bound`` for a scalar rho.
+    Prop. 4.1 before taking the max over rho; docs/theory.md#proposition-41-nc-is-controlled-by-gc). Equals ``nc_gc_bound`` for a scalar rho.
     ``class_gc``: (k,); ``means``: (k, p); ``rho``: scalar or (k,).
     """
     xp, gc, r, d2, off = _gc_setup(class_gc, means, rho, "cdnv_bound_gc")
@@ -298,7 +297,7 @@ def cdnv_bound_gc(class_gc, means, rho):
 def implied_rho(Z, y, class_gc):
     """Return the implied Poincare ratio NC / GCol (float): the smallest scalar rho with NC <= rho * GCol.
 
-    ``cdnv(Z, y) / geometric_collapse(class_gc, class_means(Z, y))`` (PAPER.md section 4: report it beside the
+    ``cdnv(Z, y) / geometric_collapse(class_gc, class_means(Z, y))`` (docs/theory.md#the-poincare-step: report it beside the
     Gaussian-proxy rho; Munn et al. 2024, Prop. 4.1). ``Z``: (N, p); ``y``: (N,); ``class_gc``: (k,).
     """
     nc = cdnv(Z, y)

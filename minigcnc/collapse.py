@@ -1,6 +1,6 @@
 """Neural collapse of an embedding: CDNV (the paper's NC), geometric collapse, Papyan's NC1-NC4, and NCC.
 
-Implements PAPER.md section 3 for features ``Z`` (N, p) = the penultimate embedding g(x) and labels ``y`` (N,):
+Implements docs/theory.md#neural-collapse for features ``Z`` (N, p) = the penultimate embedding g(x) and labels ``y`` (N,):
 
 - class means ``mu_c`` and biased class variances ``Var_c = mean_{x in c} ||g(x) - mu_c||^2``;
 - the class-distance normalized variance (CDNV, Galanti, Gyorgy, Hutter 2022)
@@ -48,7 +48,7 @@ _EPS = onp.finfo(onp.float64).eps
 def class_means(Z, y):
     """Return the class means mu_c of the features, shape (k, p), rows in sorted label order.
 
-    ``mu_c = (1/n_c) sum_{y_n = c} z_n`` (PAPER.md section 3; Papyan, Han, Donoho 2020; Munn et al. 2024).
+    ``mu_c = (1/n_c) sum_{y_n = c} z_n`` (docs/theory.md#neural-collapse; Papyan, Han, Donoho 2020; Munn et al. 2024).
     ``Z``: (N, p) features; ``y``: (N,) integer labels. Same array module as ``Z``, float64.
     """
     xp, Z, classes = prepare(Z, y, "class_means", pairs=False, two_samples=False)
@@ -58,7 +58,7 @@ def class_means(Z, y):
 def class_variances(Z, y):
     """Return the biased class variances Var_c, shape (k,), in sorted label order.
 
-    ``Var_c = (1/n_c) sum_{y_n = c} ||z_n - mu_c||^2`` (divide by n_c, PAPER.md section 3 [our choice];
+    ``Var_c = (1/n_c) sum_{y_n = c} ||z_n - mu_c||^2`` (divide by n_c, docs/theory.md#neural-collapse [our choice];
     Galanti, Gyorgy, Hutter 2022). Each class needs at least two samples. ``Z``: (N, p); ``y``: (N,).
     """
     xp, Z, classes = prepare(Z, y, "class_variances", pairs=False)
@@ -104,7 +104,7 @@ def cdnv(Z, y):
 def geometric_collapse(class_gc, means):
     """Return the geometric collapse GCol (float): the CDNV with class variances replaced by class GC.
 
-    ``GCol = mean_{i<j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (PAPER.md section 3 [our choice]; Munn,
+    ``GCol = mean_{i<j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (docs/theory.md#neural-collapse [our choice]; Munn,
     Dherin, Gonzalvo 2024, appendix). ``class_gc``: (k,) class geometric complexities; ``means``: (k, p)
     class means of the embedding, rows in the same class order. NC <= max_c rho_c * GCol (Prop. 4.1).
     """
@@ -123,7 +123,7 @@ def geometric_collapse_of(model, params, X, y):
     """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``.
 
     Class GC from ``minigcnc.gc.class_gc(model, params, X, y)`` ((k,), sorted label order) and class means
-    of ``model.embed(params, X)`` (N, p); then ``geometric_collapse`` (Munn et al. 2024, PAPER.md section 3).
+    of ``model.embed(params, X)`` (N, p); then ``geometric_collapse`` (Munn et al. 2024, docs/theory.md#neural-collapse).
     """
     from .gc import class_gc  # gc.py imports the models; a lazy import keeps collapse.py light
 

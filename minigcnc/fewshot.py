@@ -1,6 +1,6 @@
 """Few-shot transfer: k-way n-shot episodes and nearest-class-centre accuracy on frozen embeddings.
 
-The protocol of PAPER.md section 5 [our choice, community standard] for the transfer claim of Munn, Dherin,
+The protocol of docs/theory.md#transfer [our choice, community standard] for the transfer claim of Munn, Dherin,
 Gonzalvo 2024 (Props. 4.2-4.3, Figure 4) and Galanti, Gyorgy, Hutter 2022: from the target classes draw
 ``n_episodes`` episodes of ``ways`` classes (without replacement), ``shots`` support and ``queries`` query
 images per class (support and query disjoint), classify the queries by the nearest support-class mean (NCC)
@@ -35,7 +35,7 @@ def episodes(y, *, ways=5, shots=5, queries=15, n_episodes=600, rng):
 
     Each episode picks ``ways`` distinct classes of ``y`` uniformly without replacement, then for each of them
     ``shots + queries`` distinct images, the first ``shots`` as support and the rest as queries, so no support
-    image is ever a query (PAPER.md section 5, few-shot protocol; Galanti et al. 2022). Labels are re-indexed
+    image is ever a query (docs/theory.md#transfer, few-shot protocol; Galanti et al. 2022). Labels are re-indexed
     ``0..ways-1`` in the order the classes were drawn; indices are class-major: support_idx (ways*shots,),
     query_idx (ways*queries,), all host int arrays. ``rng``: numpy Generator or int seed (same seed, same
     episodes). Raises ValueError, eagerly, when ``ways`` exceeds the number of classes or a class has fewer
@@ -99,7 +99,7 @@ def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rn
     """Return the FewShotResult of ``ways``-way ``shots``-shot classification on precomputed embeddings.
 
     Per episode (see ``episodes``) the accuracy on the queries of NCC with the support means (``"ncc"``,
-    PAPER.md section 5; Galanti et al. 2022) or of a logistic-regression probe on the support set
+    docs/theory.md#transfer; Galanti et al. 2022) or of a logistic-regression probe on the support set
     (``"logreg"``, scikit-learn defaults, unnormalized features); ``mean`` over episodes,
     ``ci95 = 1.96 * sd / sqrt(n_episodes)`` with the sample sd (ddof=1; nan for one episode), and
     ``target_nc = cdnv(Z, y)`` over all classes of ``y`` (Munn et al. 2024, Figure 4).
@@ -131,7 +131,7 @@ def evaluate(embed_fn, X, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng
 
     Embeds all of ``X`` once, ``Z = embed_fn(X)`` (N, p), then ``evaluate_embeddings(Z, y, ...)``: NCC
     (or logistic-regression) accuracy over episodes with ``ci95 = 1.96 sd / sqrt(n_episodes)`` and the target
-    NC (Munn, Dherin, Gonzalvo 2024, Figure 4; PAPER.md section 5). ``X``: (N, ...) target inputs; ``y``: (N,).
+    NC (Munn, Dherin, Gonzalvo 2024, Figure 4; docs/theory.md#transfer). ``X``: (N, ...) target inputs; ``y``: (N,).
     """
     Z = embed_fn(X)
     n = X.shape[0] if hasattr(X, "shape") else len(X)

@@ -131,6 +131,7 @@ def summarize(histories):
 
 
 def main(argv=None):
+    """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     return training_figure(argv, NAME, __doc__, lambda a: configs(a.scale, a.seeds, a.backend, a.data_root),
                            make_claims, draw, summarize)
 

@@ -87,6 +87,7 @@ def out_name(args, base):
 
 
 def main(argv=None):
+    """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     return sweep_figure(argv, NAME, __doc__, setup, add_options=add_options, out_name=out_name)
 
 

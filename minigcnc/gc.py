@@ -1,6 +1,6 @@
 """Geometric complexity (GC): its definition, its unbiased estimators, class and directional GC, the regularizer.
 
-For a map ``g: R^D -> R^p`` and a sample ``S = {x_1..x_N}`` (PAPER.md section 2; Dherin et al. 2022,
+For a map ``g: R^D -> R^p`` and a sample ``S = {x_1..x_N}`` (docs/theory.md#geometric-complexity; Dherin et al. 2022,
 arXiv 2209.13083; Munn, Dherin & Gonzalvo 2024, arXiv 2405.15706):
 
     GC(g, S) = (1/N) * sum_i || J_g(x_i) ||_F^2,        J_g(x) = dg/dx   (p x D)
@@ -13,7 +13,7 @@ division by p or D). ``target="embed"`` measures the embedding g (the penultimat
   unbiased estimators (sample subsets, Jacobian masks, output sampling, Hutchinson probes);
   ``gc_estimator_variance``: each estimator's exact variance.
 - ``class_gc`` (k,): GC_c = GC(g, S_c) for every class; ``directional_gc`` (k, k): the mean squared norm of
-  J^T u_ij along the directions between class means (the tighter NCC bound of PAPER.md section 4).
+  J^T u_ij along the directions between class means (the tighter NCC bound of docs/theory.md#d-directional-gc-form).
 - ``gc_penalty`` / ``make_gc_penalty``: GC of a batch as a differentiable regularizer.
 
 The Jacobians themselves come from ``jacobians.py`` (one forward pass, then the identity of the output space
@@ -160,7 +160,7 @@ def geometric_complexity(model, params, X, *, method="exact", target="embed", rn
                          probes=None, dist=None, chunk=None, batch_size=None):
     """Return the geometric complexity GC(g, X) = (1/N) sum_i ||J_g(x_i)||_F^2, exact or estimated, as a float.
 
-    PAPER.md section 2 (Dherin et al. 2022; Munn et al. 2024, Figure 2 for the estimators). q below is the
+    docs/theory.md#geometric-complexity (Dherin et al. 2022; Munn et al. 2024, Figure 2 for the estimators). q below is the
     output dimension (p for target="embed", k for "logits"). Each method is an unbiased estimator of GC;
     ``gc_estimator_variance`` computes the variances given here:
 
@@ -231,7 +231,7 @@ def _labels(y, N):
 def class_gc(model, params, X, y, *, target="embed", chunk=None, batch_size=None):
     """Return GC_c = GC(g, S_c) for every class c (classes = sorted unique y) as a host array (k,).
 
-    PAPER.md section 2 ("class GC"): one ``jacobian_sq_norms`` pass over X, then the mean within each class.
+    docs/theory.md#geometric-complexity ("class GC"): one ``jacobian_sq_norms`` pass over X, then the mean within each class.
     """
     Xc = model.check_input(X)
     y = _labels(y, Xc.shape[0])
@@ -248,7 +248,7 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
     ``u_ij = (mu_j - mu_i) / ||mu_j - mu_i||`` with ``means`` (k, p) the class means in sorted-label order of
     ``y``, or, with ``labels`` (the class label of each row of ``means``, e.g. ``numpy.unique(y_train)``),
     matched to the classes of y by label (then y must hold exactly those classes; a missing one is named).
-    The directional GC of the tighter NCC bound (PAPER.md section 4, ``bounds.ncc_error_bound_directional_gc``):
+    The directional GC of the tighter NCC bound (docs/theory.md#d-directional-gc-form, ``bounds.ncc_error_bound_directional_gc``):
     for class i its k directions (u_ii = 0) are propagated as k shared cotangents. Host array.
     """
     Xc = model.check_input(X)
@@ -280,7 +280,7 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
 
 
 # --------------------------------------------------------------------------------------------------
-# The GC regularizer (PAPER.md section 2, "GC regularization")
+# The GC regularizer (docs/theory.md#geometric-complexity, "GC regularization")
 # --------------------------------------------------------------------------------------------------
 def _check_penalty_method(method, what):
     if method not in PENALTY_METHODS:

@@ -386,7 +386,7 @@ def input_jacobian(model, params, X, *, target="embed", chunk=None):
 def jacobian_sq_norms(model, params, X, *, target="embed", chunk=None, batch_size=None, gram=True):
     """Return ||J(x_n)||_F^2 for every sample, (N,), without forming J where the structure allows.
 
-    Its mean is GC (PAPER.md section 2). Uses the savings of the module docstring: a dense top layer without
+    Its mean is GC (docs/theory.md#geometric-complexity). Uses the savings of the module docstring: a dense top layer without
     GEMM, only the rows of active top units (samples batched by their number of active units), and with a
     first dense layer W1 (D, h), h < D, the cotangent M (N, q, h) just before W1 with
     ``||J||_F^2 = sum((M @ (W1^T W1)) * M)``; ``gram=False`` forms J instead (a check). ``chunk`` = output

@@ -261,7 +261,7 @@ def test_float32_features_are_accumulated_in_float64():
 
 
 def test_geometric_collapse_of_uses_gc_class_gc_and_embed(monkeypatch):
-    # a linear embedding g(x) = x A has class GC = ||A||_F^2 for every class (PAPER.md section 2)
+    # a linear embedding g(x) = x A has class GC = ||A||_F^2 for every class (docs/theory.md#geometric-complexity)
     rng = np.random.default_rng(12)
     A = rng.standard_normal((5, 3))
     X, y = rng.standard_normal((40, 5)), np.repeat([0, 1, 2, 3], 10)

@@ -42,6 +42,11 @@ def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out, name):
         for stat in (f"spearman({field}, gc)", f"spearman({field}, nc_train)"):
             assert stat in stats
     assert stats.count("spearman(gc, nc_train)") == 3 and stats.count("spearman(gc, gcol)") == 3
+    if name == "figure1":  # GCol beside GC, and the bound across runs
+        assert stats.count("spearman(gcol, nc_train)") == 3
+        assert {"spearman(bound_gc, ncc_test_error)", "spearman(gcol, ncc_test_error)",
+                "spearman(gc, ncc_test_error)"} <= set(stats)
+        assert (out[0] / "figure1_across_runs_tiny.png").stat().st_size > 10_000
     expected = {c["statistic"]: c["expected"] for c in claims}
     assert expected["spearman(lr, gc)"] == "negative"
     assert expected["spearman(batch_size, gc)"] == "positive"
@@ -56,7 +61,8 @@ def test_gc_regularization_claim_table_correlates_strength_with_gc_and_gc_with_n
     claims = _json(out[0], "figure_gc_regularization")["claims"]
     expected = {c["statistic"]: c["expected"] for c in claims}
     assert expected == {"spearman(gc_reg, gc)": "negative", "spearman(gc_reg, nc_train)": "negative",
-                        "spearman(gc, nc_train)": "positive", "spearman(gc, gcol)": "positive"}
+                        "spearman(gc, nc_train)": "positive", "spearman(gc, gcol)": "positive",
+                        "spearman(gcol, nc_train)": "positive"}
 
 
 def test_a_stronger_gc_penalty_lowers_gc_in_every_seed_even_at_tiny_scale(out):

@@ -1,4 +1,4 @@
-"""gc.py: GC's definition, its unbiased estimators, class and directional GC, the GC penalty (PAPER.md section 2).
+"""gc.py: GC's definition, its unbiased estimators, class and directional GC, the GC penalty (docs/theory.md#geometric-complexity).
 
 Oracles: closed forms (affine maps, one hidden layer), the exact Jacobian (whose own tests against autograd
 ``make_vjp`` and finite differences are in test_jacobians.py), finite differences of the penalty, the estimators'

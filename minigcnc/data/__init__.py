@@ -68,7 +68,7 @@ porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk 
 squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle
 wardrobe whale willow_tree wolf woman worm
 """.split())
-# CIFAR-FS class split of Bertinetto et al. 2019 (PAPER.md section 5); the train classes are the other 64.
+# CIFAR-FS class split of Bertinetto et al. 2019 (docs/theory.md#transfer); the train classes are the other 64.
 CIFARFS_TEST = frozenset("""
 baby bed bicycle chimpanzee fox leopard man pickup_truck plain poppy rocket rose snail sweet_pepper table telephone
 wardrobe whale woman worm

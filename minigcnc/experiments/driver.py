@@ -15,7 +15,7 @@ import time
 import numpy as onp
 
 from . import claims as C
-from .cli import figure_parser, parse, run_sweep, write_figure
+from .cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .history import final, finals, series, train_seconds
 from .sweep import by_sweep, flat, sweep_configs
 
@@ -66,6 +66,54 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name, predict
     return out
 
 
+CROSS_RUN = [("bound_gc", "GC bound"), ("gcol", "GCol"), ("gc", "GC")]
+
+
+def distinct_runs_per_seed(hist_by_field):
+    """[[history of every distinct run] per seed] over all sweeps (a shared base run counted once)."""
+    out, seen = {}, set()
+    for per_seed in hist_by_field.values():
+        for hs in per_seed:
+            for h in hs:
+                if h["key"] not in seen:
+                    seen.add(h["key"])
+                    out.setdefault(h["config"]["seed"], []).append(h)
+    return [out[s] for s in sorted(out)]
+
+
+def cross_run_claims(figure, hist_by_field):
+    """Across every run of every sweep, per seed: does a lower final GC bound (GCol, GC) go with a lower final
+    NCC test error? Within one run both fall with training, which correlates almost anything; across runs the
+    bound has to rank runs that ended differently."""
+    runs = distinct_runs_per_seed(hist_by_field)
+    err = finals(runs, "ncc_test_error")
+    return [C.rank_correlation_claim(figure, f"across all runs: a lower final {name} goes with a lower final NCC "
+                                     "test error", finals(runs, metric), err, +1, metric, "ncc_test_error")
+            for metric, name in CROSS_RUN]
+
+
+def draw_cross_run(hist_by_field, title):
+    """One panel per predictor of CROSS_RUN: every run's final value against its final NCC test error."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import style
+
+    style()
+    runs = distinct_runs_per_seed(hist_by_field)
+    fig, axes = plt.subplots(1, len(CROSS_RUN), figsize=(4.3 * len(CROSS_RUN), 3.8))
+    for ax, (metric, name) in zip(axes, CROSS_RUN):
+        for s, hs in enumerate(runs):
+            ax.plot([final(h, metric) for h in hs], [final(h, "ncc_test_error") for h in hs], "o", ms=4, alpha=0.8,
+                    color=f"C{s % 10}", label=f"seed {hs[0]['config']['seed']}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"final {name} (log)")
+        ax.set_ylabel("final NCC test error")
+    axes[0].legend(loc="best", fontsize=7)
+    fig.suptitle(f"{title}: every run of every sweep, one point each, coloured by seed", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
 def direction_of(field, directions=None):
     """(label, expected sign) of a swept field: the figure's table, else ``DIRECTIONS``, else (field, -1)."""
     return (directions or {}).get(field) or DIRECTIONS.get(field) or (field, -1)
@@ -86,8 +134,7 @@ def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, lo
         draw_sweep_row(axes[r], grid[field], hist_by_field[field], f"{label} ({arrows[sign]})", metrics, log=log)
         for c, (_, mlabel) in enumerate(metrics):
             axes[r, c].set_title(f"({'abcdefgh'[r]}{c + 1}) {mlabel}, {label} sweep")
-    n_seeds = len(next(iter(hist_by_field.values())))
-    fig.suptitle(f"{title}: lines = mean over {n_seeds} seeds, bands = min-max over seeds; x = a diverged run", y=1.0)
+    fig.suptitle(f"{title}: lines = mean over seeds, bands = min-max over seeds; x = a diverged run", y=1.0)
     fig.tight_layout()
     return fig
 
@@ -121,12 +168,14 @@ def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_
 
 
 def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),
-                 predictors=(("gc", "GC"),), make_claims=None):
-    """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories"}.
+                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False):
+    """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories", "by_sweep"}.
 
     ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line; ``add_options(parser)``
     adds the figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
-    ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row).
+    ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row, with
+    ``predictors`` of the final NC); ``cross_run`` adds the claims and the picture (``<name>_across_runs.png``)
+    of the bound across runs.
     """
     p = figure_parser(f"python -m minigcnc.{name}", doc)
     if add_options:
@@ -144,13 +193,22 @@ def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, o
         claims = [c for field in grid for c in sweep_claims(name, direction_of(field, directions)[0], grid[field],
                                                              hist[field], direction_of(field, directions)[1], field,
                                                              predictors)]
-    fig = draw_sweeps(grid, hist, model_title(base), directions, log=log)
+    if cross_run:
+        claims += cross_run_claims(name, hist)
+    stem = out_name(args, base) if out_name else name
+    title = f"{model_title(base)}, {len(seeds)} seeds"
+    fig = draw_sweeps(grid, hist, title, directions, log=log)
+    extra_png = None
+    if cross_run:
+        extra_png = figure_outputs(f"{stem}_across_runs", args.scale, args.out)[0]
+        save_figure(draw_cross_run(hist, title), extra_png)
     print_finals(grid, hist)
     print()
-    png, js = write_figure(out_name(args, base) if out_name else name, args.scale, args.out, fig, {
+    png, js = write_figure(stem, args.scale, args.out, fig, {
         "figure": name, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds),
         "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
-        "train_seconds": train_seconds(histories)}, claims, t0)
+        "train_seconds": train_seconds(histories), **({"across_runs_png": str(extra_png)} if extra_png else {})},
+        claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 
