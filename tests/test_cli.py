@@ -1,5 +1,14 @@
-"""experiments/cli.py: a figure command's mistakes end with one message, before anything trains."""
+"""experiments/cli.py: a figure command's mistakes end with one message, before anything trains; Ctrl-C ends
+with one line."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 import pytest
+
 
 def test_a_figure_command_ends_with_the_message_when_a_dataset_file_is_missing(tmp_path):
     from minigcnc import figure_mnist
@@ -22,3 +31,144 @@ def test_a_figure_command_ends_with_the_message_when_cupy_is_missing(tmp_path):
 
     with pytest.raises(SystemExit, match=r"figure3: backend='cupy' needs CuPy.*\.\[gpu\]"):
         figure3.main(["--scale", "tiny", "--backend", "cupy", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
+
+
+# ---- bad input ends the command before anything trains ----------------------------------------------------
+
+@pytest.fixture
+def nothing_trains(monkeypatch):
+    """Any attempt to train fails the test."""
+    import minigcnc.train
+    from minigcnc.experiments import sweep
+
+    monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: pytest.fail("a run was trained"))
+    monkeypatch.setattr(sweep, "run_many", lambda *a, **k: pytest.fail("the sweep started"))
+
+
+def test_jobs_zero_is_refused_with_one_line(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure3
+
+    with pytest.raises(SystemExit) as stop:
+        figure3.main(["--scale", "tiny", "--jobs", "0", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("python -m minigcnc.figure3: error: --jobs must be at least 1 "
+                                            "(the number of runs trained at once); got 0")
+
+
+def test_an_unknown_model_is_named_with_the_accepted_ones(tmp_path, nothing_trains):
+    from minigcnc import figure1
+
+    with pytest.raises(SystemExit) as stop:
+        figure1.main(["--scale", "tiny", "--model", "transformer", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
+    assert str(stop.value) == "figure1: model: got 'transformer'; accepted: mlp, convnet, vgg11, vgg13, resnet18"
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure3
+
+    (tmp_path / "somefile").write_text("not a folder")  # (tests may run as root, where chmod stops nothing)
+    with pytest.raises(SystemExit) as stop:
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path / "somefile" / "sub"), "--jobs", "1"])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"python -m minigcnc.figure3: error: --out {tmp_path / 'somefile' / 'sub'}: cannot write there "
+                    "(Not a directory); give a folder you can write to")
+
+
+def test_a_dask_address_of_the_wrong_form_is_refused(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure3
+
+    with pytest.raises(SystemExit) as stop:
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path), "--dask", "foo"])
+    assert stop.value.code == 2
+    assert "error: --dask: got 'foo'; give 'local' or 'local:N'" in capsys.readouterr().err
+
+
+def test_an_unknown_activation_is_refused_before_any_run(tmp_path, monkeypatch):
+    import minigcnc.train
+    from minigcnc.experiments import cli, sweep
+    from minigcnc.experiments.config import check_config, scale_base
+
+    monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: pytest.fail("a run was trained"))
+    good, bad = scale_base("tiny"), scale_base("tiny", activation="swish")
+    message = "activation: got 'swish'; accepted: relu, tanh, identity"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check_config(bad)
+    with pytest.raises(ValueError, match=f"^{message}$"):  # your own sweep: checked before the first run
+        sweep.run_many([good, bad], tmp_path, progress=False)
+    args = cli.parse(cli.figure_parser("mine", ""), ["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1"])
+    with pytest.raises(SystemExit, match=f"^mine: {message}$"):
+        cli.run_sweep("mine", args, [good, bad])
+    with pytest.raises(ValueError, match="activation: vgg11 is built with ReLU only"):
+        check_config(good.replace(model="vgg11", activation="tanh"))
+
+
+def test_config_activations_are_the_layers_own():
+    from minigcnc import layers
+    from minigcnc.experiments import config
+
+    assert config.ACTIVATIONS == layers.ACTIVATIONS
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------------------------
+
+def test_ctrl_c_ends_with_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys):
+    from minigcnc import figure3
+    from minigcnc.experiments import sweep
+
+    real = sweep.run_many
+
+    def one_then_ctrl_c(configs, cache_dir, **kw):
+        real(configs[:1], cache_dir, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_many", one_then_ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
+    from minigcnc.experiments.cache import default_cache_dir
+
+    assert str(stop.value) == (f"\nfigure3: interrupted. 1 of 2 runs finished and are kept in {default_cache_dir()}; "
+                               "the same command resumes from there.")
+
+
+SIGINT_SCRIPT = textwrap.dedent("""
+    import sys
+    from minigcnc.experiments import cli
+    from minigcnc.experiments.config import scale_base
+    args = cli.parse(cli.figure_parser("demo", ""), ["--scale", "tiny", "--jobs", "2", "--out", sys.argv[1]])
+    configs = [scale_base("tiny", steps=5000, eval_every=20, seed=s) for s in range(3)]
+    cli.run_sweep("demo", args, configs)
+""")
+
+
+def test_ctrl_c_on_a_parallel_sweep_ends_cleanly(tmp_path):
+    """SIGINT to the command and its workers (as Ctrl-C in a terminal): one line, no traceback, no leaked
+    semaphores, no worker left, the checkpoints of the runs in progress kept."""
+    script = tmp_path / "demo.py"
+    script.write_text(SIGINT_SCRIPT)
+    cache = tmp_path / "out" / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "MINIGCNC_CACHE"}  # the cache: --out/cache
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("runs/*.ckpt.npz"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "leaked" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0].startswith("demo: scale=tiny, 3 runs: 0 from the cache, 3 to train")
+    assert lines[1:] == [f"demo: interrupted. 0 of 3 runs finished and are kept in {cache}, 2 more kept their last "
+                         "checkpoint; the same command resumes from there."], err
+    assert len(list(cache.glob("runs/*.ckpt.npz"))) >= 2
+    deadline = time.time() + 20  # no worker process is left (the resource trackers take a moment to go)
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("processes of the interrupted sweep are still running")

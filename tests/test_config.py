@@ -16,3 +16,16 @@ def test_key_depends_on_what_changes_the_result():
 def test_key_ignores_data_root_and_fields_at_their_defaults():
     assert TINY.key() == TINY.replace(data_root="/somewhere").key()
     assert RunConfig().key() == RunConfig(lr=RunConfig().lr).key()
+
+
+def test_the_activation_names_the_run_and_its_default_keeps_old_keys():
+    assert TINY.replace(activation="tanh").key() != TINY.key()
+    assert "activation" not in TINY.fields_that_matter()  # relu, the default: keys from before the field stay
+
+
+def test_check_config_names_the_field_and_what_is_accepted():
+    from minigcnc.experiments.config import check_config
+
+    check_config(TINY.replace(activation="identity"))
+    with pytest.raises(ValueError, match=r"^model: got 'transformer'; accepted: mlp, convnet, vgg11, vgg13, resnet18$"):
+        check_config(TINY.replace(model="transformer"))

@@ -7,12 +7,17 @@ import numpy as np
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
 
-def tutorial_code():
+def section_code(heading):
+    """The one python block of the README section ``## <heading>...``."""
     text = open(README, encoding="utf-8").read()
-    section = text.split("## Tutorial", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 1, "the tutorial section should hold exactly one python block"
+    assert len(blocks) == 1, f"the section {heading!r} should hold exactly one python block"
     return blocks[0]
+
+
+def tutorial_code():
+    return section_code("Tutorial")
 
 
 def test_the_tutorial_runs_and_shows_gc_rising_while_nc_falls(capsys):
@@ -27,3 +32,16 @@ def test_the_tutorial_runs_and_shows_gc_rising_while_nc_falls(capsys):
     # the README's words: GC starts about 60 and grows; NC falls from about 3.4 to about 0.4
     assert 40 < gc[0] < 80 and gc[-1] > gc[0]
     assert 2.5 < nc[0] < 4.5 and 0.25 < nc[-1] < 0.6 and np.all(np.diff(nc) < 0)
+
+
+def test_your_own_experiment_runs_as_printed_and_both_claims_hold(capsys):
+    """The README's width sweep, at tiny scale (in this test's own cache): what the README says it prints."""
+    from minigcnc.experiments import cache
+
+    exec(compile(section_code("Your own experiment"), "README.md#your-own-experiment", "exec"), {})  # noqa: S102
+    out = capsys.readouterr().out
+    for statement in ("a wider embedding ends with a higher GC", "across widths, a lower final GC goes with a"):
+        line = next(line for line in out.splitlines() if line.startswith(statement))
+        assert line.split()[-1] == "holds" and "+1.00 +1.00 +1.00" in line and " 0.009 " in line, out
+    assert out.rstrip().endswith("2 claims: 2 holds, 0 weak, 0 not supported, 0 fails, 0 n/a"), out
+    assert len(list((cache.default_cache_dir() / "runs").glob("*.json"))) == 9  # nine runs, in the cache

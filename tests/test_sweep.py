@@ -1,4 +1,5 @@
-"""experiments/sweep.py: one run (recorded metrics, cache reuse, resume after a kill), sweeps in parallel and on Dask."""
+"""experiments/sweep.py: one run (recorded metrics, cache reuse, resume after a kill), sweeps in parallel (Dask:
+test_dask_runner.py)."""
 import json
 import os
 import signal
@@ -127,8 +128,13 @@ def test_parallel_sweep_matches_sequential(tmp_path):
     assert [h["evals"] for h in par] == [h["evals"] for h in seq]
 
 
-def test_dask_backend_runs_a_sweep(tmp_path):
-    distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-        hs = sweep.run_many([TINY], tmp_path, dask=cl.scheduler_address, progress=False)
-    assert hs[0]["status"] == "finished"
+
+def test_sweep_configs_sweeps_any_field_and_by_sweep_lays_histories_out_alike():
+    sweeps = sweep.sweep_configs(TINY, {"hidden": [(8,), (16,)], "activation": ["relu", "tanh"]}, seeds=[0, 1])
+    assert sweeps["activation"][1][1] == TINY.replace(seed=1, activation="tanh")
+    assert sweeps["hidden"][0][1] == TINY.replace(seed=0, hidden=(16,))
+    flat = sweep.flat(sweeps)
+    assert len(flat) == 8 and flat[0] == TINY.replace(hidden=(8,))
+    assert sweep.by_sweep(sweeps, range(8)) == {"hidden": [[0, 1], [2, 3]], "activation": [[4, 5], [6, 7]]}
+    with pytest.raises(ValueError, match=r"grid: \['widht'\] are not RunConfig fields; sweepable fields: dataset"):
+        sweep.sweep_configs(TINY, {"widht": [1, 2]}, seeds=[0])

@@ -3,8 +3,9 @@
 A run's file is ``<cache>/runs/<key>.json`` with ``key = config.key(code_hash())``: a hash of the fields that
 change the result and of the source of every module that can change it (``RESULT_MODULES``: all of
 ``minigcnc`` but the figure scripts, the benchmarks and the parts of the engine that only draw, judge or
-schedule). Comments and docstrings are not part of the hash (it is taken over the parsed code), so editing
-a comment retrains nothing, while editing a line of ``gc.py`` or ``train.py`` retrains every run.
+schedule) and of ``sweep.train_run``, the glue from a config to ``train.fit``. Comments and docstrings are
+not part of the hash (it is taken over the parsed code), so editing a comment retrains nothing, while editing
+a line of ``gc.py`` or ``train.py`` retrains every run.
 
 Files are written atomically (``checks.write_atomically``); a damaged file is named in a warning and its
 run is recomputed. Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``DIR/cache`` when ``--out
@@ -26,14 +27,18 @@ PACKAGE = Path(__file__).resolve().parents[1]
 NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "experiments/cli.py",
                       "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
                       "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
-                      "experiments/progress.py")
+                      "experiments/progress.py", "experiments/dask_runner.py")
+# functions of the modules above that do change a run's numbers (the glue from a RunConfig to ``train.fit``)
+RESULT_FUNCTIONS = {"experiments/sweep.py": ("train_run",)}
 
 
-def result_modules():
-    """The package's source files that can change a run's result, sorted (paths relative to the package)."""
+def result_modules(root=None):
+    """The package's source files that can change a run's result, sorted (paths relative to the package
+    folder ``root``, by default this package)."""
+    root = Path(root) if root else PACKAGE
     out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).as_posix()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
         if rel.startswith("figure") or any(rel == m or (m.endswith("/") and rel.startswith(m))
                                            for m in NOT_RESULT_MODULES):
             continue
@@ -41,9 +46,12 @@ def result_modules():
     return out
 
 
-def _code_of(path):
-    """The parsed code of one file, without docstrings and comments, as a canonical string."""
+def _code_of(path, functions=None):
+    """The parsed code of one file (or only of its top-level ``functions``), without docstrings and comments,
+    as a canonical string."""
     tree = ast.parse(Path(path).read_text())
+    if functions is not None:
+        tree.body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in functions]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
@@ -52,13 +60,18 @@ def _code_of(path):
     return ast.dump(tree, annotate_fields=False)
 
 
-@lru_cache(maxsize=1)
-def code_hash():
-    """A short hash of the code of every module in ``result_modules()`` (read once per process)."""
+@lru_cache(maxsize=8)
+def code_hash(root=None):
+    """A short hash of the code of every module in ``result_modules(root)`` and of ``RESULT_FUNCTIONS``
+    (read once per process and root; ``root``: a copy of the package folder, by default this package)."""
+    root = Path(root) if root else PACKAGE
     h = hashlib.sha256()
-    for rel in result_modules():
+    for rel in result_modules(root):
         h.update(rel.encode())
-        h.update(_code_of(PACKAGE / rel).encode())
+        h.update(_code_of(root / rel).encode())
+    for rel, functions in sorted(RESULT_FUNCTIONS.items()):
+        h.update(rel.encode())
+        h.update(_code_of(root / rel, functions).encode())
     return h.hexdigest()[:12]
 
 
@@ -98,9 +111,18 @@ def load_run(config, cache_dir=None):
             raise ValueError("not a run history (no 'evals' list or 'status')")
         return history
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        warnings.warn(f"cached run {path} cannot be read ({type(e).__name__}: {e}); it will be recomputed",
-                      stacklevel=2)
+        try:
+            seen = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        except OSError:
+            seen = (str(path), None, None)
+        if seen not in _WARNED:  # once per damaged file, not at every look a sweep takes at it
+            _WARNED.add(seen)
+            warnings.warn(f"cached run {path} cannot be read ({type(e).__name__}: {e}); it will be recomputed",
+                          stacklevel=2)
         return None
+
+
+_WARNED = set()  # (path, mtime, size) of the damaged files already named in a warning
 
 
 def versions():

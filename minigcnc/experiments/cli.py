@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from ..checks import write_atomically
-from .cache import default_cache_dir, load_run, run_key, versions, write_json
-from .config import ACTIVATIONS, MODELS, SCALES
+from .cache import default_cache_dir, load_run, run_key, run_path, versions, write_json
+from .config import SCALES, check_config  # noqa: F401 - check_config is part of this module's interface
 
 
 def figure_parser(prog, description, default_seeds=None):
@@ -92,17 +92,6 @@ def resolve_cache(args):
     return default_cache_dir()
 
 
-def check_config(config):
-    """Raise a ValueError naming the field and what is accepted when ``config`` cannot run."""
-    if config.model not in MODELS:
-        raise ValueError(f"model: got {config.model!r}; accepted: {', '.join(MODELS)}")
-    if config.activation not in ACTIVATIONS:
-        raise ValueError(f"activation: got {config.activation!r}; accepted: {', '.join(ACTIVATIONS)}")
-    if config.activation != "relu" and config.model not in ("mlp", "convnet"):
-        raise ValueError(f"activation: {config.model} is built with ReLU only; activation={config.activation!r} "
-                         "works with model 'mlp' or 'convnet'")
-
-
 def run_sweep(name, args, configs):
     """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask).
 
@@ -135,9 +124,17 @@ def run_sweep(name, args, configs):
             raise SystemExit(f"{name}: {e}") from None
         raise
     except KeyboardInterrupt:
-        kept = sum(load_run(c, cache) is not None for c in {run_key(c): c for c in configs}.values())
-        raise SystemExit(f"\n{name}: interrupted. {kept} of {len(distinct)} runs are finished and kept in {cache} "
-                         "(a run in progress keeps its last checkpoint); the same command resumes.") from None
+        raise SystemExit("\n" + interrupted_message(name, configs, cache)) from None
+
+
+def interrupted_message(name, configs, cache):
+    """The one line Ctrl-C ends a figure with: what finished, what was kept, how to go on."""
+    unique = {run_key(c): c for c in configs}.values()
+    done = [c for c in unique if load_run(c, cache) is not None]
+    ckpts = sum(run_path(c, cache).with_suffix(".ckpt.npz").exists() for c in unique)
+    resume = f", {ckpts} more kept {'its' if ckpts == 1 else 'their'} last checkpoint" if ckpts else ""
+    return (f"{name}: interrupted. {len(done)} of {len(unique)} runs finished and are kept in {cache}{resume}; "
+            "the same command resumes from there.")
 
 
 def figure_outputs(name, scale, out=None):

@@ -6,6 +6,8 @@
   ``laptop`` (the embedded mnist5k, minutes on 2 cores: the default) and ``paper`` (the paper's VGG-13 on
   CIFAR-10, on a GPU). A figure starts from ``scale_base(scale)`` and changes the few fields it needs, in
   plain sight in its own module.
+- ``check_config(config)``: a ValueError naming the field and the accepted values (model, activation) when a
+  run cannot be built; every sweep checks its runs before it trains any.
 - ``with_options(base, scale, ...)``: the command line's choices applied to a base run, including the
   one rule "NumPy at paper scale computes in float64".
 """
@@ -14,10 +16,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..layers import ACTIVATIONS  # noqa: F401 - the activations a layer accepts by name (relu, tanh, identity)
+
 SCHEMA = 2  # bump when the recorded metrics change meaning, so old cached runs are not reused
 SCALES = ("tiny", "laptop", "paper")
 MODELS = ("mlp", "convnet", "vgg11", "vgg13", "resnet18")
-ACTIVATIONS = ("relu", "tanh")  # what the dense and conv layers of an MLP or convnet accept by name
 
 
 @dataclass
@@ -93,6 +96,18 @@ def scale_base(scale, **changes):
     if scale not in SCALE_BASES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
     return SCALE_BASES[scale].replace(**changes)
+
+
+def check_config(config):
+    """Raise a ValueError naming the field and what is accepted when ``config`` cannot be built (model,
+    activation), so that a sweep stops before anything trains."""
+    if config.model not in MODELS:
+        raise ValueError(f"model: got {config.model!r}; accepted: {', '.join(MODELS)}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"activation: got {config.activation!r}; accepted: {', '.join(ACTIVATIONS)}")
+    if config.activation != "relu" and config.model not in ("mlp", "convnet"):
+        raise ValueError(f"activation: {config.model} is built with ReLU only; activation={config.activation!r} "
+                         "works with model 'mlp' or 'convnet'")
 
 
 def with_options(base, scale, backend=None, data_root=None, dataset=None, model=None):

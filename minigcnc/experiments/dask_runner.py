@@ -14,15 +14,16 @@ import re
 import tempfile
 from pathlib import Path
 
-LOCAL = re.compile(r"^local(?::(\d+))?$")
+LOCAL = re.compile(r"^local(?::([1-9]\d*))?$")
+# a scheduler's address as Dask prints it: tcp://10.0.0.5:8786, tls://host:8786, tcp://[::1]:8786, inproc://...
+SCHEDULER = re.compile(r"^(tcp|tls|ws|wss|ucx)://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d+/?$|^inproc://\S+$")
 
 
 def check_address(address):
-    """Raise a ValueError that says what is accepted unless ``address`` is ``local``, ``local:N`` or
-    ``tcp://host:port`` (or another ``scheme://host:port``)."""
-    if LOCAL.match(address or ""):
-        return address
-    if re.match(r"^[a-z]+://[^:/]+:\d+$", address or ""):
+    """Return ``address`` when it is ``local``, ``local:N`` (N >= 1) or a scheduler's address
+    (``tcp://host:port``, also tls/ws/wss/ucx, or an in-process ``inproc://...``); else raise a ValueError that
+    says what is accepted."""
+    if LOCAL.match(address or "") or SCHEDULER.match(address or ""):
         return address
     raise ValueError(f"--dask: got {address!r}; give 'local' or 'local:N' (a LocalCluster of N workers on this "
                      "machine) or a scheduler address 'tcp://host:port' (start one with `dask scheduler`)")
@@ -37,14 +38,29 @@ def import_distributed():
     return distributed
 
 
+def worker_checkpoint_dir():
+    """Where a task keeps its run's checkpoint: ``minigcnc-checkpoints`` in the Dask worker's own local
+    directory (its scratch space), or in the temporary folder outside a worker."""
+    try:
+        from distributed import get_worker
+
+        base = get_worker().local_directory
+    except (ImportError, ValueError, AttributeError):
+        base = tempfile.gettempdir()
+    return str(Path(base) / "minigcnc-checkpoints")
+
+
 def run_on_dask(configs, address, fresh, checkpoint_dir=None, timeout=30):
-    """Yield the history of every config as its task finishes on the cluster at ``address``."""
+    """Yield the history of every config as its task finishes on the cluster at ``address``.
+
+    ``checkpoint_dir``: a folder on the workers' disks for the checkpoints of runs in progress (default: each
+    worker's own local directory, ``worker_checkpoint_dir``).
+    """
     from .sweep import train_in_worker
 
     check_address(address)
     distributed = import_distributed()
     m = LOCAL.match(address)
-    checkpoint_dir = checkpoint_dir or str(Path(tempfile.gettempdir()) / "minigcnc-checkpoints")
     cluster = None
     try:
         if m:

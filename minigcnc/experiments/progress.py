@@ -15,27 +15,33 @@ import numpy as onp
 class RunsBar:
     """A tqdm bar over ``total`` runs (``finished(history)`` advances it); a context manager."""
 
-    def __init__(self, total, jobs=1, dask=None, enabled=True, configs=()):
-        """``configs``: (checkpoint path, total steps) of each run to train, for the steps postfix."""
+    def __init__(self, total, jobs=1, dask=None, enabled=True, configs=(), file=None, interval=1.0):
+        """``configs``: (checkpoint path, total steps) of each run to train, for the steps postfix; ``file``:
+        where the bar is drawn (default: stderr, and only on a terminal); ``interval``: seconds between two
+        reads of the checkpoints."""
         self.total, self.jobs, self.dask, self.enabled = total, jobs, dask, enabled
+        self.file, self.interval = file, interval
         self.steps = {Path(p): s for p, s in configs}
         self.inner_bars = enabled and jobs == 1 and not dask
         self.bar = None
         self._stop = threading.Event()
         self._thread = None
+        self._shown = ""
 
     def __enter__(self):
         from tqdm.auto import tqdm
 
         where = f"dask {self.dask}" if self.dask else (f"{self.jobs} jobs" if self.jobs > 1 else "1 job")
-        self.bar = tqdm(total=self.total, desc=f"runs ({where})", unit="run", disable=None if self.enabled else True)
+        # disable=None: drawn on a terminal only; a ``file`` given is always drawn on
+        disable = (None if self.file is None else False) if self.enabled else True
+        self.bar = tqdm(total=self.total, desc=f"runs ({where})", unit="run", disable=disable, file=self.file)
         if self.enabled and self.steps and not self.dask and self.jobs > 1:
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()
         return self
 
     def _poll(self):
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self.interval):
             shown = []
             for ckpt, total in self.steps.items():
                 if ckpt.exists():
@@ -44,14 +50,16 @@ class RunsBar:
                             shown.append(f"{int(f['step'])}/{total}")
                     except Exception:  # replaced while we read it: the next poll will see the new one
                         pass
-            if shown and self.bar is not None:
-                self.bar.set_postfix_str("steps " + " ".join(shown), refresh=True)
+            text = "steps " + " ".join(shown) if shown else ""
+            if text != self._shown and self.bar is not None:  # (a finished run's checkpoint is gone)
+                self._shown = text
+                self.bar.set_postfix_str(text, refresh=True)
 
     def finished(self, history):
         if self.bar is not None:
             self.bar.update(1)
             if history and history.get("status") == "diverged":
-                self.bar.write(f"diverged: {history.get('message', '')}")
+                self.bar.write(f"diverged: {history.get('message', '')}", file=self.file)
 
     def __exit__(self, *exc):
         self._stop.set()

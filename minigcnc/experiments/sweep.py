@@ -15,7 +15,7 @@
 import time
 
 from .cache import load_run, run_key, run_path, versions, write_json
-from .config import RunConfig
+from .config import RunConfig, check_config
 
 
 def train_run(config, checkpoint=None, progress=True):
@@ -65,14 +65,18 @@ def run(config, cache_dir=None, fresh=False, progress=True):
 
 
 def train_in_worker(config_dict, checkpoint_dir, fresh):
-    """A Dask/joblib task: train the run and return its history (the client writes it to the cache).
+    """A Dask task: train the run and return its history (the client writes it to the cache).
 
-    The checkpoint lives in ``checkpoint_dir`` on the worker's own disk, so a worker restarted on the same
-    machine resumes it; the client's cache is never touched here.
+    The checkpoint lives in ``checkpoint_dir`` on the worker's own disk (None: the worker's local directory,
+    ``dask_runner.worker_checkpoint_dir``), so a worker restarted on the same machine resumes it; the client's
+    cache is never touched here.
     """
     from pathlib import Path
 
+    from .dask_runner import worker_checkpoint_dir
+
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config_dict.items()})
+    checkpoint_dir = checkpoint_dir or worker_checkpoint_dir()
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     ckpt = Path(checkpoint_dir) / f"{run_key(config)}.ckpt.npz"
     if fresh and ckpt.exists():
@@ -100,6 +104,8 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
     from .progress import RunsBar
 
     configs = list(configs)
+    for c in configs:  # a run that cannot be built stops the sweep before any run trains
+        check_config(c)
     left = todo(configs, cache_dir, fresh)
     if left:
         watch = [(run_path(c, cache_dir).with_suffix(".ckpt.npz"), c.steps) for c in left]
@@ -127,8 +133,17 @@ def run_path_of(history, cache_dir):
 
 
 def quiet_run(config, cache_dir, fresh, blas_threads):
-    """One run in a worker process, without a progress bar, with ``blas_threads`` BLAS threads."""
+    """One run in a worker process, without a progress bar, with ``blas_threads`` BLAS threads.
+
+    tqdm gets a thread lock here: its default one holds a process semaphore, which a worker killed on Ctrl-C
+    could not release (Python then warns of "leaked semaphore objects" at exit).
+    """
+    import threading
+
     from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return run(config, cache_dir, fresh=fresh, progress=False)
@@ -143,7 +158,22 @@ def run_parallel(configs, cache_dir, jobs, fresh):
     cores = os.cpu_count() or 1
     blas_threads = max(1, cores // jobs)
     par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-    yield from par(delayed(quiet_run)(c, cache_dir, fresh, blas_threads) for c in configs)
+    try:
+        yield from par(delayed(quiet_run)(c, cache_dir, fresh, blas_threads) for c in configs)
+    except BaseException:  # Ctrl-C (or an error) with runs going: stop the workers now, leaking nothing
+        stop_workers()
+        raise
+
+
+def stop_workers():
+    """Kill joblib's worker processes now (each run in progress keeps its last checkpoint), so that Ctrl-C
+    leaves no process behind."""
+    try:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
 
 
 def sweep_configs(base, grid, seeds):

@@ -1,0 +1,119 @@
+"""experiments/cache.py: runs are keyed by their config and by the code that computes them; a damaged file is
+recomputed with a warning; every figure says what comes from the cache before it starts."""
+import shutil
+import warnings
+
+import pytest
+
+from minigcnc.experiments import cache, sweep
+from minigcnc.experiments.config import RunConfig
+
+TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=60, eval_every=20,
+                 eval_per_class=5)
+
+
+@pytest.fixture
+def package_copy(tmp_path):
+    """A copy of the package's source (and of the README beside it) to edit."""
+    root = tmp_path / "minigcnc"
+    shutil.copytree(cache.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__", "*.npz"))
+    shutil.copy(cache.PACKAGE.parent / "README.md", tmp_path / "README.md")
+    return root
+
+
+def hash_of(root):
+    cache.code_hash.cache_clear()  # (read once per process and root: the copy changes under the same path)
+    return cache.code_hash(root)
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_the_hash_of_the_copy_is_the_hash_of_the_package(package_copy):
+    assert hash_of(package_copy) == cache.code_hash() == cache.code_hash(cache.PACKAGE)
+    assert "train.py" in cache.result_modules(package_copy) and "gc.py" in cache.result_modules(package_copy)
+    assert not any(m.startswith("figure") for m in cache.result_modules(package_copy))
+
+
+def test_comments_and_docstrings_do_not_change_the_hash(package_copy):
+    before = hash_of(package_copy)
+    train = package_copy / "train.py"
+    edit(train, '"""', '"""A student was here. ')  # the module docstring
+    edit(train, "\ndef fit(", "\n# a comment of my own\ndef fit(")
+    text = train.read_text()
+    start = text.index('"""', text.index("\ndef fit("))  # the docstring of fit
+    train.write_text(text[:start + 3] + "Reworded. " + text[start + 3:])
+    (package_copy / "gc.py").write_text((package_copy / "gc.py").read_text() + "\n# the end\n")
+    assert hash_of(package_copy) == before
+
+
+def test_a_line_of_code_changes_the_hash(package_copy):
+    before = hash_of(package_copy)
+    (package_copy / "gc.py").write_text((package_copy / "gc.py").read_text() + "\nSTUDENT = 1\n")
+    after_gc = hash_of(package_copy)
+    assert after_gc != before
+    edit(package_copy / "experiments" / "sweep.py", "steps=config.steps,", "steps=config.steps + 1,")
+    assert hash_of(package_copy) not in (before, after_gc)  # the glue from a config to fit is part of it too
+
+
+def test_figures_the_readme_and_the_scheduling_do_not_change_the_hash(package_copy):
+    before = hash_of(package_copy)
+    for name in ("figure1.py", "figure3.py", "experiments/cli.py", "experiments/progress.py",
+                 "experiments/dask_runner.py"):
+        (package_copy / name).write_text((package_copy / name).read_text() + "\nSTUDENT = 1\n")
+    edit(package_copy / "experiments" / "sweep.py", "def run_many(", "def unused():\n    pass\n\n\ndef run_many(")
+    (package_copy.parent / "README.md").write_text("# rewritten\n")
+    assert hash_of(package_copy) == before
+
+
+def test_a_run_of_other_code_is_not_reused(tmp_path, monkeypatch):
+    import minigcnc.train
+
+    real_fit, trained = minigcnc.train.fit, []
+    monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: (trained.append(1), real_fit(*a, **k))[1])
+    monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-a")
+    first = sweep.run(TINY, tmp_path, progress=False)
+    assert sweep.run(TINY, tmp_path, progress=False) == first and len(trained) == 1  # same code: reused
+    monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-b")
+    assert cache.load_run(TINY, tmp_path) is None and sweep.todo([TINY], tmp_path) == [TINY]
+    second = sweep.run(TINY, tmp_path, progress=False)
+    assert len(trained) == 2 and second["key"] != first["key"] and second["versions"]["code_hash"] == "code-b"
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2  # the old run stays, for the old code
+    assert sweep.run(TINY, tmp_path, progress=False) == second and len(trained) == 2
+
+
+@pytest.mark.parametrize("content,kinds", [
+    (b"{}", ["ValueError: not a run history (no 'evals' list or 'status')"]),
+    (b"\x00\xff\xfe garbage \x89PNG", ["UnicodeDecodeError: ", "JSONDecodeError: "]),  # (as the locale reads it)
+    (b'{"status": "finished", "evals": [{"st', ["JSONDecodeError: Unterminated string"]),
+], ids=["empty-object", "binary", "truncated"])
+def test_an_unreadable_cache_file_is_named_and_recomputed(tmp_path, content, kinds):
+    good = sweep.run(TINY, tmp_path, progress=False)
+    path = cache.run_path(TINY, tmp_path)
+    path.write_bytes(content)
+    with pytest.warns(UserWarning, match="cannot be read") as caught:
+        (again,) = sweep.run_many([TINY], tmp_path, progress=False)
+    named = [str(w.message) for w in caught if "cannot be read" in str(w.message)]
+    assert len(named) == 1, named  # named once, though the sweep looks at the file three times
+    assert named[0].startswith(f"cached run {path} cannot be read (") and named[0].endswith("); it will be recomputed")
+    assert any(named[0].startswith(f"cached run {path} cannot be read ({kind}") for kind in kinds), named[0]
+    assert again["evals"] == good["evals"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file is whole again
+        assert cache.load_run(TINY, tmp_path)["evals"] == good["evals"]
+
+
+def test_a_figure_says_what_comes_from_the_cache_before_it_starts(tmp_path, capsys):
+    from minigcnc import figure3
+
+    argv = ["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--quiet"]
+    figure3.main(argv)
+    err = capsys.readouterr().err
+    where = f"cache {cache.default_cache_dir()}"
+    assert "figure3: scale=tiny, 2 runs: 0 from the cache, 2 to train; " + where in err
+    figure3.main(argv)
+    err = capsys.readouterr().err
+    assert "figure3: scale=tiny, 2 runs: 2 from the cache, 0 to train; " + where in err
