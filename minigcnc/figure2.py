@@ -15,7 +15,13 @@ unbiased estimator of ``gc.py`` (``measure.GC_ESTIMATOR_LEVELS``):
 
 The claim table gives, for every estimator and level, the Spearman rank correlation of the estimated curve
 with the exact curve over training (does the estimate see the same rise and fall?), tested by permutation;
-below it, as checks, the median relative error against the exact GC over all checkpoints and seeds. Scales: tiny = digits, MLP 64-32-16; paper =
+below it, as checks, the median relative error against the exact GC over all checkpoints and seeds. A table
+of costs (and ``timings`` in the JSON) gives each estimator's median wall time per call against the exact
+GC's. What each saves: a subset of n images pulls back only those images (about n/N of the exact cost);
+output sampling pulls back only the m sampled rows of J (about m/p); Hutchinson pulls back ``probes`` random
+rows per image (about probes/p); masking saves nothing -- it needs every entry of J before it can drop
+entries, so it costs a little more than the exact GC and only shows that a sparse sample of J's entries
+keeps its norm. Scales: tiny = digits, MLP 64-32-16; paper =
 VGG-13 on CIFAR-10 (GPU).
 """
 import numpy as onp
@@ -96,17 +102,46 @@ def draw(histories, title):
     return fig
 
 
+def timings(histories):
+    """{estimator key: (median seconds per call, median relative error)} over every checkpoint and seed, with
+    ``"gc"`` the exact GC: what each estimator costs against what it saves."""
+    out = {}
+    runs = [h for h in histories if h["evals"]]
+    exact = onp.concatenate([series(h, "gc")[1] for h in runs])
+    for key in ["gc"] + [estimator_key(m, lv) for m, _, _ in PANELS for lv in _levels(runs, m)]:
+        secs = onp.concatenate([series(h, f"seconds_{key}")[1] for h in runs])
+        err = onp.abs(onp.concatenate([series(h, key)[1] for h in runs]) - exact) / exact
+        out[key] = (float(onp.nanmedian(secs)), float(onp.median(err)))
+    return out
+
+
 def summarize(histories):
+    """Per-seed curves of the exact GC and of every estimator, for the JSON."""
     keys = ["gc"] + [estimator_key(m, lv) for m, _, _ in PANELS for lv in _levels(histories, m)]
     return [{"seed": h["config"]["seed"], "status": h["status"], "steps": series(h, "gc")[0].tolist(),
              **{k: series(h, k)[1].tolist() for k in keys}} for h in histories]
 
 
+def print_timings(histories):
+    """Print the cost of every estimator against the exact GC (median wall seconds per call)."""
+    t = timings(histories)
+    base = t["gc"][0]
+    print(f"{'estimator':<22s}{'seconds':>10s}{'x exact':>9s}{'median rel. error':>19s}")
+    for key, (secs, err) in t.items():
+        print(f"{key:<22s}{secs:>10.4f}{secs / base:>9.2f}{err:>19.3f}")
+    print()
+
+
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     levels = {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}
+    def claims_and_timings(histories):
+        print_timings(histories)
+        return make_claims(histories)
+
     return training_figure(argv, NAME, __doc__, lambda a: configs(a.scale, a.seeds, a.backend, a.data_root),
-                           make_claims, draw, summarize, {"levels": levels})
+                           claims_and_timings, draw, summarize,
+                           lambda histories: {"levels": levels, "timings": timings(histories)})
 
 if __name__ == "__main__":
     main()

@@ -216,8 +216,8 @@ def training_figure(argv, name, doc, configs_of, make_claims, draw, summarize, e
     """Run, draw and check a figure of curves over training, one run per seed (Figures 2 and 3).
 
     ``configs_of(args)`` gives the runs; ``make_claims``, ``draw(histories, title)`` and ``summarize`` turn
-    their histories into the claim table, the figure and the JSON's ``runs``; ``extra`` adds fields to the
-    JSON.
+    their histories into the claim table, the figure and the JSON's ``runs``; ``extra`` (a dict, or a
+    function of the histories giving one) adds fields to the JSON.
     """
     args = parse(figure_parser(f"python -m minigcnc.{name}", doc), argv)
     t0 = time.time()
@@ -227,6 +227,7 @@ def training_figure(argv, name, doc, configs_of, make_claims, draw, summarize, e
     title = f"{model_title(cfgs[0])}, {len(cfgs)} seeds"
     fig = draw(histories, title)
     png, js = write_figure(name, args.scale, args.out, fig, {
-        "figure": name, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], **(extra or {}),
+        "figure": name, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
+        **(extra(histories) if callable(extra) else (extra or {})),
         "runs": summarize(histories)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}

@@ -23,6 +23,8 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 A metric that cannot be computed (e.g. coincident class means in a dead network) is recorded as NaN with
 the reason under ``warnings``; it never stops the run.
 """
+import time
+
 import numpy as onp
 
 from .. import bounds, collapse, fewshot, gc, ops
@@ -174,15 +176,20 @@ def gc_estimators(model, params, data, seed, step):
     """One draw of every GC estimator of ``GC_ESTIMATOR_LEVELS`` on the evaluation subset (Figure 2).
 
     The draws use ``default_rng([seed, step])``: fresh at every checkpoint, reproducible for the run.
-    Levels larger than the data (n > N, m > p) are clipped.
+    Levels larger than the data (n > N, m > p) are clipped. Each call is timed too (``seconds_<key>``, and
+    ``seconds_gc`` for the exact GC): wall seconds, so only their ratios within one run mean much.
     """
     rng = onp.random.default_rng([seed, step])
     N, p = data.X_eval.shape[0], model.embed_dim
-    out = {}
+    t0 = time.perf_counter()
+    gc.geometric_complexity(model, params, data.X_eval)
+    out = {"seconds_gc": time.perf_counter() - t0}
     for method, (param, levels) in GC_ESTIMATOR_LEVELS.items():
         for level in levels:
             level = min(level, N) if param == "n" else (min(level, p) if param == "m" else level)
             kw = {param: level, **({"dist": "gaussian"} if method == "hutchinson" else {})}
-            out[estimator_key(method, level)] = gc.geometric_complexity(model, params, data.X_eval, method=method,
-                                                                       rng=rng, **kw)
+            key = estimator_key(method, level)
+            t0 = time.perf_counter()
+            out[key] = gc.geometric_complexity(model, params, data.X_eval, method=method, rng=rng, **kw)
+            out[f"seconds_{key}"] = time.perf_counter() - t0
     return out
