@@ -21,6 +21,8 @@ def main():
         except ImportError:
             status = "  [not built yet]"
         print(f"  python -m minigcnc.{name:<26s} {what}{status}")
+    print("\nEverything at once:\n  python -m minigcnc.reproduce                  every figure at its default scale, "
+          "figures/REPORT.md")
     print("\nBenchmarks:\n  python -m minigcnc.bench                      speed ratios against baselines, one run")
     print("\nTests:\n  pip install -e \".[test]\" && python -m pytest")
 

@@ -9,6 +9,10 @@ A layer is a ``Layer`` with three pure functions:
 - ``jtp(params, cache, T) -> T_in``: the batched transpose-Jacobian product. ``T (N, q, *out_shape)``
   holds q cotangents per sample; the result ``(N, q, *in_shape)`` is ``T_n J_n`` for each sample n,
   computed for all q at once (one matrix product for dense and conv layers).
+- ``forward(params, x) -> y``: the training fast path, the output of ``apply`` without its cache, built
+  from the fused primitives of ``ops`` (``dense_act``, ``conv2d_act``, ...): one tape node per layer
+  instead of three, and no jtp cache made. Same values as ``apply``; a layer made without one uses
+  ``apply(params, x)[0]``.
 
 Exact input Jacobians come from pushing the identity of the output space back through ``jtp``
 (see ``jacobians.py``). All functions are written with ``ops`` primitives, so autograd can differentiate the
@@ -32,6 +36,12 @@ class Layer:
     apply: Callable
     jtp: Callable
     info: dict = field(default_factory=dict)
+    forward: Callable = None
+
+    def __post_init__(self):
+        if self.forward is None:
+            apply = self.apply
+            object.__setattr__(self, "forward", lambda params, x: apply(params, x)[0])
 
 
 def _expand(a, q_axis=1):
@@ -88,7 +98,10 @@ def Activation(name):
     def jtp(params, d, T):
         return _activation_jtp(d, T)
 
-    return Layer(name, init, apply, jtp)
+    def forward(params, x):
+        return ops.activate(x, name)
+
+    return Layer(name, init, apply, jtp, forward=forward)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,7 +134,12 @@ def DenseAct(out_dim, activation="relu", init="he"):
     def jtp(params, d, T):
         return ops.matmul_t(_activation_jtp(d, T), params[0])  # (N, q, out) -> (N, q, in)
 
-    return Layer(f"dense{out_dim}-{activation}", init_fn, apply, jtp, {"pre_linear_jtp": pre_linear_jtp, "kind": "dense"})
+    def forward(params, x):
+        W, b = params
+        return ops.dense_act(x, W, b, activation)
+
+    info = {"pre_linear_jtp": pre_linear_jtp, "kind": "dense"}
+    return Layer(f"dense{out_dim}-{activation}", init_fn, apply, jtp, info, forward)
 
 
 def Dense(out_dim, init="lecun"):
@@ -168,7 +186,16 @@ def Conv(out_channels, kernel=3, stride=1, padding=None, activation="relu", init
         T = ops.conv2d_input_grad(T, params[0], in_shape, stride, padding)
         return ops.reshape(T, (N, q) + in_shape)
 
-    return Layer(f"conv{out_channels}k{kernel}s{stride}-{activation}", init_fn, apply, jtp, {"kind": "conv"})
+    def forward(params, x):
+        return ops.conv2d_act(x, params[0], params[1] if bias else None, stride, padding, activation)
+
+    info = {"kind": "conv"}
+    if stride == 1 and activation in ("relu", "identity"):
+        def forward_pool(params, x, size):  # this layer and a MaxPool(size) after it, fused (see Serial)
+            return ops.conv2d_act_pool(x, params[0], params[1] if bias else None, padding, activation, size)
+
+        info["forward_pool"] = forward_pool
+    return Layer(f"conv{out_channels}k{kernel}s{stride}-{activation}", init_fn, apply, jtp, info, forward)
 
 
 def _pool_init(size, kind):
@@ -196,7 +223,10 @@ def MaxPool(size=2):
         mask = ops.maxpool_mask(raw, size)
         return ops.maxpool2d_input_grad(T, mask, size, raw.shape[2], raw.shape[3])  # (N,q,C,Ho,Wo) -> (N,q,C,H,W)
 
-    return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, {"kind": "pool"})
+    def forward(params, x):
+        return ops.maxpool2d_train(x, size)
+
+    return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, {"kind": "pool", "maxpool": size}, forward)
 
 
 def AvgPool(size=None):
@@ -228,7 +258,10 @@ def Flatten():
     def jtp(params, in_shape, T):
         return ops.reshape(T, tuple(T.shape[:2]) + in_shape)
 
-    return Layer("flatten", init, apply, jtp)
+    def forward(params, x):
+        return ops.flatten(x)
+
+    return Layer("flatten", init, apply, jtp, forward=forward)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,7 +289,19 @@ def Serial(*layers):
             T = layer.jtp(p, c, T)
         return T
 
-    return Layer("serial", init, apply, jtp, {"layers": layers})
+    def forward(params, x):
+        i = 0
+        while i < len(layers):
+            fuse = layers[i].info.get("forward_pool")
+            if fuse is not None and i + 1 < len(layers) and "maxpool" in layers[i + 1].info:
+                x = fuse(params[i], x, layers[i + 1].info["maxpool"])  # conv + max-pooling as one primitive
+                i += 2
+            else:
+                x = layers[i].forward(params[i], x)
+                i += 1
+        return x
+
+    return Layer("serial", init, apply, jtp, {"layers": layers}, forward)
 
 
 def Residual(main, shortcut=None):
@@ -288,4 +333,8 @@ def Residual(main, shortcut=None):
         T = _activation_jtp(d, T)
         return shortcut.jtp(ps, cs, T) + main.jtp(pm, cm, alpha * T)
 
-    return Layer("residual", init, apply, jtp, {"kind": "residual"})
+    def forward(params, x):
+        pm, ps, alpha = params
+        return ops.relu(shortcut.forward(ps, x) + alpha * main.forward(pm, x))
+
+    return Layer("residual", init, apply, jtp, {"kind": "residual"}, forward)

@@ -11,6 +11,12 @@ list, one entry per body layer, then the head ``(W (p, k), b (k,))`` last. For `
   ``width`` multiplier so tests can build narrow ones. No batch normalization: VGG as originally published,
   ResNet-18 with SkipInit residual scales (see ``layers.Residual``), so every model is one pure function
   of its input with no train/eval modes.
+
+Two routes compute the same functions: ``fused=True`` (the default of ``embed``, ``logits`` and ``loss``) runs
+each layer's ``forward``, built from the fused primitives of ``ops`` (one autograd node per layer, the head
+and the cross-entropy as one node, no jtp caches), the training fast path; ``fused=False`` runs each layer's
+``apply``, one primitive per operation, the reference (and the route ``embed_with_cache`` and the
+input-Jacobian engine take). Their values and parameter gradients agree to round-off (tests/test_models.py).
 """
 import numpy as onp
 
@@ -79,22 +85,34 @@ class Model:
         """(Z (N, p), caches): the embedding and what the transpose-Jacobian products need."""
         return self.body.apply(params[:-1], self.check_input(X))
 
-    def embed(self, params, X):
-        """The embedding g(X): post-activation features of the last hidden layer, (N, p)."""
-        return self.embed_with_cache(params, X)[0]
+    def embed(self, params, X, fused=True):
+        """The embedding g(X): post-activation features of the last hidden layer, (N, p).
+
+        ``fused=False``: by the reference route (``apply`` of every layer; see the module docstring).
+        """
+        if not fused:
+            return self.embed_with_cache(params, X)[0]
+        return self.body.forward(params[:-1], self.check_input(X))
 
     def head(self, params, Z):
         """Logits from embeddings: Z W + b, (N, k)."""
         W, b = params[-1]
         return ops.linear(Z, W, b)
 
-    def logits(self, params, X):
+    def logits(self, params, X, fused=True):
         """logits(X) = g(X) W + b, (N, k)."""
-        return self.head(params, self.embed(params, X))
+        return self.head(params, self.embed(params, X, fused=fused))
 
-    def loss(self, params, X, y):
-        """Mean cross-entropy of the logits against integer labels y."""
-        return ops.cross_entropy(self.logits(params, X), y)
+    def loss(self, params, X, y, fused=True):
+        """Mean cross-entropy of the logits against integer labels y.
+
+        ``fused=True``: the training fast path (fused layers, the head and the loss as one primitive);
+        ``fused=False``: the one-op-per-primitive reference. Same value and gradient to round-off.
+        """
+        if not fused:
+            return ops.cross_entropy(self.logits(params, X, fused=False), y)
+        W, b = params[-1]
+        return ops.linear_cross_entropy(self.embed(params, X), W, b, y)
 
 
 # --------------------------------------------------------------------------------------------------

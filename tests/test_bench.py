@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minigcnc.bench.collapse import bench_collapse
 
 
@@ -19,3 +21,47 @@ def test_python_m_minigcnc_bench_lists_its_sections_and_options():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "--only {train,gc,collapse,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
+
+
+# ---- the training-step bench: minigcnc against its reference route, PyTorch and JAX ---------------------------
+def test_bench_train_runs_and_its_table_has_a_row_per_model_and_dtype():
+    from minigcnc.bench.train import bench_train
+
+    printed, reports = [], []
+    out = bench_train(lambda name, s, note: reports.append(name), quick=True, batch=8,
+                      frameworks=("minigcnc", "reference"), printer=printed.append)
+    assert [(r["model"], r["dtype"]) for r in out["rows"]] == [
+        ("mlp", "float32"), ("mlp", "float64"), ("convnet", "float32"), ("convnet", "float64")]
+    for r in out["rows"]:
+        assert r["minigcnc_ms"] > 0 and r["reference_ms"] > 0 and r["torch_ms"] is None and r["jax_ms"] is None
+        assert abs(r["ratio_reference"] - r["minigcnc_ms"] / r["reference_ms"]) < 1e-12
+    table = printed[0].splitlines()
+    assert "threads: numpy BLAS" in table[0] and "torch n/a" in table[0]
+    assert table[2].split() == ["model", "dtype", "minigcnc", "ms", "reference", "ms", "torch", "ms", "jax", "ms",
+                                "/reference", "/torch", "/jax", "loss"]
+    assert [line.split()[:2] for line in table[3:7]] == [["mlp", "float32"], ["mlp", "float64"],
+                                                          ["convnet", "float32"], ["convnet", "float64"]]
+    assert all(line.split()[4:6] == ["n/a", "n/a"] for line in table[3:7])
+    assert len(reports) == 8
+
+
+@pytest.mark.slow
+def test_bench_train_against_torch_and_jax_checks_their_losses_first():
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from minigcnc.bench.train import bench_train
+
+    printed = []
+    out = bench_train(lambda *a: None, quick=True, batch=16, printer=printed.append)
+    for r in out["rows"]:
+        assert r["torch_ms"] > 0 and r["jax_ms"] > 0 and r["ratio_torch"] > 0 and r["ratio_jax"] > 0
+    assert "(set_num_threads)" in out["threads"] and "jax n/a" not in out["threads"]
+    assert all("n/a" not in line for line in printed[0].splitlines()[3:7])
+
+
+def test_python_m_minigcnc_bench_train_prints_the_table(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "minigcnc.bench.train", "--quick", "--batch", "4", "--no-torch",
+                          "--no-jax", "--models", "mlp", "--dtypes", "float32"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "minigcnc ms" in out.stdout and "\nmlp      float32" in out.stdout

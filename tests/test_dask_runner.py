@@ -1,6 +1,5 @@
 """experiments/dask_runner.py: sweeps on a Dask cluster whose workers share no disk and no folder with the client."""
 import os
-import time
 
 import pytest
 
@@ -69,9 +68,7 @@ def test_a_figure_with_dask_local_end_to_end(tmp_path, capsys):
     pytest.importorskip("dask.distributed")
     from minigcnc import figure3
 
-    t0 = time.time()
     out = figure3.main(["--scale", "tiny", "--out", str(tmp_path), "--dask", "local:1", "--quiet"])
-    assert time.time() - t0 < 60
     assert all(h["status"] == "finished" for h in out["histories"])
     assert "figure3: scale=tiny, 2 runs: 0 from the cache, 2 to train" in capsys.readouterr().err
     assert os.path.exists(out["png"]) and os.path.exists(out["json"])

@@ -3,13 +3,15 @@ layer constructors check their arguments and input shapes.
 
 The jtp is checked through each model kind's body (``Serial`` of its layers) against central finite differences
 in float64, for the embedding and, through the head, for the logits. Parameters are perturbed away from their
-initial values so residual scales (SkipInit alpha = 0) and zero biases are exercised.
+initial values so residual scales (SkipInit alpha = 0) and zero biases are exercised. Each layer's ``forward``
+(the training fast path, fused primitives) equals the output of its ``apply``, value and gradients.
 """
 import numpy as np
 import pytest
+from autograd import grad
 
 from minigcnc import layers, models, ops
-from minigcnc.backend import tree_map
+from minigcnc.backend import tree_leaves, tree_map
 
 SMALL = {  # laptop-fast versions of each model kind: together they use every layer
     "mlp-relu": lambda: models.mlp([12, 8, 6], 3),
@@ -62,3 +64,53 @@ def test_layers_refuse_inputs_of_the_wrong_rank_and_name_the_fix(rng):
         layers.Conv(4).init(rng, (16,), "float64")
     with pytest.raises(ValueError, match=r"Residual: main branch gives \(4, 4, 4\) but shortcut gives \(2, 4, 4\)"):
         layers.Residual(layers.Serial(layers.Conv(4, 3))).init(rng, (2, 4, 4), "float64")
+
+
+# ---- the training fast path: forward -------------------------------------------------------------------------
+EVERY_LAYER = {  # one of each layer kind and option, alone, on an input it takes
+    "dense-relu": (lambda: layers.DenseAct(5), (7,)),
+    "dense-tanh": (lambda: layers.DenseAct(5, "tanh"), (7,)),
+    "dense-identity": (lambda: layers.Dense(5), (7,)),
+    "activation-tanh": (lambda: layers.Activation("tanh"), (4, 3)),
+    "conv-relu": (lambda: layers.Conv(3, 3), (2, 6, 6)),
+    "conv-tanh-stride2": (lambda: layers.Conv(3, 3, stride=2, activation="tanh"), (2, 7, 7)),
+    "conv-no-bias": (lambda: layers.Conv(3, 1, padding=0, activation="identity", bias=False), (2, 5, 5)),
+    "maxpool": (lambda: layers.MaxPool(2), (2, 5, 6)),
+    "avgpool": (lambda: layers.AvgPool(2), (2, 6, 6)),
+    "flatten": (lambda: layers.Flatten(), (2, 3, 3)),
+    "conv+maxpool (fused)": (lambda: layers.Serial(layers.Conv(3, 3), layers.MaxPool(2)), (2, 7, 6)),
+    "residual": (lambda: layers.Residual(layers.Serial(layers.Conv(2, 3), layers.Conv(2, 3, activation="identity"))),
+                 (2, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_LAYER))
+def test_forward_equals_the_output_of_apply_and_has_the_same_gradients(rng, name):
+    make, in_shape = EVERY_LAYER[name]
+    layer = make()
+    _, params = layer.init(rng, in_shape, "float64")
+    params = tree_map(lambda a: a + 0.3 * rng.standard_normal(np.shape(a)), params)
+    x = rng.standard_normal((3,) + in_shape)
+    y = layer.forward(params, x)
+    np.testing.assert_allclose(y, layer.apply(params, x)[0], rtol=1e-12, atol=1e-12)
+    R = rng.standard_normal(np.shape(y))
+    for i in (0, 1) if tree_leaves(params) else (1,):
+        fused = grad(lambda p, x: ops.sum(layer.forward(p, x) * R), i)(params, x)
+        ref = grad(lambda p, x: ops.sum(layer.apply(p, x)[0] * R), i)(params, x)
+        for a, b in zip(tree_leaves(fused), tree_leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_serial_fuses_a_conv_and_the_max_pool_after_it_and_a_layer_without_forward_uses_apply(rng, monkeypatch):
+    conv = layers.Conv(3, 3)
+    assert "forward_pool" in conv.info and layers.MaxPool(2).info["maxpool"] == 2
+    assert "forward_pool" not in layers.Conv(3, 3, activation="tanh").info  # tanh: two primitives
+    assert "forward_pool" not in layers.Conv(3, 3, stride=2).info
+    calls = []
+    monkeypatch.setattr(ops, "conv2d_act_pool", lambda *a: calls.append(a) or ops.conv2d_act_pool_reference(*a))
+    body = layers.Serial(conv, layers.MaxPool(2), layers.Flatten())
+    _, params = body.init(rng, (1, 6, 6), "float64")
+    body.forward(params, rng.standard_normal((2, 1, 6, 6)))
+    assert len(calls) == 1
+    plain = layers.Layer("double", lambda rng, s, d: (s, ()), lambda p, x: (2 * x, None), lambda p, c, T: 2 * T)
+    assert np.array_equal(plain.forward((), np.ones(3)), 2 * np.ones(3))

@@ -2,7 +2,8 @@
 
 Gradients are checked against central finite differences in float64 (the layers' input-Jacobian products are
 tested in test_layers.py). Parameters are perturbed away from their initial values so residual scales (SkipInit
-alpha = 0) and zero biases are exercised.
+alpha = 0) and zero biases are exercised. The fused route (the training fast path, the default) equals the
+one-op-per-primitive reference route: loss and parameter gradient, float64 to 1e-12 and float32 to 1e-5.
 """
 import numpy as np
 import pytest
@@ -128,3 +129,93 @@ def test_loss_gradient_matches_finite_differences(rng, kind):
     g = grad(model.loss)(params, X, y)
     assert [np.shape(a) for a in tree_leaves(g)] == [np.shape(a) for a in tree_leaves(params)]
     assert_vjp_matches_fd(lambda p: model.loss(p, X, y), params, rng)
+
+
+# ---- the fused route (the training fast path) against the reference route ------------------------------------
+ROUTE_MODELS = {  # the benchmarked networks (narrower) and the paper's, small
+    "mlp-relu": lambda: models.mlp([20, 16, 16, 8], 4),
+    "mlp-tanh": lambda: models.mlp([20, 16, 16, 8], 4, activation="tanh"),
+    "convnet": lambda: models.convnet((1, 12, 12), 4, channels=(3, 4), hidden=(8,)),
+    "convnet-tanh": lambda: models.convnet((1, 12, 12), 4, channels=(3, 4), hidden=(8,), activation="tanh"),
+    "vgg11": SMALL["vgg11"],
+    "resnet18": SMALL["resnet18"],
+}
+ROUTE_RTOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def fused_and_reference(model, params, X, y):
+    """((loss, gradient) by the fused route, the same by the reference route), both by autograd."""
+    fused = (model.loss(params, X, y), grad(lambda p: model.loss(p, X, y))(params))
+    ref = (model.loss(params, X, y, fused=False), grad(lambda p: model.loss(p, X, y, fused=False))(params))
+    return fused, ref
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind", list(ROUTE_MODELS))
+def test_the_fused_loss_and_its_parameter_gradient_equal_the_reference_route(rng, kind, dtype):
+    model = ROUTE_MODELS[kind]()
+    params = tree_map(lambda a: a.astype(dtype), perturbed_params(model, rng))
+    X = rng.standard_normal((16,) + model.input_shape).astype(dtype)
+    y = rng.integers(0, model.n_classes, size=16)
+    (loss, g), (loss_ref, g_ref) = fused_and_reference(model, params, X, y)
+    rtol = ROUTE_RTOL[dtype]
+    np.testing.assert_allclose(loss, loss_ref, rtol=rtol)
+    assert np.asarray(loss).dtype == dtype
+    for a, b in zip(tree_leaves(g), tree_leaves(g_ref)):
+        assert a.dtype == dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=rtol * max(1.0, float(np.max(np.abs(b)))))
+    np.testing.assert_allclose(model.embed(params, X), model.embed(params, X, fused=False), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(model.logits(params, X), model.logits(params, X, fused=False), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("kind", ["mlp-relu", "mlp-tanh"])
+def test_the_fused_mlp_is_the_reference_bit_for_bit(rng, kind):
+    """The same GEMMs, the same elementwise operations in the same order: not just close, equal."""
+    model = ROUTE_MODELS[kind]()
+    params = perturbed_params(model, rng)
+    X, y = rng.standard_normal((16, 20)), rng.integers(0, 4, size=16)
+    (loss, g), (loss_ref, g_ref) = fused_and_reference(model, params, X, y)
+    assert loss == loss_ref
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(g), tree_leaves(g_ref)))
+
+
+@pytest.mark.parametrize("kind", ["mlp-relu", "convnet"])
+def test_the_fused_loss_gradient_matches_finite_differences_on_a_tiny_case(rng, kind):
+    model = {"mlp-relu": lambda: models.mlp([5, 4, 3], 3),
+             "convnet": lambda: models.convnet((1, 6, 6), 3, channels=(2, 2), hidden=(4,))}[kind]()
+    params = perturbed_params(model, rng)
+    X, y = rng.standard_normal((3,) + model.input_shape), np.array([0, 2, 1])
+    assert_vjp_matches_fd(lambda p: model.loss(p, X, y), params, rng)
+    assert_vjp_matches_fd(lambda x: model.loss(params, x, y), X, rng)  # and in the input
+
+
+def test_no_float64_enters_a_float32_training_step(rng, monkeypatch):
+    """float32 end to end: every value the fused primitives see or make, forward and backward, stays float32."""
+    from autograd.core import primitive_vjps
+
+    from minigcnc import ops, train
+
+    model = models.convnet((1, 12, 12), 4, channels=(3, 4), hidden=(8,))
+    params = model.init(0, dtype="float32")
+    X, y = rng.standard_normal((8, 1, 12, 12)).astype(np.float32), rng.integers(0, 4, size=8)
+    seen = []
+
+    def spying(vjpmaker):
+        def maker(argnums, ans, args, kwargs):
+            seen.extend(a.dtype for a in (ans,) + tuple(args) if getattr(a, "dtype", np.dtype(int)).kind == "f")
+            vjp = vjpmaker(argnums, ans, args, kwargs)
+
+            def spy(g):
+                grads = list(vjp(g))
+                seen.extend([np.asarray(g).dtype] + [r.dtype for r in grads])
+                return grads
+
+            return spy
+
+        return maker
+
+    for prim in (ops._conv2d_pool_act, ops.dense_act, ops.linear_cross_entropy):
+        monkeypatch.setitem(primitive_vjps, prim, spying(primitive_vjps[prim]))
+    loss, g = train.value_and_grad_leaves(lambda p: model.loss(p, X, y))(params)
+    assert len(seen) > 20 and set(seen) == {np.dtype(np.float32)}, set(seen)
+    assert np.asarray(loss).dtype == np.float32 and {a.dtype for a in tree_leaves(g)} == {np.dtype(np.float32)}

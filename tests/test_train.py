@@ -285,3 +285,66 @@ def test_mlp_reaches_93_percent_test_accuracy_on_mnist5k():
     model = models.mlp([784, 256, 256, 64], 10)
     result = fit(model, model.init(0), Xtr, ytr, lr=0.1, batch_size=64, steps=400)
     assert accuracy(model, result.params, Xte, yte) >= 0.93
+
+
+# ---- the fast step: per-leaf tracing, the fused loss, updates over fresh gradients ---------------------------
+def test_value_and_grad_leaves_equals_autogradss_value_and_grad_unused_leaves_included(rng):
+    from autograd import value_and_grad
+
+    tree = [(rng.standard_normal((3, 2)), rng.standard_normal(2)), {"a": rng.standard_normal(4), "unused": np.ones(2)}]
+    f = lambda t, s: anp.sum(anp.tanh(t[0][0] @ t[0][1]) * s) + anp.sum(t[1]["a"] ** 3)  # noqa: E731
+    value, g = train.value_and_grad_leaves(f)(tree, 2.0)
+    value_ref, g_ref = value_and_grad(f)(tree, 2.0)
+    assert value == value_ref
+    assert isinstance(g, list) and isinstance(g[0], tuple) and set(g[1]) == {"a", "unused"}
+    for a, b in zip(tree_leaves(g), tree_leaves(g_ref)):
+        np.testing.assert_array_equal(a, b)
+    assert not g[1]["unused"].any()
+    with pytest.raises(TypeError, match="scalar"):
+        train.value_and_grad_leaves(lambda t: t[0][1] * 2)(tree)
+
+
+@pytest.mark.parametrize("momentum,l2", [(0.0, 0.0), (0.9, 1e-3)])
+def test_fit_on_the_fused_loss_equals_fit_on_the_reference_route(rng, momentum, l2):
+    model = models.convnet((1, 8, 8), 3, channels=(2, 3), hidden=(5,))
+    X, y = rng.standard_normal((24, 1, 8, 8)), rng.integers(0, 3, size=24)
+    kw = {"lr": 0.05, "batch_size": 8, "steps": 12, "momentum": momentum, "l2": l2}
+    fused = fit(model, model.init(0), X, y, **kw)
+    ref = fit(model, model.init(0), X, y, fused=False, **kw)
+    np.testing.assert_allclose(fused.losses, ref.losses, rtol=1e-12)
+    for a, b in zip(tree_leaves(fused.params), tree_leaves(ref.params)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("with_penalty", [False, True])
+def test_fit_leaves_the_callers_params_and_every_evaluated_params_untouched(problem, momentum, with_penalty):
+    model, params, X, y = problem
+    before = [a.copy() for a in tree_leaves(params)]
+    seen = []  # params handed to on_eval, kept: a later in-place update must not change them
+    on_eval = lambda step, p: seen.append((p, [a.copy() for a in tree_leaves(p)])) or {}  # noqa: E731
+    penalty = (lambda p, Xb, yb: 0.01 * sum(anp.sum(a * a) for a in tree_leaves(p))) if with_penalty else None
+    fit(model, params, X, y, momentum=momentum, penalty=penalty, steps=6, eval_every=2, on_eval=on_eval)
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), before))
+    assert len(seen) == 4
+    for p, copy in seen:
+        assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(p), copy))
+
+
+def test_the_update_overwrites_only_fresh_unaliased_host_arrays_and_rounds_like_a_times_x_plus_y(rng):
+    g, p = rng.standard_normal(5), rng.standard_normal(5)
+    shared = rng.standard_normal(5)
+    view = rng.standard_normal(10)[:5]
+    xs, ys = [g, shared, shared, view], [p, p + 1, p + 2, p + 3]
+    expected = [-0.1 * x + y for x, y in zip(xs, ys)]
+    keep = [a.copy() for a in xs]
+    out = train.axpy_tree(-0.1, xs, ys, into_x=True)
+    assert all(np.array_equal(a, b) for a, b in zip(out, expected))
+    assert out[0] is g  # fresh: written over
+    assert out[1] is not shared and out[2] is not shared and out[3] is not view  # aliased, a view: new arrays
+    assert all(np.array_equal(a, b) for a, b in zip(xs[1:], keep[1:]))
+
+
+def test_reuse_freed_memory_is_tried_once_and_says_whether_it_took_effect():
+    first = train.reuse_freed_memory()
+    assert isinstance(first, bool) and train.reuse_freed_memory() is first

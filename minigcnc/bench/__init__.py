@@ -3,7 +3,8 @@
 ``python -m minigcnc.bench`` runs the CPU sections (``--only NAME`` one of them, ``--quick`` smaller problems,
 ``--backend cupy`` the GPU section); each section also runs alone:
 
-- ``minigcnc.bench.train``: one SGD step of a convnet against the same net in plain autograd;
+- ``minigcnc.bench.train``: one SGD step (MLP and convnet, float32 and float64, batch 128) against PyTorch's CPU
+  eager step and JAX's jit step (when importable) and minigcnc's own one-op-per-primitive route; prints a table;
 - ``minigcnc.bench.gc``: exact GC against autograd ``make_vjp``, per-sample ``autograd.jacobian`` and JAX;
 - ``minigcnc.bench.collapse``: ``cdnv`` and ``nc1`` on 50,000 x 512 features;
 - ``minigcnc.bench.gpu``: on a CUDA GPU, the cupy backend against numpy and PyTorch.

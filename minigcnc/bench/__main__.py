@@ -1,6 +1,7 @@
 """`python -m minigcnc.bench`: speed ratios against baselines, every pair measured in the same run.
 
-Sections (each also runnable alone): training step (``bench.train``), exact GC (``bench.gc``),
+Sections (each also runnable alone): training step against PyTorch and JAX on the CPU (``bench.train``, a
+table; torch and jax are optional, see its docstring), exact GC (``bench.gc``),
 collapse metrics (``bench.collapse``), and on a CUDA GPU the cupy backend against numpy and PyTorch
 (``bench.gpu``: run by ``--backend cupy`` or ``--only gpu``). ``--quick`` shrinks the problem sizes;
 ``--only NAME`` runs one section. Timings are wall-clock medians on this machine; compare ratios, not

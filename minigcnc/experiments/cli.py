@@ -145,8 +145,12 @@ def figure_outputs(name, scale, out=None):
 
 
 def save_figure(fig, path):
-    """Save a matplotlib figure atomically."""
-    return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
+    """Save a matplotlib figure atomically, then close it (a figure script draws each picture once)."""
+    import matplotlib.pyplot as plt
+
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
+    plt.close(fig)
+    return path
 
 
 def write_figure(name, scale, out, fig, doc, claims, t0):

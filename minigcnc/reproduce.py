@@ -1,0 +1,171 @@
+"""`python -m minigcnc.reproduce`: every figure at its default scale in one command, and one report of them.
+
+    python -m minigcnc.reproduce                       # all figures, laptop scale, into ./figures
+    python -m minigcnc.reproduce --only figure3 figure2 --jobs 2 --out figures
+    python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run)
+
+Runs, in this order, Figure 3 (the main job), Figure 2, Figure 1, the GC-regularization appendix, Figure 4
+(rotations) and Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), and the
+VGG/convnet appendix (``figure_mnist``), each by its own ``main([...])`` with ``--scale``, ``--out``,
+``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some of them.
+
+Resumable: every training run is kept in the result cache (``--cache DIR``, else ``$MINIGCNC_CACHE``, else
+``OUT/cache``), so running the same command again reuses every finished run and trains only what is missing
+(an interrupted run restarts from its last checkpoint). One progress bar counts the figures; each figure
+still shows its own bar over its runs (``--quiet`` hides both).
+
+Writes ``OUT/REPORT.md`` (atomically, after every figure, so it always describes what is done): for every
+figure its claim table (``experiments.claims.claim_table``), its wall time and its outputs, then the versions of
+the software (``experiments.cache.versions()``) and the total wall time. A figure that stops with an error is
+reported as such and the others still run; the command then exits with status 1 (``main`` returns).
+"""
+import argparse
+import datetime
+import importlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .checks import write_atomically
+from .experiments.cache import versions
+from .experiments.claims import claim_table
+from .experiments.config import SCALES
+
+# name -> (module, extra arguments, what it shows)
+FIGURES = {
+    "figure3": ("figure3", [], "a GC-based bound tracks the nearest-class-centre test error (paper Fig. 3)"),
+    "figure2": ("figure2", [], "GC estimators track the exact GC (paper Fig. 2)"),
+    "figure1": ("figure1", [], "learning rate, batch size and L2 lower GC, geometric collapse and NC (paper Fig. 1)"),
+    "figure_gc_regularization": ("figure_gc_regularization", [], "an explicit GC penalty lowers GC and NC (appendix)"),
+    "figure4": ("figure4", [], "lower source GC gives lower target NC and better few-shot transfer (paper Fig. 4)"),
+    "figure4_digits": ("figure4", ["--split", "digits"], "Figure 4 on 5 source / 5 target digits"),
+    "figure_mnist": ("figure_mnist", [], "Figure 1's sweeps on a convolutional net (appendix)"),
+}
+
+
+def parser():
+    """The command line of ``python -m minigcnc.reproduce``."""
+    p = argparse.ArgumentParser(prog="python -m minigcnc.reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=list(FIGURES), default=None, metavar="NAME",
+                   help=f"run only these figures, in the order given ({', '.join(FIGURES)})")
+    p.add_argument("--scale", choices=SCALES, default="laptop", help="every figure's scale (default: laptop)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs per figure")
+    p.add_argument("--out", default="figures", help="folder for the figures and REPORT.md (default: figures)")
+    p.add_argument("--cache", default=None, help="result cache (default: $MINIGCNC_CACHE, else OUT/cache)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per figure (default: each figure's own)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def figure_argv(args, extra):
+    """The argument list handed to one figure's ``main``."""
+    argv = ["--scale", args.scale, "--out", str(args.out), "--jobs", str(args.jobs)] + list(extra)
+    if args.cache:
+        argv += ["--cache", str(args.cache)]
+    if args.seeds is not None:
+        argv += ["--seeds", str(args.seeds)]
+    if args.quiet:
+        argv.append("--quiet")
+    return argv
+
+
+def run_figure(name, args):
+    """Run one figure; returns its entry of the report: name, command, seconds, claims or the error."""
+    module, extra, what = FIGURES[name]
+    argv = figure_argv(args, extra)
+    entry = {"name": name, "what": what, "command": " ".join(["python -m minigcnc." + module] + argv)}
+    t0 = time.time()
+    try:
+        result = importlib.import_module(f"minigcnc.{module}").main(argv)
+    except (Exception, SystemExit) as e:  # a figure's SystemExit carries its one-line message
+        entry["error"] = (str(e) or type(e).__name__) if isinstance(e, SystemExit) else traceback.format_exc(limit=3)
+        result = None
+    entry["seconds"] = time.time() - t0
+    if isinstance(result, dict):
+        if "skipped" in result:
+            entry["error"] = f"skipped: {result['skipped']}"
+        entry["claims"] = result.get("claims")
+        entry["outputs"] = [result[k] for k in ("png", "scatter", "json") if result.get(k)]
+    return entry
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def render_report(entries, args, total_seconds, done):
+    """REPORT.md as a string: a summary table, then each figure's claim table, then the versions."""
+    lines = ["# minigcnc: reproduction report", "",
+             f"`python -m minigcnc.reproduce` at scale **{args.scale}**, {args.jobs} parallel run(s) per figure, "
+             f"written {datetime.datetime.now().isoformat(timespec='seconds')}.", ""]
+    status = "finished" if done else "in progress"
+    lines += [f"Total wall time: **{_duration(total_seconds)}** ({total_seconds:.1f} s), {status}.", "",
+              "| figure | wall time | result |", "| --- | --- | --- |"]
+    for e in entries:
+        if "error" in e:
+            result = "error: " + e["error"].strip().splitlines()[-1]
+        elif e.get("claims") is not None:
+            result = claim_table(e["claims"]).strip().splitlines()[-1]
+        else:
+            result = "done"
+        lines.append(f"| {e['name']} | {_duration(e['seconds'])} ({e['seconds']:.1f} s) | {result.replace('|', '/')} |")
+    for e in entries:
+        lines += ["", f"## {e['name']}", "", e["what"] + ".", "",
+                  f"Wall time: {_duration(e['seconds'])} ({e['seconds']:.1f} s). Command: `{e['command']}`"]
+        if e.get("outputs"):
+            lines += ["", "Outputs: " + ", ".join(f"`{o}`" for o in e["outputs"])]
+        if "error" in e:
+            lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
+        if e.get("claims") is not None:
+            lines += ["", "```", claim_table(e["claims"]), "```"]
+    lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in versions().items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path, text):
+    """Write ``text`` to ``path`` atomically (a reader never sees half a report)."""
+
+    def write(tmp):
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return write_atomically(path, write)
+
+
+def main(argv=None):
+    """Run the figures and write ``OUT/REPORT.md``; returns {"report", "figures", "seconds"}."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1; got {args.jobs}")
+    if args.seeds is not None and args.seeds < 1:
+        p.error(f"--seeds must be at least 1; got {args.seeds}")
+    names = args.only or list(FIGURES)
+    report = Path(args.out) / "REPORT.md"
+    t0 = time.time()
+    entries = []
+    bar = tqdm(names, desc="reproduce", unit="figure", disable=True if args.quiet else None)
+    for name in bar:
+        bar.set_postfix_str(name)
+        entries.append(run_figure(name, args))
+        write_report(report, render_report(entries, args, time.time() - t0, done=False))
+    bar.close()
+    total = time.time() - t0
+    write_report(report, render_report(entries, args, total, done=True))
+    failed = [e["name"] for e in entries if "error" in e]
+    print(f"reproduce: {len(entries) - len(failed)} of {len(entries)} figures done in {_duration(total)}; "
+          f"report {report}" + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    if failed and argv is None:
+        sys.exit(1)
+    return {"report": str(report), "figures": entries, "seconds": total}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""python -m minigcnc.reproduce: the figures in one command, one REPORT.md, resumable through the cache."""
+import re
+
+import pytest
+
+from minigcnc import reproduce
+
+
+def test_reproduce_writes_a_report_with_each_figures_claim_table_and_wall_time(tmp_path, capsys):
+    out = tmp_path / "figs"
+    res = reproduce.main(["--scale", "tiny", "--out", str(out), "--jobs", "1", "--only", "figure3", "figure2"])
+    report = (out / "REPORT.md").read_text()
+    assert res["report"] == str(out / "REPORT.md")
+    assert [e["name"] for e in res["figures"]] == ["figure3", "figure2"]
+    assert not any("error" in e for e in res["figures"])
+    for name in ("figure3", "figure2"):
+        section = report.split(f"## {name}\n")[1].split("\n## ")[0]
+        assert re.search(r"Wall time: \S+ \(\d+\.\d s\)", section)
+        assert "claim  " in section and "statistic" in section and "verdict" in section  # the claim table
+        assert re.search(r"\d+ claims?: \d+ holds", section)
+        assert f"python -m minigcnc.{name} --scale tiny --out {out} --jobs 1" in section
+        assert (out / f"{name}_tiny.png").exists()
+    assert re.search(r"Total wall time: \*\*\S+\*\* \(\d+\.\d s\), finished", report)
+    assert "## Versions" in report and "- numpy: " in report and "- code_hash: " in report
+    assert not list(out.glob(".REPORT.tmp-*"))  # written atomically
+
+
+def test_a_second_run_reuses_the_cached_runs(tmp_path, capsys):
+    argv = ["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--only", "figure3", "--seeds", "1", "--quiet"]
+    reproduce.main(argv)
+    capsys.readouterr()
+    reproduce.main(argv)
+    assert "1 from the cache, 0 to train" in capsys.readouterr().err
+
+
+def test_a_failing_figure_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    import minigcnc.figure2 as figure2
+
+    def broken(argv):
+        raise SystemExit("figure2: a dataset file is missing")
+
+    monkeypatch.setattr(figure2, "main", broken)
+    res = reproduce.main(["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--only", "figure2", "figure3",
+                          "--quiet"])
+    assert res["figures"][0]["error"] == "figure2: a dataset file is missing"
+    assert "error" not in res["figures"][1]
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| figure2 |" in report and "error: figure2: a dataset file is missing" in report
+
+
+def test_reproduce_lists_every_figure_and_refuses_unknown_names(capsys):
+    assert list(reproduce.FIGURES) == ["figure3", "figure2", "figure1", "figure_gc_regularization", "figure4",
+                                       "figure4_digits", "figure_mnist"]
+    assert reproduce.FIGURES["figure4_digits"][1] == ["--split", "digits"]
+    with pytest.raises(SystemExit):
+        reproduce.main(["--only", "figure9"])
+    with pytest.raises(SystemExit):
+        reproduce.main(["--jobs", "0"])
