@@ -48,7 +48,7 @@ Why these laptop choices (from scans on mnist5k before settling):
 - batch sizes double from 32 to 512 at the base lr (a step at 512 costs 2.4 base steps, for a small
   change); L2 up to 5e-3, the strongest that still fits the training set exactly within the steps.
 """
-from .experiments.config import scale_base, with_options
+from .experiments.config import scale_base
 from .experiments.driver import sweep_figure
 
 NAME = "figure1"
@@ -74,24 +74,9 @@ def configs(scale, seeds=None):
     return flat(sweep_configs(*scale_setup(scale, seeds)))
 
 
-def add_options(parser):
-    parser.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist, cifar10)")
-    parser.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11, vgg13)")
-
-
-def setup(args):
-    base, grid, seeds = scale_setup(args.scale, args.seeds)
-    return with_options(base, args.scale, args.backend, args.data_root, args.dataset, args.model), grid, seeds
-
-
-def out_name(args, base):
-    """``figure1``, or ``figure1_<model>_<dataset>`` when ``--dataset`` or ``--model`` replaced the scale's."""
-    return f"{NAME}_{base.model}_{base.dataset}" if (args.dataset or args.model) else NAME
-
-
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    return sweep_figure(argv, NAME, __doc__, setup, add_options=add_options, out_name=out_name,
+    return sweep_figure(argv, NAME, __doc__, lambda args: scale_setup(args.scale, args.seeds), dataset_and_model=True,
                         predictors=(("gc", "GC"), ("gcol", "GCol")), cross_run=True)
 
 

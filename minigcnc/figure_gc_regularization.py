@@ -40,7 +40,7 @@ scales here. Cost: a penalized step costs 2-4 plain ones; the 12 penalized runs 
 4-5 minutes on two quiet cores with ``--jobs 2`` (10.6 minutes when we measured it on a machine shared with
 other work); the 3 unpenalized runs come from Figure 1's cache, or add about half a minute.
 """
-from .experiments.config import scale_base, with_options
+from .experiments.config import scale_base
 from .experiments.driver import sweep_figure
 
 NAME = "figure_gc_regularization"
@@ -70,8 +70,7 @@ def add_options(parser):
 
 
 def setup(args):
-    base, grid, seeds = scale_setup(args.scale, args.seeds, args.gc_method)
-    return with_options(base, args.scale, args.backend, args.data_root), grid, seeds
+    return scale_setup(args.scale, args.seeds, args.gc_method)
 
 
 def out_name(args, base):

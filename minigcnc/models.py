@@ -1,6 +1,6 @@
 """Models as pure functions of their parameters: ``embed(params, X)`` and ``logits(params, X)``.
 
-A classifier is ``logits(x) = g(x) W + b`` (PAPER.md section 1): ``g`` is the *embedding*, the
+A classifier is ``logits(x) = g(x) W + b`` (docs/theory.md#objects): ``g`` is the *embedding*, the
 post-activation output of the last hidden layer, and ``(W, b)`` is the linear head. Parameters are a plain
 list, one entry per body layer, then the head ``(W (p, k), b (k,))`` last. For ``mlp`` every body entry is a
 ``(W, b)`` pair, so an MLP's parameters are a list of ``(W, b)`` with ``W`` of shape ``(fan_in, fan_out)``.

@@ -131,6 +131,10 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
     the first step's (ReLU nets often blow up to huge but finite losses instead of NaN). ``fused``: the loss by
     the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off).
+
+    Side effect, once per process on Linux: ``reuse_freed_memory`` tunes glibc's malloc so that a step reuses
+    the previous step's pages (the process then keeps up to 512 MiB of freed memory); set
+    ``MINIGCNC_KEEP_MALLOC=1`` to leave malloc alone.
     """
     # plain floats: a numpy float64 scalar would promote float32 params
     lr = checks.number("lr", lr, 0.0, low_open=True)

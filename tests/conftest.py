@@ -9,7 +9,22 @@ from autograd import make_vjp
 
 sys.path.insert(0, os.path.dirname(__file__))  # so that `import strict_device` works
 
-from minigcnc.backend import tree_leaves, tree_unflatten  # noqa: E402
+from minigcnc import models  # noqa: E402
+from minigcnc.backend import tree_leaves, tree_map, tree_unflatten  # noqa: E402
+
+SMALL = {  # laptop-fast versions of each model kind: together they use every layer
+    "mlp-relu": lambda: models.mlp([12, 8, 6], 3),
+    "mlp-tanh": lambda: models.mlp([12, 8, 6], 3, activation="tanh"),
+    "convnet": lambda: models.convnet((1, 8, 8), 3, channels=(2, 3), hidden=(5,)),
+    "vgg11": lambda: models.vgg("vgg11", (3, 8, 8), 3, width=1 / 16, hidden=64),
+    "vgg13": lambda: models.vgg("vgg13", (3, 8, 8), 3, width=1 / 16, hidden=64),
+    "resnet18": lambda: models.resnet18((3, 8, 8), 3, width=1 / 16),
+}
+
+
+def perturbed_params(model, rng, scale=0.1):
+    """The model's initial parameters plus Gaussian noise of ``scale`` (so ReLUs are not all at a kink)."""
+    return tree_map(lambda a: a + scale * rng.standard_normal(np.shape(a)), model.init(0))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,7 +20,7 @@ def test_python_m_minigcnc_bench_lists_its_sections_and_options():
     out = subprocess.run([sys.executable, "-m", "minigcnc.bench", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "--only {train,gc,collapse,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
+    assert "--only {train,gc,estimators,collapse,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
 
 
 # ---- the training-step bench: minigcnc against its reference route, PyTorch and JAX ---------------------------
@@ -65,3 +65,16 @@ def test_python_m_minigcnc_bench_train_prints_the_table(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert "minigcnc ms" in out.stdout and "\nmlp      float32" in out.stdout
+
+
+def test_bench_estimators_times_every_level_against_the_exact_gc():
+    from minigcnc.bench.estimators import bench_estimators
+    from minigcnc.experiments.measure import GC_ESTIMATOR_LEVELS
+
+    rows = []
+    out = bench_estimators(lambda name, s, note: rows.append(name), quick=True)
+    assert len(out) == 1 + sum(len(levels) for _, levels in GC_ESTIMATOR_LEVELS.values())
+    assert out["gc"][1] == 1.0 and all(secs > 0 and sd >= 0 for secs, _, sd in out.values())
+    assert out["gc_subset_100"][2] == 0.0  # a subset of all 100 images is the exact GC
+    assert rows[0] == "estimators.exact" and len(rows) == len(out)
+

@@ -58,12 +58,26 @@ def test_calibration_no_effect_rarely_holds_and_a_planted_effect_mostly_holds():
     for name, (h, s, v) in [("null spearman 5x5", null_rank), ("null pearson 5x12", null_pearson),
                             ("effect spearman 5x5", eff_rank), ("effect pearson 5x12", eff_pearson)]:
         print(f"{name:22s} holds {h:6.1%}  significant {s:6.1%}  mean value {v:+.3f}")
-    # under no effect: "holds" at most 10% (nominal: alpha / 2 = 2.5%, one sign), p < 0.05 near 5%
-    assert null_rank[0] <= 0.10 and null_pearson[0] <= 0.10
-    assert null_rank[1] <= 0.10 and null_pearson[1] <= 0.10
+    # under no effect: "holds" at most 10% as the issue asks, and near its nominal rate (alpha / 2 = 2.5%, one
+    # sign: at most 6%, about three standard errors over 200 draws); p < 0.05 near 5% (at most 9%)
+    assert null_rank[0] <= 0.06 and null_pearson[0] <= 0.06
+    assert null_rank[1] <= 0.09 and null_pearson[1] <= 0.09
     # the planted effect is the moderate one asked for, and it is found in most draws
     assert 0.55 < eff_rank[2] < 0.75 and 0.55 < eff_pearson[2] < 0.75
     assert eff_rank[0] > 0.80 and eff_pearson[0] > 0.90
+
+
+def test_two_seeds_must_both_agree_and_an_underpowered_claim_says_so():
+    both = C.rank_correlation_claim("f", "s", [[1, 2, 3, 4]] * 2, [[1, 2, 3, 4], [1, 2, 3, 4]], +1, "x", "y")
+    assert both.verdict == "holds" and both.p_value == pytest.approx(2 / 576)
+    split = C.rank_correlation_claim("f", "s", [[1, 2, 3, 4, 5]] * 2, [[1, 2, 3, 4, 5], [2, 1, 3, 4, 5]], +1, "x", "y")
+    assert split.per_seed[1] > 0 and split.verdict in ("holds", "weak")
+    x = list(range(1, 13))
+    one_against = C.rank_correlation_claim("f", "s", [x, x], [x, [12, 10, 3, 6, 1, 5, 2, 8, 11, 7, 4, 9]], +1, "x", "y")
+    assert one_against.p_value < 0.05 and one_against.per_seed[1] < 0  # significant, but the second seed disagrees:
+    assert one_against.verdict == "weak"  # with two seeds "all but one" would have let it hold
+    tiny = C.rank_correlation_claim("f", "s", [[1, 2, 3]] * 2, [[1, 2, 3]] * 2, +1, "x", "y")
+    assert tiny.verdict == "weak" and "underpowered" in tiny.detail and "0.0556" in tiny.detail
 
 
 def test_autocorrelated_checkpoints_make_the_training_test_anti_conservative():

@@ -29,3 +29,20 @@ def test_check_config_names_the_field_and_what_is_accepted():
     check_config(TINY.replace(activation="identity"))
     with pytest.raises(ValueError, match=r"^model: got 'transformer'; accepted: mlp, convnet, vgg11, vgg13, resnet18$"):
         check_config(TINY.replace(model="transformer"))
+
+
+def test_one_table_of_scale_presets():
+    assert set(SCALE_BASES) == {"tiny", "laptop", "paper"}
+    assert scale_base("laptop", steps=7).steps == 7 and SCALE_BASES["laptop"].steps != 7  # a copy, not the table
+    with pytest.raises(ValueError, match="scale must be one of tiny, laptop, paper; got 'huge'"):
+        scale_base("huge")
+
+
+def test_numpy_at_paper_scale_computes_in_float64_and_the_gpu_in_float32():
+    paper = scale_base("paper")
+    assert paper.backend == "cupy" and paper.dtype == "float32"
+    assert with_options(paper, "paper", backend="numpy").dtype == "float64"
+    assert with_options(scale_base("laptop"), "laptop", backend="numpy").dtype == "float32"  # laptop keeps float32
+    assert with_options(paper, "paper", data_root="/d", model="vgg11").replace(data_root=None) == \
+        paper.replace(model="vgg11")
+

@@ -11,21 +11,8 @@ from autograd import grad
 
 from conftest import assert_vjp_matches_fd
 from minigcnc import models
+from conftest import SMALL, perturbed_params
 from minigcnc.backend import tree_leaves, tree_map
-
-SMALL = {  # laptop-fast versions of each model kind, for derivative checks
-    "mlp-relu": lambda: models.mlp([12, 8, 6], 3),
-    "mlp-tanh": lambda: models.mlp([12, 8, 6], 3, activation="tanh"),
-    "convnet": lambda: models.convnet((1, 8, 8), 3, channels=(2, 3), hidden=(5,)),
-    "vgg11": lambda: models.vgg("vgg11", (3, 8, 8), 3, width=1 / 16, hidden=64),
-    "vgg13": lambda: models.vgg("vgg13", (3, 8, 8), 3, width=1 / 16, hidden=64),
-    "resnet18": lambda: models.resnet18((3, 8, 8), 3, width=1 / 16),
-}
-
-
-def perturbed_params(model, rng, scale=0.1):
-    return tree_map(lambda a: a + scale * rng.standard_normal(np.shape(a)), model.init(0))
-
 
 # ---- shapes --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(

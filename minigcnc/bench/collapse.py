@@ -2,7 +2,7 @@
 
 Run ``python -m minigcnc.bench.collapse [--backend numpy|cupy]`` for a small table; ``minigcnc.bench`` calls
 ``bench_collapse(report)``. Each timing is the best of ``repeats`` calls after one untimed warm-up call.
-Target (PAPER.md sizes, 2-core laptop): cdnv under 1 s, reached by one-hot matrix products for the class sums
+Target (paper-scale sizes, 2-core laptop): cdnv under 1 s, reached by one-hot matrix products for the class sums
 and the Gram trick for the mean distances (``minigcnc.collapse``).
 """
 import argparse

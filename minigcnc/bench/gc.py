@@ -43,7 +43,7 @@ def _inputs(n, seed=0):
     """
     rng = onp.random.default_rng(seed)
     try:
-        from .data import load
+        from ..data import load
 
         X, _ = load("mnist5k", "train")
         X = onp.asarray(X, dtype=onp.float64)

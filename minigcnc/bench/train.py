@@ -46,7 +46,7 @@ from autograd import grad, value_and_grad
 from autograd.scipy.signal import convolve
 from autograd.scipy.special import logsumexp
 
-from ..backend import tree_leaves, tree_unflatten
+from ..backend import tree_leaves
 from ..models import convnet, mlp
 from ..train import axpy_tree, reuse_freed_memory, value_and_grad_leaves
 

@@ -159,7 +159,9 @@ def permutation_test(zxs, zys, n_perm=4999, seed=0, exact_max=20000):
 
     zxs, zys: per seed, standardized (ranks of) x and y. Exact over all within-seed permutations when their
     number is at most ``exact_max``; else Monte-Carlo with ``n_perm`` shuffles, ``p = (1 + hits) / (1 + B)``.
-    Returns (p, method) with method ``"exact (K permutations)"`` or ``"Monte Carlo (B shuffles)"``.
+    Returns (p, method, p_min) with method ``"exact (K permutations)"`` or ``"Monte Carlo (B shuffles)"`` and
+    ``p_min`` the smallest p-value these seeds and points allow (that of the most extreme arrangement): with
+    few points and seeds it can exceed alpha, and then no claim can hold however strong the effect.
     """
     k = len(zxs)
     t_obs = abs(sum(float(zx @ zy) / len(zx) for zx, zy in zip(zxs, zys)) / k)
@@ -174,15 +176,17 @@ def permutation_test(zxs, zys, n_perm=4999, seed=0, exact_max=20000):
         for zx, zy in zip(zxs, zys):
             idx = onp.array(list(itertools.permutations(range(len(zx)))))
             sums = onp.add.outer(sums, _seed_coefs(zx, zy, idx)).ravel()
-        hits = int(onp.sum(onp.abs(sums / k) >= t_obs - tol))
-        return hits / len(sums), f"exact ({len(sums)} permutations)"
+        extreme = onp.abs(sums / k)
+        hits = int(onp.sum(extreme >= t_obs - tol))
+        p_min = int(onp.sum(extreme >= extreme.max() - tol)) / len(sums)
+        return hits / len(sums), f"exact ({len(sums)} permutations)", p_min
     rng = onp.random.default_rng(seed)
     acc = onp.zeros(n_perm)
     for zx, zy in zip(zxs, zys):
         idx = rng.permuted(onp.tile(onp.arange(len(zx)), (n_perm, 1)), axis=1)
         acc += _seed_coefs(zx, zy, idx)
     hits = int(onp.sum(onp.abs(acc / k) >= t_obs - tol))
-    return (1 + hits) / (1 + n_perm), f"Monte Carlo ({n_perm} shuffles)"
+    return (1 + hits) / (1 + n_perm), f"Monte Carlo ({n_perm} shuffles)", 1 / (1 + n_perm)
 
 
 def bootstrap_ci(values, seed=0, n_boot=9999, confidence=0.95):
@@ -211,7 +215,8 @@ def verdict_of(value, per_seed_used, p_value, expected_sign, alpha):
     right_sign = s * value > 1e-12
     wrong_sign = s * value < -1e-12
     agree = sum(1 for v in per_seed_used if s * v > 0)
-    if significant and right_sign and agree >= len(per_seed_used) - 1:
+    needed = len(per_seed_used) if len(per_seed_used) <= 2 else len(per_seed_used) - 1  # "all but one" needs 3 seeds
+    if significant and right_sign and agree >= needed:
         return "holds"
     if significant and wrong_sign:
         return "fails"
@@ -221,7 +226,7 @@ def verdict_of(value, per_seed_used, p_value, expected_sign, alpha):
 
 
 def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, alpha,
-                 n_perm, seed, n_boot, exact_max, extra):
+                 n_perm, seed, n_boot, exact_max, extra, over_training):
     coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
     per_seed, used, zxs, zys = [], [], [], []
     short = constant = dropped_points = n_points = 0
@@ -257,7 +262,10 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
         value, p, ci, method = float("nan"), None, (float("nan"), float("nan")), "no test"
     else:
         value = float(onp.mean(used))
-        p, method = permutation_test(zxs, zys, n_perm=n_perm, seed=seed, exact_max=exact_max)
+        p, method, p_min = permutation_test(zxs, zys, n_perm=n_perm, seed=seed, exact_max=exact_max)
+        if p_min >= alpha:
+            notes.append(f"underpowered: the smallest p these seeds and points allow is {p_min:.3g} >= alpha, so "
+                         "this claim cannot hold here however strong the effect")
         ci = bootstrap_ci(used, seed=seed, n_boot=n_boot)
         if len(used) < 3:
             notes.append("no ci: fewer than 3 seeds")
@@ -265,7 +273,7 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
     name = "Spearman" if kind == "spearman" else "Pearson"
     detail = (f"value = mean of {len(used)} per-seed {name} coefficients{extra}; p: stratified permutation test "
               f"(y shuffled within each seed), {method}; ci: 95% percentile bootstrap over seeds")
-    if kind == "pearson":
+    if over_training:
         detail += ("; checkpoints over training are autocorrelated, so p is anti-conservative: "
                    "this measures co-movement, not independent evidence")
     if notes:
@@ -276,14 +284,16 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
 
 
 def rank_correlation_claim(figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, *,
-                           alpha=0.05, n_perm=4999, seed=0, n_boot=9999, exact_max=20000):
+                           alpha=0.05, n_perm=4999, seed=0, n_boot=9999, exact_max=20000, over_training=False):
     """Spearman correlation between x and y across a sweep, per seed, tested against ``expected_sign``.
 
-    xs_per_seed, ys_per_seed: lists (one per seed) of equally long sequences (one entry per swept value).
+    xs_per_seed, ys_per_seed: lists (one per seed) of equally long sequences (one entry per swept value, or
+    per checkpoint with ``over_training=True``, which adds the autocorrelation caveat to ``detail``).
     ``value`` = mean per-seed Spearman; p from the stratified permutation test; see the module docstring.
     """
     return _correlation("spearman", figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name,
-                        alpha, n_perm, seed, n_boot, exact_max, " across the sweep")
+                        alpha, n_perm, seed, n_boot, exact_max,
+                        " over training checkpoints" if over_training else " across the sweep", over_training)
 
 
 def correlation_claim(figure, statement, xs_per_seed, ys_per_seed, x_name, y_name, expected_sign=1, *,
@@ -294,7 +304,7 @@ def correlation_claim(figure, statement, xs_per_seed, ys_per_seed, x_name, y_nam
     checkpoints are autocorrelated (see the module docstring).
     """
     return _correlation("pearson", figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name,
-                        alpha, n_perm, seed, n_boot, exact_max, " over training checkpoints")
+                        alpha, n_perm, seed, n_boot, exact_max, " over training checkpoints", True)
 
 
 # ---- checks ------------------------------------------------------------------------------------------
@@ -321,13 +331,17 @@ def inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_
                      by_construction=False):
     """Fraction of (seed, checkpoint) points where bound >= value, per seed and pooled (Wilson 95% ci).
 
-    ``holds`` when the pooled fraction is 1, ``fails`` otherwise; non-finite pairs are dropped.
+    ``holds`` when the pooled fraction is 1, ``fails`` otherwise. "At least" allows float round-off
+    (``b >= v (1 - 1e-12) - 1e-15``), so an equality computed two ways is not a failure. Non-finite pairs are
+    dropped and counted in ``detail``.
     """
-    per_seed, k, n, seeds = [], 0, 0, 0
+    per_seed, k, n, seeds, dropped = [], 0, 0, 0, 0
     for b, v in zip(bounds_per_seed, values_per_seed):
+        n_all = len(onp.asarray(b, dtype=float).ravel())
         b, v = _finite_pairs(b, v)
+        dropped += n_all - len(b)
         if len(b):
-            above = int(onp.sum(b >= v))
+            above = int(onp.sum(b >= v * (1 - 1e-12) - 1e-15))
             per_seed.append(above / len(b))
             k, n, seeds = k + above, n + len(b), seeds + 1
         else:
@@ -337,7 +351,8 @@ def inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_
     return check(figure, statement, f"fraction({bound_name} >= {value_name})", frac, (k == n) if n else None,
                  per_seed=per_seed, ci=wilson_interval(k, n), n_seeds=seeds, n_points=n,
                  by_construction=by_construction, expected="1.0",
-                 detail=f"{k}/{n} points over {seeds} seed(s); ci: Wilson 95% over points; {what}")
+                 detail=f"{k}/{n} points over {seeds} seed(s); ci: Wilson 95% over points; {what}"
+                 + (f"; {dropped} non-finite point(s) dropped" if dropped else ""))
 
 
 def fraction_above_claim(figure, statement, bounds_per_seed, values_per_seed, bound_name, value_name,

@@ -16,6 +16,7 @@ import numpy as onp
 
 from . import claims as C
 from .cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
+from .config import with_options
 from .history import final, finals, series, train_seconds
 from .sweep import by_sweep, flat, sweep_configs
 
@@ -28,12 +29,12 @@ MODEL_NAMES = {"mlp": "MLP", "convnet": "Convnet", "vgg11": "VGG-11", "vgg13": "
 
 
 def model_title(config):
-    """'MLP 784-256-256-64 on mnist5k', 'VGG-13 on cifar10', ... for a figure's title."""
+    """'MLP (hidden 256-256-64) on mnist5k', 'VGG-13 on cifar10', ... for a figure's title."""
     name = MODEL_NAMES.get(config.model, config.model)
     if config.model == "mlp":
-        name += " " + "-".join(str(h) for h in config.hidden)
+        name += " (hidden " + "-".join(str(h) for h in config.hidden) + ")"
     elif config.model == "convnet":
-        name += " " + "-".join(str(c) for c in tuple(config.channels) + tuple(config.hidden))
+        name += f" (channels {'-'.join(str(c) for c in config.channels)}, dense {'-'.join(str(h) for h in config.hidden)})"
     if config.activation != "relu":
         name += f" ({config.activation})"
     return f"{name} on {config.dataset}"
@@ -95,6 +96,7 @@ def cross_run_claims(figure, hist_by_field):
 def draw_cross_run(hist_by_field, title):
     """One panel per predictor of CROSS_RUN: every run's final value against its final NCC test error."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from .plotting import style
 
@@ -106,6 +108,9 @@ def draw_cross_run(hist_by_field, title):
             ax.plot([final(h, metric) for h in hs], [final(h, "ncc_test_error") for h in hs], "o", ms=4, alpha=0.8,
                     color=f"C{s % 10}", label=f"seed {hs[0]['config']['seed']}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"final {name} (log)")
         ax.set_ylabel("final NCC test error")
     axes[0].legend(loc="best", fontsize=7)
@@ -168,21 +173,29 @@ def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_
 
 
 def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),
-                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False):
+                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False, dataset_and_model=False):
     """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories", "by_sweep"}.
 
-    ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line; ``add_options(parser)``
-    adds the figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
+    ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line (``args.scale``,
+    ``args.seeds`` and the figure's own options); the command line's backend and data root are applied to the
+    base here (``config.with_options``). ``dataset_and_model`` adds ``--dataset``/``--model`` (replacing the
+    scale's; the outputs are then named ``<name>_<model>_<dataset>``); ``add_options(parser)`` adds the
+    figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
     ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row, with
     ``predictors`` of the final NC); ``cross_run`` adds the claims and the picture (``<name>_across_runs.png``)
     of the bound across runs.
     """
     p = figure_parser(f"python -m minigcnc.{name}", doc)
+    if dataset_and_model:
+        p.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist, cifar10)")
+        p.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11, vgg13)")
     if add_options:
         add_options(p)
     args = parse(p, argv)
     t0 = time.time()
     base, grid, seeds = setup(args)
+    variant = dataset_and_model and (args.dataset or args.model)
+    base = with_options(base, args.scale, args.backend, args.data_root, *((args.dataset, args.model) if variant else ()))
     sweeps = sweep_configs(base, grid, seeds)
     cfgs = flat(sweeps)
     histories = run_sweep(name, args, cfgs)
@@ -195,7 +208,7 @@ def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, o
                                                              predictors)]
     if cross_run:
         claims += cross_run_claims(name, hist)
-    stem = out_name(args, base) if out_name else name
+    stem = out_name(args, base) if out_name else (f"{name}_{base.model}_{base.dataset}" if variant else name)
     title = f"{model_title(base)}, {len(seeds)} seeds"
     fig = draw_sweeps(grid, hist, title, directions, log=log)
     extra_png = None
