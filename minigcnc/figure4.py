@@ -335,7 +335,8 @@ def _title(scale, split, source):
     if source == "fashion_mnist":
         classes = "Fashion-MNIST -> MNIST digits" + (", 4 rotations each" if split == "rotations" else "")
     elif split == "rotations":
-        classes = f"{data}, digits 0-4 x 4 rotations = 20 source classes -> digits 5-9 x 4 rotations = 20 target"
+        classes = (f"{data}, digits 0-4 x 4 rotations = 20 source classes -> digits 5-9 x 4 rotations, less the "
+                   "upside-down 6 and 9, = 18 target")
     else:
         classes = f"{data}, digits 0-4 (source) -> digits 5-9 (target)"
     return f"{model}, {classes}"

@@ -91,6 +91,9 @@ def run_figure(name, args):
             entry["error"] = f"skipped: {result['skipped']}"
         entry["claims"] = result.get("claims")
         entry["outputs"] = [result[k] for k in ("png", "scatter", "json") if result.get(k)]
+        histories = [h for h in result.get("histories") or [] if h]
+        entry["runs"] = len({h["key"] for h in histories})
+        entry["train_seconds"] = sum({h["key"]: h["seconds"] for h in histories}.values())
     return entry
 
 
@@ -108,7 +111,10 @@ def render_report(entries, args, total_seconds, done):
              f"written {datetime.datetime.now().isoformat(timespec='seconds')}.", ""]
     status = "finished" if done else "in progress"
     lines += [f"Total wall time: **{_duration(total_seconds)}** ({total_seconds:.1f} s), {status}.", "",
-              "| figure | wall time | result |", "| --- | --- | --- |"]
+              "Wall time is this command's; a figure whose runs came from the cache only redraws. *Run-seconds* is the",
+              "time its distinct runs took when they were trained (each in one worker process), cached or not:",
+              "divided by the parallel jobs, it is what the figure costs from an empty cache.", "",
+              "| figure | wall time | runs | run-seconds | result |", "| --- | --- | --- | --- | --- |"]
     for e in entries:
         if "error" in e:
             result = "error: " + e["error"].strip().splitlines()[-1]
@@ -116,7 +122,9 @@ def render_report(entries, args, total_seconds, done):
             result = claim_table(e["claims"]).strip().splitlines()[-1]
         else:
             result = "done"
-        lines.append(f"| {e['name']} | {_duration(e['seconds'])} ({e['seconds']:.1f} s) | {result.replace('|', '/')} |")
+        runs = f"{e['runs']} | {e['train_seconds']:.0f} s" if "runs" in e else "- | -"
+        lines.append(f"| {e['name']} | {_duration(e['seconds'])} ({e['seconds']:.1f} s) | {runs} | "
+                     f"{result.replace('|', '/')} |")
     for e in entries:
         lines += ["", f"## {e['name']}", "", e["what"] + ".", "",
                   f"Wall time: {_duration(e['seconds'])} ({e['seconds']:.1f} s). Command: `{e['command']}`"]
@@ -126,6 +134,12 @@ def render_report(entries, args, total_seconds, done):
             lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
         if e.get("claims") is not None:
             lines += ["", "```", claim_table(e["claims"]), "```"]
+    if any("runs" in e for e in entries):
+        total_runs = sum(e.get("train_seconds", 0.0) for e in entries)
+        lines.insert(lines.index("| figure | wall time | runs | run-seconds | result |") - 4,
+                     f"From an empty cache these runs take {total_runs:.0f} run-seconds ({_duration(total_runs / args.jobs)} "
+                     f"with {args.jobs} jobs, if the jobs are kept busy; a run shared by two figures counts in each).")
+        lines.insert(lines.index("| figure | wall time | runs | run-seconds | result |") - 4, "")
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in versions().items()]
     return "\n".join(lines) + "\n"
 
