@@ -93,13 +93,14 @@ def classes_match(labels_a, labels_b, name_a, name_b):
 def write_atomically(path, write):
     """Call ``write(tmp_path)`` and rename the result onto ``path``: a reader never sees a half-written file.
 
-    The temporary file lies in the same folder (so the rename is atomic) and keeps ``path``'s suffix (so
-    writers that choose a format by suffix, e.g. ``savefig`` or ``numpy.savez``, see the right one). It is
-    removed if ``write`` fails.
+    The temporary file lies in the same folder (so the rename is atomic) and is named ``.<name>.tmp-<pid>``:
+    it never matches a pattern like ``*.json`` meant for finished files, even when a killed process leaves it
+    behind, so a writer that chooses a format by suffix must be told the format (``savefig(format=...)``, or
+    ``numpy.savez`` on an open file). It is removed if ``write`` fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -22,7 +22,7 @@ def test_reproduce_writes_a_report_with_each_figures_claim_table_and_wall_time(t
         assert (out / f"{name}_tiny.png").exists()
     assert re.search(r"Total wall time: \*\*\S+\*\* \(\d+\.\d s\), finished", report)
     assert "## Versions" in report and "- numpy: " in report and "- code_hash: " in report
-    assert not list(out.glob(".REPORT.tmp-*"))  # written atomically
+    assert not list(out.glob(".REPORT.md.tmp-*"))  # written atomically
 
 
 def test_a_second_run_reuses_the_cached_runs(tmp_path, capsys):

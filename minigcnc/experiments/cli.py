@@ -148,7 +148,8 @@ def save_figure(fig, path):
     """Save a matplotlib figure atomically, then close it (a figure script draws each picture once)."""
     import matplotlib.pyplot as plt
 
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight"))
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format=fmt))
     plt.close(fig)
     return path
 
