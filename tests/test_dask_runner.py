@@ -64,6 +64,15 @@ def test_an_in_process_cluster_address_works(tmp_path):
     assert hs[0]["status"] == "finished"
 
 
+def test_the_histories_of_a_worker_running_other_code_are_refused(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(sweep, "code_hash", lambda: "other-code")  # the client's view; the worker reports its own
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        with pytest.raises(ValueError, match="a worker ran other code"):
+            sweep.run_many([TINY], tmp_path, dask=cl.scheduler_address, progress=False)
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_a_figure_with_dask_local_end_to_end(tmp_path, capsys):
     pytest.importorskip("dask.distributed")
     from minigcnc import figure3

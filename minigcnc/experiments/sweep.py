@@ -14,7 +14,7 @@
 """
 import time
 
-from .cache import load_run, run_key, run_path, versions, write_json
+from .cache import code_hash, load_run, run_key, run_path, versions, write_json
 from .config import RunConfig, check_config
 
 
@@ -114,6 +114,10 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
                 from .dask_runner import run_on_dask
 
                 for history in run_on_dask(left, dask, fresh):
+                    theirs = history.get("versions", {}).get("code_hash")
+                    if theirs != code_hash():  # the client's cache must only hold runs of the client's code
+                        raise ValueError(f"--dask: a worker ran other code (code hash {theirs}, here {code_hash()}); "
+                                         "install the same minigcnc on every worker")
                     write_json(run_path_of(history, cache_dir), history)
                     bar.finished(history)
             elif jobs == 1 or len(left) == 1:
