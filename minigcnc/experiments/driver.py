@@ -18,6 +18,7 @@ from . import claims as C
 from .cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .config import with_options
 from .history import final, finals, series, train_seconds
+from .plotting import fmt_value
 from .sweep import by_sweep, flat, sweep_configs
 
 # field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
@@ -47,7 +48,7 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name, predict
     (final GC by default), spearman(predictor, final NC) and spearman(predictor, final geometric collapse),
     expected positive.
     """
-    xs = [list(map(float, values)) for _ in hist]
+    xs = [list(sweep_positions(values)) for _ in hist]
     nc, gcol = finals(hist, "nc_train"), finals(hist, "gcol")
     word = "higher" if expected_sign < 0 else "smaller"
     out = [
@@ -119,6 +120,16 @@ def draw_cross_run(hist_by_field, title):
     return fig
 
 
+def sweep_positions(values):
+    """The swept values as numbers for a rank correlation: themselves when they are numbers, else their order
+    in the sweep (0, 1, 2, ...: e.g. activations or layer widths given as tuples, in the order the figure gives
+    them)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return [float(i) for i in range(len(values))]
+
+
 def direction_of(field, directions=None):
     """(label, expected sign) of a swept field: the figure's table, else ``DIRECTIONS``, else (field, -1)."""
     return (directions or {}).get(field) or DIRECTIONS.get(field) or (field, -1)
@@ -169,7 +180,9 @@ def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_
             ok = any(h["status"] == "finished" for h in hs)
             vals = [onp.nanmean([final(h, m) for h in hs]) if ok else float("nan") for m in metrics]
             n_ok = sum(h["status"] == "finished" for h in hs)
-            print(f"{field:<11s}{v:>9g}  " + "  ".join(f"{x:>10.4g}" for x in vals) + f"   {n_ok}/{len(hs)}", file=out)
+            label = f"{v:g}" if isinstance(v, (int, float)) else fmt_value(v)
+            print(f"{field:<11s}{label:>9s}  " + "  ".join(f"{x:>10.4g}" for x in vals) + f"   {n_ok}/{len(hs)}",
+                  file=out)
 
 
 def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),

@@ -67,7 +67,11 @@ def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=
 
 
 def fmt_value(v):
-    """Short label for a swept value (0, 1e-4, 0.05, 128)."""
+    """Short label for a swept value (0, 1e-4, 0.05, 128; "tanh", (64, 32) for values that are not numbers)."""
+    if isinstance(v, (list, tuple)):
+        return "-".join(fmt_value(x) for x in v)
+    if isinstance(v, str):
+        return v
     if isinstance(v, (int, onp.integer)):
         return str(int(v))
     if v == 0:
