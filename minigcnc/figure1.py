@@ -1,6 +1,6 @@
 """Figure 1: a higher learning rate, a smaller batch and more L2 each lower the embedding GC and the NC.
 
-    python -m minigcnc.figure1                  # laptop scale, 6.5 minutes on 2 quiet cores
+    python -m minigcnc.figure1                  # laptop scale, about 5 minutes on 2 quiet cores
     python -m minigcnc.figure1 --scale tiny     # seconds
     python -m minigcnc.figure1 --scale paper --data-root DIR                             # VGG-13 on CIFAR-10, GPU
     python -m minigcnc.figure_mnist --scale paper --data-root DIR  # the appendix's VGG-11 on MNIST (figure_mnist.py)
@@ -13,10 +13,13 @@ NC (CDNV of the training embeddings) over the training iterations; one curve per
 min-max band), coloured along the sweep order, so in every row the colour runs from the weakest to the
 strongest regularization. A diverged run is drawn up to its last evaluation and marked with an x.
 
-The claim table, for each sweep, over seeds: the Spearman correlation between the swept value and the final
-GC (expected negative for lr, positive for batch size, negative for L2) and the final NC (same signs), and
-between the final GC and the final NC and geometric collapse across the sweep (expected positive).
-"Final" is the last evaluation; a diverged run has none (NaN) and drops out of its seed's correlation.
+The claim table, for each sweep (mean of the per-seed Spearman correlations, a stratified permutation test,
+see ``experiments.claims``): the swept value against the final GC (expected negative for lr, positive for
+batch size, negative for L2) and the final NC (same signs); the final GC against the final NC and the
+geometric collapse, and the final GCol against the final NC (expected positive). Across all runs of all
+sweeps, per seed: the final GC bound, GCol and GC against the final NCC test error (expected positive;
+``figures/figure1_across_runs.png``). "Final" is the last evaluation; a diverged run has none (NaN) and drops
+out of its seed's correlation.
 
 Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the training statistics):
 
@@ -35,9 +38,9 @@ Why these laptop choices (from scans on mnist5k before settling):
 
 - the model and data are the package's default (offline; exact GC and all collapse metrics in about 0.4 s
   of CPU per evaluation); float32 is about 3x faster than float64 here (GC agrees to ~3 digits). A step
-  costs about 5, 8 and 18 ms of CPU at batch 32, 128 and 512. The 39 distinct runs (13 per seed) took 6.5
-  minutes from scratch on two quiet cores with ``--jobs 2`` (13 CPU minutes), more while other jobs share
-  them (31 minutes when we measured it on a machine loaded about five-fold by other work).
+  costs about 5, 8 and 18 ms of CPU at batch 32, 128 and 512 (before the fused layers). The 65 distinct
+  runs (13 per seed, 5 seeds) took 4.8 minutes from scratch on two quiet cores with ``--jobs 2`` (565
+  run-seconds, ``figures/REPORT.md``).
 - 2,000 steps: every run reaches 100% training accuracy between steps 250 and 1,250 (training loss 1e-4 to
   2e-3 at the end, 2e-2 with L2 5e-3), so at least the last third of every run is the terminal phase where
   collapse shows; the orderings of GC and NC across each sweep were the same at steps 1,800 and 3,000.

@@ -15,8 +15,9 @@ the target classes (``fewshot5``: 600 episodes, 15 queries per class, drawn with
 seed are compared on the very same episodes; the interval is 1.96 sd / sqrt(600)). 1-shot accuracy
 (``fewshot1``) is recorded too. The target pool is every image (train and test) of the target classes,
 standardized with the source statistics (``measure.py``). The claim table gives, per sweep and pooled over all
-runs, the Spearman correlation across the sweep of the final source GC with the final target NC (the paper
-expects it positive) and with the final 5-shot accuracy (expected negative), per seed and pooled over seeds;
+runs, the Spearman correlation of the final source GC (and GCol) with the final target NC (the paper expects
+it positive) and with the final 5-shot accuracy (expected negative): the mean of the per-seed coefficients,
+tested by a stratified permutation test (``experiments.claims``);
 ``figures/figure4_scatter.png`` shows every run as one point (source GC, target NC, accuracy).
 
 Splits (``--split``), laptop scale, ``mnist5k`` (400 train / 100 test images per digit):
@@ -355,7 +356,7 @@ def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     p = figure_parser("python -m minigcnc.figure4", __doc__)
     p.add_argument("--split", choices=SPLITS, default=None,
-                   help="rotations (default with mnist5k): 20 source / 20 target classes, each digit at 4 angles; "
+                   help="rotations (default with mnist5k): 20 source / 18 target classes, each digit at 4 angles; "
                         "digits: 5 source / 5 target digits (with fashion_mnist, the default: the plain 10 classes)")
     p.add_argument("--source", choices=SOURCES, default="mnist5k",
                    help="source data (fashion_mnist: local Fashion-MNIST files, target the mnist5k digits)")
