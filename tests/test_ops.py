@@ -406,6 +406,24 @@ def test_conv2d_act_pool_routes_a_tie_to_the_first_maximum_like_maxpool2d(rng):
         np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
 
 
+def test_conv2d_act_pool_weight_gradient_of_a_long_batch_takes_the_blocked_product_and_stays_exact(rng):
+    # 40 images of 28 x 28 through a 1 -> 4 channel stem: K = 4 * 14 * 15 * 40 = 33,600 output pixels, so the
+    # weight gradient is summed over 8 blocks of 4,096 plus a remainder (the first layer of every convnet step)
+    x, W, b = rng.standard_normal((40, 1, 28, 28)), rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4)
+    f = lambda x, W, b: ops.conv2d_act_pool(x, W, b, 1, "relu", 2)  # noqa: E731
+    assert_fused_equals_reference(f, lambda x, W, b: ops.conv2d_act_pool_reference(x, W, b, 1, "relu", 2),
+                                  (x, W, b), rng, (0, 1, 2), rtol=1e-11)
+
+
+def test_conv2d_act_pool_reads_inputs_of_any_memory_layout(rng):
+    x = rng.standard_normal((3, 2, 8, 8))
+    W, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    expected = ops.conv2d_act_pool(x, W, b, 1, "relu", 2)
+    for layout in ((0, 1, 2, 3), (1, 2, 3, 0), (3, 2, 1, 0)):  # standard, batch-last (a fused layer's), reversed
+        x_other = np.ascontiguousarray(x.transpose(layout)).transpose(np.argsort(layout))
+        np.testing.assert_array_equal(ops.conv2d_act_pool(x_other, W, b, 1, "relu", 2), expected)
+
+
 @pytest.mark.parametrize("shape", POOL_SHAPES + [(2, 2, 4, 4)])
 def test_maxpool2d_train_equals_maxpool2d_with_the_same_gradient_ties_included(rng, shape):
     x = rng.standard_normal(shape)
