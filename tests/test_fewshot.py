@@ -1,9 +1,10 @@
-"""Tests of minigcnc.fewshot: episodes and few-shot NCC accuracy on frozen embeddings."""
+"""Tests of minigcnc.fewshot: episodes, few-shot NCC accuracy and the exact logistic-regression probe."""
 import numpy as np
 import pytest
 
 from minigcnc import collapse as C
 from minigcnc import fewshot as F
+from minigcnc.classes import nearest
 
 
 def _classes(rng, k=10, n=30, p=8, separation=100.0, noise=0.1):
@@ -107,6 +108,203 @@ def test_result_is_frozen():
         result.mean = 0.0
 
 
+def test_batched_ncc_is_identical_to_the_one_episode_loop_of_nearest(monkeypatch):
+    Z1, y1 = _classes(np.random.default_rng(15), k=8, n=25, p=6, separation=1.0, noise=1.0)
+    Z2 = np.random.default_rng(16).integers(0, 3, size=(200, 2)).astype(float)  # integer grid: exact ties
+    ties = 0
+    for Z, y in ((Z1, y1), (Z2, y1)):
+        for ways, shots, queries in ((5, 5, 15), (5, 1, 15), (3, 2, 4), (1, 1, 1)):
+            loop = []
+            for s_idx, _, q_idx, q_lab in F.episodes(y, ways=ways, shots=shots, queries=queries, n_episodes=300,
+                                                     rng=17):
+                means = np.mean(Z[s_idx].reshape(ways, shots, -1), axis=1)
+                loop.append(np.mean(nearest(means, Z[q_idx]) == q_lab))
+                d = np.sort(((Z[q_idx][:, None] - means[None]) ** 2).sum(-1), axis=1)
+                ties += np.sum(d[:, 0] == d[:, 1]) if ways > 1 else 0
+            kwargs = dict(ways=ways, shots=shots, queries=queries, n_episodes=300, rng=17)
+            np.testing.assert_array_equal(F.evaluate_embeddings(Z, y, **kwargs).per_episode, loop)
+            monkeypatch.setattr(F, "NCC_HOST_BYTES", 1)  # one episode per block: the same draws and accuracies
+            np.testing.assert_array_equal(F.evaluate_embeddings(Z, y, **kwargs).per_episode, loop)
+            monkeypatch.undo()
+    assert ties > 100  # ties to the lowest class index were exercised
+
+
+def test_episodes_drawn_in_blocks_are_the_episodes_of_the_stream():
+    y = np.repeat(np.arange(9), 23)
+    members, rng = F._episode_pool(y, 4, 3, 5, 50, 17)
+    block = np.concatenate([F._draw_episodes(members, 4, 8, 20, rng), F._draw_episodes(members, 4, 8, 30, rng)])
+    for draws, (s_idx, _, q_idx, _) in zip(block, F.episodes(y, ways=4, shots=3, queries=5, n_episodes=50, rng=17)):
+        np.testing.assert_array_equal(draws[:, :3].reshape(-1), s_idx)
+        np.testing.assert_array_equal(draws[:, 3:].reshape(-1), q_idx)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The logistic-regression probe: fit_logistic against scikit-learn's LogisticRegression
+# --------------------------------------------------------------------------------------------------------
+
+def _sklearn(X, labels, solver="lbfgs"):
+    """scikit-learn's LogisticRegression (C=1, L2, intercept) fitted to a tight tolerance.
+
+    Its default solver (lbfgs) stops on a relative change of the objective of ~1e-14, with the gradient still
+    ~1e-6 here, so its coefficients are only good to ~1e-4 relative on well-separated classes;
+    ``solver="newton-cholesky"`` (the same objective) reaches the optimum to ~1e-9 or better.
+    """
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # newton-cholesky may warn that it finished a line search with lbfgs
+        return LogisticRegression(C=1.0, tol=1e-12, max_iter=100000, solver=solver).fit(X, labels)
+
+
+def _close(ours, theirs, rel):
+    """Decision values equal to ``rel`` of their largest size, after removing a shift common to all classes."""
+    if theirs.ndim == 2:
+        ours, theirs = ours - ours.mean(axis=1, keepdims=True), theirs - theirs.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=rel * max(np.abs(theirs).max(), 1e-3))
+
+
+def _objective(W, b, X, labels, k):
+    """scikit-learn's objective at (W, b): 0.5 ||W||^2 + sum_i [logsumexp(x_i W + b) - (x_i W + b)_{y_i}]
+    (k = 2: its binary objective with w = W[:, 1] - W[:, 0], c = b[1] - b[0])."""
+    if k == 2:
+        w, c = W[:, 1] - W[:, 0], b[1] - b[0]
+        s = X @ w + c
+        return 0.5 * w @ w + np.sum(np.logaddexp(0.0, s) - (labels == 1) * s)
+    L = X @ W + b
+    return 0.5 * np.sum(W * W) + np.sum(np.logaddexp.reduce(L, axis=1) - L[np.arange(len(X)), labels])
+
+
+def _episode_problems(p, shots, separated, ways=5, count=4, seed=0):
+    """``count`` support sets (count, ways*shots, p) with class-major labels, and query sets, Gaussian classes."""
+    rng = np.random.default_rng(seed)
+    centres = (8.0 if separated else 0.5) * rng.standard_normal((count, ways, 1, p))
+    X = (centres + rng.standard_normal((count, ways, shots, p))).reshape(count, ways * shots, p)
+    Zq = (centres + rng.standard_normal((count, ways, 15, p))).reshape(count, ways * 15, p)
+    return X, np.repeat(np.arange(ways), shots), Zq, np.repeat(np.arange(ways), 15)
+
+
+@pytest.mark.parametrize("separated", [True, False], ids=["separated", "overlapping"])
+@pytest.mark.parametrize("p", [64, 8])  # p = 8 < ways * shots = 25 for 5 shots: the span of the support is all of R^p
+@pytest.mark.parametrize("shots", [1, 5])
+def test_fit_logistic_matches_sklearn_decisions_and_accuracy(separated, p, shots):
+    X, labels, Zq, q_labels = _episode_problems(p, shots, separated, seed=p + shots)
+    W, b = F.fit_logistic(X, labels, 5)
+    for e in range(len(X)):
+        ours = Zq[e] @ W[e] + b[e]
+        default, newton = _sklearn(X[e], labels), _sklearn(X[e], labels, solver="newton-cholesky")
+        _close(ours, newton.decision_function(Zq[e]), 1e-7)
+        _close(W[e], newton.coef_.T, 1e-7)
+        _close(ours, default.decision_function(Zq[e]), 2e-4)  # lbfgs: see _sklearn
+        for ref in (default, newton):
+            assert np.mean(np.argmax(ours, axis=1) == q_labels) == np.mean(ref.predict(Zq[e]) == q_labels)
+        assert abs(b[e].sum()) < 1e-10 * (1 + np.abs(b[e]).max())  # zero-sum intercepts, as scikit-learn's
+
+
+@pytest.mark.parametrize("separated", [True, False], ids=["separated", "overlapping"])
+def test_fit_logistic_binary_is_sklearns_binary_model(separated):
+    X, labels, Zq, q_labels = _episode_problems(16, 5, separated, ways=2, seed=3)
+    W, b = F.fit_logistic(X, labels, 2)
+    for e in range(len(X)):
+        assert np.all(W[e][:, 0] == 0) and b[e][0] == 0
+        for solver, rel in (("newton-cholesky", 1e-7), ("lbfgs", 2e-4)):
+            ref = _sklearn(X[e], labels, solver)
+            _close((Zq[e] @ W[e] + b[e])[:, 1], ref.decision_function(Zq[e]), rel)
+            np.testing.assert_array_equal(np.argmax(Zq[e] @ W[e] + b[e], axis=1), ref.predict(Zq[e]))
+
+
+@pytest.mark.parametrize("k", [5, 2])
+@pytest.mark.parametrize("separated", [True, False], ids=["separated", "overlapping"])
+def test_fit_logistic_reaches_the_optimum_objective_no_higher_than_sklearn(k, separated):
+    X, labels, _, _ = _episode_problems(32, 5, separated, ways=k, seed=5)
+    W, b = F.fit_logistic(X, labels, k)
+    for e in range(len(X)):
+        ref = _sklearn(X[e], labels)
+        coef = np.vstack([np.zeros_like(ref.coef_), ref.coef_]) if k == 2 else ref.coef_
+        intercept = np.concatenate([[0.0], ref.intercept_]) if k == 2 else ref.intercept_
+        ours, theirs = _objective(W[e], b[e], X[e], labels, k), _objective(coef.T, intercept, X[e], labels, k)
+        assert ours <= theirs + 1e-12 * theirs
+        L = X[e] @ W[e] + b[e]
+        P = np.exp(L - np.logaddexp.reduce(L, axis=1, keepdims=True))
+        R = P - np.eye(k)[labels]
+        if k == 2:  # the binary gradient in (w, c) = (W[:, 1], b[1])
+            grad = np.concatenate([W[e][:, 1] + X[e].T @ R[:, 1], [R[:, 1].sum()]])
+        else:
+            grad = np.concatenate([(W[e] + X[e].T @ R).ravel(), R.sum(axis=0)])
+        assert np.linalg.norm(grad) < 1e-8 * (1 + np.abs(X[e]).sum())
+
+
+def test_logreg_accuracy_is_invariant_under_a_rotation_of_the_embeddings():
+    Z, y = _classes(np.random.default_rng(18), k=8, n=25, p=12, separation=1.5, noise=1.0)
+    O = np.linalg.qr(np.random.default_rng(19).standard_normal((12, 12)))[0]
+    plain = F.evaluate_embeddings(Z, y, n_episodes=40, rng=20, classifier="logreg")
+    rotated = F.evaluate_embeddings(Z @ O, y, n_episodes=40, rng=20, classifier="logreg")
+    assert 0.3 < plain.mean < 1.0
+    np.testing.assert_array_equal(plain.per_episode, rotated.per_episode)
+    X, labels, _, _ = _episode_problems(12, 5, False, seed=21)
+    W, b = F.fit_logistic(X, labels, 5)
+    W_rot, b_rot = F.fit_logistic(X @ O, labels, 5)
+    np.testing.assert_allclose(O @ W_rot, W, atol=1e-9)
+    np.testing.assert_allclose(b_rot, b, atol=1e-9)
+
+
+def test_fit_logistic_with_duplicate_and_rank_deficient_support_matches_sklearn():
+    rng = np.random.default_rng(22)
+    basis = rng.standard_normal((2, 40))
+    low_rank = (rng.standard_normal((5, 4, 2)) + 2.0 * rng.standard_normal((5, 1, 2))) @ basis  # rank 2 in R^40
+    duplicated = np.repeat(rng.standard_normal((5, 1, 40)) + rng.standard_normal((5, 1, 40)), 4, axis=1)
+    one_point = np.repeat(rng.standard_normal((1, 1, 40)), 20, axis=0).reshape(5, 4, 40)  # every class the same point
+    labels = np.repeat(np.arange(5), 4)
+    X = np.stack([low_rank.reshape(20, 40), duplicated.reshape(20, 40), one_point.reshape(20, 40)])
+    W, b = F.fit_logistic(X, labels, 5)
+    queries = rng.standard_normal((30, 40)) + X[0].mean(axis=0)
+    for e in range(len(X)):
+        _close(queries @ W[e] + b[e], _sklearn(X[e], labels, "newton-cholesky").decision_function(queries), 1e-7)
+        _close(queries @ W[e] + b[e], _sklearn(X[e], labels).decision_function(queries), 2e-4)
+    np.testing.assert_allclose(W[2], 0.0, atol=1e-12)  # identical points of every class: nothing to learn
+    np.testing.assert_allclose(b[2], 0.0, atol=1e-12)
+
+
+def test_evaluate_embeddings_logreg_equals_a_loop_of_sklearn_fits():
+    Z, y = _classes(np.random.default_rng(23), k=7, n=24, p=10, separation=2.5, noise=1.0)
+    result = F.evaluate_embeddings(Z, y, ways=5, shots=3, queries=6, n_episodes=12, rng=24, classifier="logreg")
+    loop = [np.mean(_sklearn(Z[s_idx], s_lab).predict(Z[q_idx]) == q_lab)
+            for s_idx, s_lab, q_idx, q_lab in F.episodes(y, ways=5, shots=3, queries=6, n_episodes=12, rng=24)]
+    assert 0.3 < result.mean < 1.0
+    np.testing.assert_array_equal(result.per_episode, loop)
+
+
+def test_fit_logistic_blocks_give_the_same_solutions(monkeypatch):
+    X, labels, _, _ = _episode_problems(16, 5, False, count=6, seed=25)
+    W, b = F.fit_logistic(X, labels, 5)
+    monkeypatch.setattr(F, "LOGREG_BLOCK_BYTES", 1)  # one problem per block
+    W1, b1 = F.fit_logistic(X, labels, 5)
+    np.testing.assert_allclose(W1, W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b1, b, rtol=0, atol=1e-12)
+    labels_each = np.stack([np.random.default_rng(e).permutation(labels) for e in range(6)])  # labels (E, n)
+    W2, b2 = F.fit_logistic(X, labels_each, 5)
+    W3, b3 = F.fit_logistic(X[3:4], labels_each[3], 5)
+    np.testing.assert_allclose(W2[3], W3[0], rtol=0, atol=1e-12)
+
+
+def test_fit_logistic_refuses_to_return_an_unconverged_solution(monkeypatch):
+    X, labels, _, _ = _episode_problems(16, 5, False, seed=26)
+    monkeypatch.setattr(F, "LOGREG_MAX_ITER", 1)
+    with pytest.raises(RuntimeError, match=r"4 of 4 problems did not converge in 1 Newton iterations"):
+        F.fit_logistic(X, labels, 5)
+
+
+def test_logreg_stays_correct_for_device_embeddings():
+    import strict_device
+
+    strict = strict_device.register()
+    Z, y = _classes(np.random.default_rng(27), separation=1.0, noise=1.0)
+    on_device = F.evaluate_embeddings(strict.asarray(Z), y, n_episodes=10, rng=3, classifier="logreg")
+    on_host = F.evaluate_embeddings(Z, y, n_episodes=10, rng=3, classifier="logreg")
+    np.testing.assert_array_equal(on_device.per_episode, on_host.per_episode)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Bad inputs
 # --------------------------------------------------------------------------------------------------------
@@ -140,6 +338,18 @@ def test_error_rng_must_be_generator_or_seed():
 def test_error_unknown_classifier():
     with pytest.raises(ValueError, match=r"classifier must be 'ncc' or 'logreg'; got 'svm'"):
         F.evaluate_embeddings(np.ones((10, 2)), np.arange(10) % 2, rng=0, classifier="svm")
+
+
+def test_error_logreg_needs_two_ways_and_labels_in_range():
+    Z, y = _classes(np.random.default_rng(28))
+    with pytest.raises(ValueError, match=r"classifier='logreg' needs ways >= 2"):
+        F.evaluate_embeddings(Z, y, ways=1, n_episodes=2, rng=0, classifier="logreg")
+    with pytest.raises(ValueError, match=r"labels must be integers in 0..2 of shape \(4,\) or \(1, 4\)"):
+        F.fit_logistic(np.ones((1, 4, 2)), np.array([0, 1, 2, 3]), 3)
+    with pytest.raises(ValueError, match=r"k must be an integer >= 2"):
+        F.fit_logistic(np.ones((1, 4, 2)), np.zeros(4, dtype=int), 1)
+    with pytest.raises(ValueError, match=r"X must be a 3-D array"):
+        F.fit_logistic(np.ones((4, 2)), np.array([0, 1, 0, 1]), 2)
 
 
 def test_error_embed_fn_rows():
