@@ -2,7 +2,7 @@
 
     python -m minigcnc.figure4                      # laptop scale, mnist5k, rotation-augmented classes
     python -m minigcnc.figure4 --split digits       # the plain split: 5 source digits, 5 target digits
-    python -m minigcnc.figure4 --probe              # also a logistic-regression probe per episode (slow)
+    python -m minigcnc.figure4 --no-probe           # NCC only, without the logistic-regression probe
     python -m minigcnc.figure4 --source fashion_mnist   # Fashion-MNIST source, MNIST digits target (local files)
     python -m minigcnc.figure4 --scale tiny         # seconds (the tests)
     python -m minigcnc.figure4 --scale paper --data-root DIR   # ResNet-18 on CIFAR-FS, on a GPU
@@ -63,12 +63,14 @@ the Fashion-MNIST IDX files (the Debian package
 ``dataset-fashion-mnist`` installs them in ``/usr/share/datasets/fashion-mnist/``, or ``--data-root``); without
 them the command says where it looked and stops without running anything.
 
-``--probe``: also the 5-shot accuracy of a scikit-learn logistic regression fitted on each episode's support set
-(``fewshot5_logreg``, a fourth column, extra claims and a fourth scatter panel), a second classifier beside NCC.
-It costs about 30 ms of CPU per probe fit and 1,200 fits per evaluation, so at laptop scale the runs are
-evaluated only at steps 0, 1,500 and 3,000, and the sweep takes about three times as long (new runs: the probe
-is part of each run's cache key).
+The linear probe: beside NCC, every episode is also classified by a logistic regression fitted on its support
+set (``fewshot5_logreg`` and ``fewshot1_logreg``; scikit-learn's ``LogisticRegression()`` problem - softmax, L2
+penalty C = 1, free intercepts, unnormalized features - solved exactly for all episodes at once by
+``fewshot.evaluate_embeddings``, on the same episodes as NCC). It gives the fourth column, the fourth scatter
+panel and its own claims. 1-shot NCC accuracy (``fewshot1``) is judged over all runs. ``--no-probe`` leaves the
+probe out (outputs ``figure4*_noprobe*``; the probe is part of each run's cache key).
 """
+import argparse
 import sys
 import time
 
@@ -140,19 +142,17 @@ def classes_of(scale, split, source):
     return fields
 
 
-def scale_setup(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
+def scale_setup(scale="laptop", split="rotations", source="mnist5k", probe=True, seeds=None, backend=None,
                 data_root=None):
-    """(base RunConfig, {field: values in plotting order}, seeds) of Figure 4."""
+    """(base RunConfig, {field: values in plotting order}, seeds) of Figure 4 (``probe``: the linear probe too)."""
     if scale not in GRIDS:
         raise ValueError(f"scale must be one of 'tiny', 'laptop', 'paper'; got {scale!r}")
     base = with_options(base_run(scale).replace(**classes_of(scale, split, source)), scale, backend, data_root)
-    if probe:  # ~30 ms per probe fit, 1,200 fits per evaluation: evaluate at the start, half way and the end
-        every = max(1, base.steps // 2) if scale == "laptop" else base.eval_every
-        base = base.replace(fewshot_probe=True, eval_every=every)
+    base = base.replace(fewshot_probe=bool(probe))
     return base, {f: list(v) for f, v in GRIDS[scale].items()}, list(range(seeds or SEEDS[scale]))
 
 
-def configs(scale="laptop", split="rotations", source="mnist5k", probe=False, seeds=None, backend=None,
+def configs(scale="laptop", split="rotations", source="mnist5k", probe=True, seeds=None, backend=None,
             data_root=None):
     """Every run of Figure 4, flat (the shared baseline appears once per sweep; it trains once)."""
     return flat(sweep_configs(*scale_setup(scale, split, source, probe, seeds, backend, data_root)))
@@ -164,16 +164,22 @@ def per_value(hist_field):
 
 
 def accuracy_metrics(probe):
-    """The few-shot accuracies the claims look at: NCC, and the logistic-regression probe with ``--probe``."""
+    """The 5-shot accuracies every sweep's claims look at: NCC, and the logistic-regression probe (``probe``)."""
     return [("fewshot5", "5-shot NCC accuracy")] + ([("fewshot5_logreg", "5-shot probe accuracy")] if probe else [])
 
 
-def make_claims(grid, hist, probe=False):
+def pooled_accuracy_metrics(probe):
+    """The accuracies the all-runs claims look at: ``accuracy_metrics`` and 1-shot NCC accuracy."""
+    return accuracy_metrics(probe) + [("fewshot1", "1-shot NCC accuracy")]
+
+
+def make_claims(grid, hist, probe=True):
     """The claim table of Figure 4: per sweep and pooled over all runs, Spearman correlations of final values.
 
-    Per sweep: the sweep moves GC the way the paper says (lr up, batch down, L2 up: GC down); final source GC vs
-    final target NC (expected positive); final source GC vs final 5-shot accuracy (expected negative).
-    Pooled over every distinct run of a seed (all sweeps): the same two, and target NC vs accuracy (negative).
+    Per sweep: the sweep moves GC the way the paper says (lr up, batch down, L2 up: GC down); final source GC
+    (and GCol) vs final target NC (expected positive); final source GC vs final 5-shot accuracy, NCC and probe
+    (expected negative). Pooled over every distinct run of a seed (all sweeps): GC and GCol vs target NC, and
+    GC, GCol and target NC vs each accuracy (5-shot NCC, 5-shot probe, 1-shot NCC; expected negative).
     """
     out = []
     for field, title, gc_sign, direction in SWEEPS:
@@ -196,7 +202,7 @@ def make_claims(grid, hist, probe=False):
                                         pooled("target_nc"), +1, "source_gc", "target_nc"))
     out.append(C.rank_correlation_claim(NAME, "all runs: lower source GCol, lower target NC", pooled("gcol"),
                                         pooled("target_nc"), +1, "source_gcol", "target_nc"))
-    for metric, label in accuracy_metrics(probe):
+    for metric, label in pooled_accuracy_metrics(probe):
         out.append(C.rank_correlation_claim(NAME, f"all runs: lower source GC, higher {label}", pooled("gc"),
                                             pooled(metric), -1, "source_gc", metric))
         out.append(C.rank_correlation_claim(NAME, f"all runs: lower source GCol, higher {label}", pooled("gcol"),
@@ -228,7 +234,7 @@ def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
     ax.errorbar(steps + dodge, m, yerr=ci, fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5)
 
 
-def draw(grid, hist, title, probe=False, eval_every=1):
+def draw(grid, hist, title, probe=True, eval_every=1):
     """Three rows (lr, batch, L2 sweeps) by three columns (source GC, target NC, 5-shot accuracy) over training;
     with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe."""
     import matplotlib.pyplot as plt
@@ -271,7 +277,7 @@ def draw(grid, hist, title, probe=False, eval_every=1):
     return fig
 
 
-def draw_scatter(grid, hist, title, probe=False):
+def draw_scatter(grid, hist, title, probe=True):
     """Every run's final (source GC, target NC, 5-shot accuracy) as one point, coloured by sweep."""
     import matplotlib.pyplot as plt
 
@@ -312,7 +318,7 @@ def draw_scatter(grid, hist, title, probe=False):
 def summarize(grid, hist):
     """Per sweep, value and seed: status, final values and the curves, for the JSON."""
     keys = ["gc", "gcol", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot1_ci95", "fewshot5_logreg",
-            "fewshot5_logreg_ci95", "nc_train", "test_acc", "logit_gc"]
+            "fewshot5_logreg_ci95", "fewshot1_logreg", "fewshot1_logreg_ci95", "nc_train", "test_acc", "logit_gc"]
     out = {}
     for field, *_ in SWEEPS:
         rows = []
@@ -360,7 +366,8 @@ def main(argv=None):
                         "digits: 5 source / 5 target digits (with fashion_mnist, the default: the plain 10 classes)")
     p.add_argument("--source", choices=SOURCES, default="mnist5k",
                    help="source data (fashion_mnist: local Fashion-MNIST files, target the mnist5k digits)")
-    p.add_argument("--probe", action="store_true", help="also a logistic-regression probe per episode (slow)")
+    p.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
+                   help="the logistic-regression probe beside NCC in every episode (default: on; --no-probe: NCC only)")
     args = parse(p, argv)
     if args.split is None:
         args.split = "rotations" if args.source == "mnist5k" else "digits"
@@ -380,7 +387,7 @@ def main(argv=None):
     title = _title(args.scale, args.split, args.source)
     variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits",
                ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[
-        (args.source, args.split)] + ("_probe" if args.probe else "")
+        (args.source, args.split)] + ("" if args.probe else "_noprobe")
     scatter = figure_outputs(NAME + "_scatter" + variant, args.scale, args.out)[0]
     save_figure(draw_scatter(grid, hist, title, args.probe), scatter)
     print(f"wrote {scatter}", file=sys.stderr)

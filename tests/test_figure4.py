@@ -25,13 +25,19 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
         assert statistic in table
     summary = json.loads(js.read_text())
     claims = summary["claims"]
-    assert len(claims) == 3 * 4 + 5 and all(c["n_seeds"] >= 3 for c in claims)
+    # per sweep: GC moves, GC and GCol vs target NC, GC vs 5-shot NCC and probe accuracy; over all runs: GC and
+    # GCol vs target NC, and GC, GCol, target NC vs each of 5-shot NCC, 5-shot probe and 1-shot NCC accuracy
+    assert len(claims) == 3 * 5 + 2 + 3 * 3 and all(c["n_seeds"] >= 3 for c in claims)
     expected = {c["statistic"]: c["expected"] for c in claims}
+    for statistic in ("spearman(source_gc, fewshot5_logreg)", "spearman(target_nc, fewshot1)",
+                      "spearman(source_gcol, fewshot5_logreg)"):  # the probe and 1-shot claims
+        assert expected[statistic] == "negative"
     assert expected["spearman(source_gc, target_nc)"] == "positive"
     assert expected["spearman(source_gc, fewshot5)"] == "negative"
     assert all(c["verdict"] in ("holds", "weak", "not supported", "fails", "n/a") for c in claims)
     run = summary["sweeps"]["lr"][0]
-    assert {"gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1"} <= set(run["final"])
+    assert {"gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot5_logreg", "fewshot1_logreg"} <= set(
+        run["final"])
     assert 0 < run["final"]["fewshot5_ci95"] < 0.2
 
     files = sorted((tmp_path / "cache" / "runs").glob("*.json"))
@@ -48,7 +54,8 @@ def test_laptop_default_is_20_rotated_source_classes_and_20_rotated_target_class
     assert base.dataset == "mnist5k_rot" and base.model == "mlp" and base.dtype == "float32"
     assert base.classes == tuple(range(20))
     assert base.target_classes == tuple(c for c in range(20, 40) if c not in (26, 38))  # no 6 or 9 upside down
-    assert base.fewshot_episodes == 600 and not base.fewshot_probe
+    assert base.fewshot_episodes == 600 and base.fewshot_probe  # the linear probe beside NCC, on by default
+    assert not figure4.scale_setup("laptop", probe=False)[0].fewshot_probe
     assert grid["lr"] == sorted(grid["lr"]) and grid["batch_size"] == sorted(grid["batch_size"], reverse=True)
     assert grid["l2"] == sorted(grid["l2"])
     # every row starts from or passes through the same baseline run
