@@ -30,12 +30,14 @@ Splits (``--split``), laptop scale, ``mnist5k`` (400 train / 100 test images per
 Why rotations by default (measured, 5 seeds, the laptop grids below; ``figures/figure4_digits.json``): with
 the plain split the sweeps still lower source GC, and L2 lowers target NC with it, but few-shot accuracy
 *falls* with GC -- the opposite of the paper, significantly for the learning rate (lr 0.05 -> 0.3: GC
-118 -> 27, 5-shot accuracy 0.584 -> 0.544), for L2 (0 -> 5e-3: GC 118 -> 5.5, accuracy 0.584 -> 0.553) and
-over all runs, and target NC no longer predicts accuracy. Five source classes can be separated by an embedding
+118 -> 27, 5-shot NCC accuracy 0.584 -> 0.544), for L2 (0 -> 5e-3: GC 118 -> 5.5, NCC accuracy 0.584 -> 0.553,
+probe 0.628 -> 0.579) and over all runs (NCC, probe and 1-shot), and target NC no longer predicts accuracy
+(26 claims: 7 hold, 7 weak, 4 not supported, 8 fail). Five source classes can be separated by an embedding
 that collapses onto a 4-dimensional simplex, and the more it collapses the less it keeps of what tells the
-unseen digits apart. With twenty source classes (``figures/figure4.json``) the direction of the paper comes
-back for batch size and L2 in every seed, and over all runs; across learning rates it is weak (accuracy peaks
-at lr 0.2). The paper pre-trains on 64 classes; the number of source classes is itself the lesson: collapse
+unseen digits apart. With twenty source classes (``figures/figure4.json``; 26 claims: 22 hold, 3 weak, 1 not
+supported) the direction of the paper comes back for batch size and L2 in every seed, with NCC and with the
+probe, and over all runs for every accuracy; across learning rates it is weak for NCC (accuracy peaks at lr
+0.2) and not supported for the probe. The paper pre-trains on 64 classes; the number of source classes is itself the lesson: collapse
 on the source classes transfers only when they are diverse enough to span what the target classes need.
 
 Scales:

@@ -23,12 +23,12 @@ Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the 
   {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4}; 10,000 steps, 3 seeds.
 
 What the laptop run shows (5 seeds; ``figures/figure_mnist.json``): 11 of the 12 claims hold. GC falls from
-150 to 95 across lr 0.01 -> 0.2, from 169 to 105 across batch 512 -> 32 and from 149 to 57 across L2
-0 -> 5e-3, and NC with it (0.49 -> 0.27, 0.40 -> 0.30, 0.34 -> 0.31). Across batch sizes the geometric
-collapse stays flat (0.195-0.205): smaller batches lower GC by 38%, but the squared distances between class
-means shrink about as much, so that claim is "not supported" (seeds split +0.8 / -0.9). These runs are not in
-the terminal phase: NC still rises at the end of 56 of the 75 runs and GC still grows in 68. The run took
-11.6 minutes from scratch with ``--jobs 2``.
+150 to 94 across lr 0.01 -> 0.2, from 168 to 105 across batch 512 -> 32 and from 148 to 56 across L2
+0 -> 5e-3, and NC with it (0.49 -> 0.27, 0.40 -> 0.30, 0.33 -> 0.31). Across batch sizes the geometric
+collapse stays flat (0.195-0.206): smaller batches lower GC by 38%, but the squared distances between class
+means shrink about as much, so that claim is "not supported" (seeds split +0.8 / -1.0). These runs are not in
+the terminal phase: NC still rises at the end of 58 of the 75 runs and GC still grows in 68. The run took
+11.1 minutes from scratch with ``--jobs 2``.
 
 Why these laptop choices (from pilot runs on mnist5k, one seed each):
 
