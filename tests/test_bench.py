@@ -20,7 +20,7 @@ def test_python_m_minigcnc_bench_lists_its_sections_and_options():
     out = subprocess.run([sys.executable, "-m", "minigcnc.bench", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "--only {train,gc,estimators,collapse,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
+    assert "--only {train,gc,estimators,collapse,floor,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
 
 
 # ---- the training-step bench: minigcnc against its reference route, PyTorch and JAX ---------------------------
@@ -78,3 +78,18 @@ def test_bench_estimators_times_every_level_against_the_exact_gc():
     assert out["gc_subset_100"][2] == 0.0  # a subset of all 100 images is the exact GC
     assert rows[0] == "estimators.exact" and len(rows) == len(out)
 
+
+
+def test_bench_floor_sums_every_reproduce_run_steps_per_figure():
+    from minigcnc.bench.floor import bench_floor, reproduce_configs
+
+    printed, reports = [], []
+    out = bench_floor(lambda name, s, note: reports.append((name, s)), quick=True, printer=printed.append)
+    configs = reproduce_configs("tiny")
+    assert list(out["figures"]) == list(configs)  # every figure reproduce makes, in its order
+    for name, row in out["figures"].items():
+        assert row["steps"] == sum(c.steps for c in configs[name])  # distinct runs, each counted once per figure
+        assert row["minigcnc_s"] > 0
+    assert out["total_minigcnc_s"] == pytest.approx(sum(r["minigcnc_s"] for r in out["figures"].values()))
+    assert all(s > 0 for _, s in reports)
+    assert printed[0].splitlines()[-1].startswith("total on 2 jobs: minigcnc")

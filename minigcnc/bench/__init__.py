@@ -7,6 +7,8 @@
   eager step and JAX's jit step (when importable) and minigcnc's own one-op-per-primitive route; prints a table;
 - ``minigcnc.bench.gc``: exact GC against autograd ``make_vjp``, per-sample ``autograd.jacobian`` and JAX;
 - ``minigcnc.bench.collapse``: ``cdnv`` and ``nc1`` on 50,000 x 512 features;
+- ``minigcnc.bench.floor``: the training floor of ``python -m minigcnc.reproduce``: its SGD steps alone, timed for
+  minigcnc and PyTorch with one thread per job, summed per figure;
 - ``minigcnc.bench.gpu``: on a CUDA GPU, the cupy backend against numpy and PyTorch.
 
 Each section module has ``bench_<name>(report, ...)``, where ``report(name, seconds, note)`` receives every

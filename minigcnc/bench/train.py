@@ -137,7 +137,8 @@ def minigcnc_gradient(model, params, X, y):
     return value_and_grad_leaves(lambda p, Xb, yb: model.loss(p, Xb, yb))(params, X, y)
 
 
-def _torch():
+def optional_torch():
+    """torch, or None when it is not installed."""
     try:
         import torch
     except ImportError:
@@ -279,7 +280,7 @@ def bench_train(report, quick=False, repeats=None, seed=0, threads=None, batch=1
     repeats = repeats or (1 if quick else 6)
     malloc = reuse_freed_memory()  # as train.fit does; it serves torch and jax alike
     threads = threads or available_cpus()
-    torch = _torch() if "torch" in frameworks else None
+    torch = optional_torch() if "torch" in frameworks else None
     jax = _jax(threads) if "jax" in frameworks else None
     x64_before = None
     if jax is not None:
