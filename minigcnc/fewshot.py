@@ -203,6 +203,12 @@ def fit_logistic(X, labels, k, *, C=1.0):
     (||p_i - y_i|| + eps)``. Float64 on the host, problems in blocks of bounded memory. Raises RuntimeError,
     rather than return a point that fails this test, when a problem has not converged in ``LOGREG_MAX_ITER``
     iterations or its line search stalls. tests/test_fewshot.py compares the solutions with scikit-learn's.
+
+    Known gaps (not yet checked here): features so large (beyond ~1e150) or small (below ~1e-160) that the
+    squared norms of the test overflow or underflow float64 pass it at the starting point (W = 0, b = 0); and a
+    problem in which some class of ``0..k-1`` has no support point has no minimizer (that intercept goes to
+    minus infinity) yet returns a large negative intercept. ``evaluate_embeddings`` never meets the second (every
+    episode has ``shots`` points of each of its classes).
     """
     X = onp.asarray(to_numpy(X), dtype=onp.float64)
     if X.ndim != 3:

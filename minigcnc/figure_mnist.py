@@ -25,7 +25,7 @@ Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the 
 What the laptop run shows (5 seeds; ``figures/figure_mnist.json``): 11 of the 12 claims hold. GC falls from
 150 to 94 across lr 0.01 -> 0.2, from 168 to 105 across batch 512 -> 32 and from 148 to 56 across L2
 0 -> 5e-3, and NC with it (0.49 -> 0.27, 0.40 -> 0.30, 0.33 -> 0.31). Across batch sizes the geometric
-collapse stays flat (0.195-0.206): smaller batches lower GC by 38%, but the squared distances between class
+collapse stays flat (0.195-0.206): smaller batches lower GC by 37%, but the squared distances between class
 means shrink about as much, so that claim is "not supported" (seeds split +0.8 / -1.0). These runs are not in
 the terminal phase: NC still rises at the end of 58 of the 75 runs and GC still grows in 68. The run took
 11.1 minutes from scratch with ``--jobs 2``.

@@ -6,7 +6,8 @@ Run ``python -m minigcnc.bench.floor [--scale laptop] [--jobs 2] [--repeats 15]`
 Every distinct run of every figure that ``reproduce`` makes (``reproduce.FIGURES``, the same configs, a run
 shared by two figures counted in each, as REPORT.md does) is grouped by the network and the batch it trains
 (model, widths, batch size, dtype, classes, input shape). For each group one SGD step is timed, with one BLAS
-thread as each of ``reproduce``'s parallel jobs has, for minigcnc (``train.fit``'s fused step) and, when torch
+thread (what each of ``reproduce``'s jobs has when the jobs fill the cores, as its default 2 jobs do on 2 cores;
+``reproduce`` gives each job cores // jobs threads), for minigcnc (``train.fit``'s fused step) and, when torch
 is importable, for PyTorch's eager CPU step on the same parameters (``bench.train.torch_step``, one torch
 thread; MLPs and ``convnet`` only). The floor of a figure is the sum over its runs of steps x step time; the
 total is divided by ``--jobs``. Everything else a run does is left out: data preparation, and the evaluations
@@ -106,7 +107,8 @@ def bench_floor(report, quick=False, scale=None, jobs=2, repeats=None, printer=p
             for group, config in examples.items():
                 times[group] = time_group(config, repeats, torch)
                 ours, theirs = times[group]
-                label = f"step {config.model} {'-'.join(map(str, config.channels or config.hidden))} bs {config.batch_size}"
+                label = (f"step {config.model} {'-'.join(map(str, config.channels or config.hidden))} "
+                         f"bs {config.batch_size} {config.dataset} {len(config.classes) or 'all'} classes")
                 report(f"{label} (minigcnc)", ours, config.dtype)
                 if theirs is not None:
                     report(f"{label} (torch)", theirs, config.dtype)
