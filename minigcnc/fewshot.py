@@ -203,12 +203,9 @@ def fit_logistic(X, labels, k, *, C=1.0):
     (||p_i - y_i|| + eps)``. Float64 on the host, problems in blocks of bounded memory. Raises RuntimeError,
     rather than return a point that fails this test, when a problem has not converged in ``LOGREG_MAX_ITER``
     iterations or its line search stalls. tests/test_fewshot.py compares the solutions with scikit-learn's.
-
-    Known gaps (not yet checked here): features so large (beyond ~1e150) or small (below ~1e-160) that the
-    squared norms of the test overflow or underflow float64 pass it at the starting point (W = 0, b = 0); and a
-    problem in which some class of ``0..k-1`` has no support point has no minimizer (that intercept goes to
-    minus infinity) yet returns a large negative intercept. ``evaluate_embeddings`` never meets the second (every
-    episode has ``shots`` points of each of its classes).
+    Raises ValueError when a problem has no sample of some class of ``0..k-1`` (then there is no optimum: that
+    class's intercept goes to minus infinity), and RuntimeError when the numbers of the convergence test
+    overflow float64 (features beyond about 1e150 in size), rather than accept the starting point.
     """
     X = onp.asarray(to_numpy(X), dtype=onp.float64)
     if X.ndim != 3:
@@ -223,6 +220,12 @@ def fit_logistic(X, labels, k, *, C=1.0):
         raise ValueError(f"labels must be integers in 0..{k - 1} of shape ({n},) or ({E}, {n}); got "
                          f"{labels.dtype} of shape {labels.shape}")
     Y = (onp.broadcast_to(labels, (E, n))[:, :, None] == onp.arange(k)).astype(onp.float64)  # (E, n, k)
+    empty = onp.argwhere(Y.sum(axis=1) == 0)
+    if len(empty):
+        e, c = empty[0]
+        raise ValueError(f"labels of problem {e} have no sample of class {c} (of 0..{k - 1}): with an empty class the "
+                         "problem has no optimum (that class's intercept goes to minus infinity); give every class at "
+                         "least one sample or lower k")
     Phi = _class_basis(k)
     r = min(p, max(n - 1, 1))
     d = (r + 1) * (k - 1)
@@ -259,6 +262,11 @@ def _newton_logistic(X, Y, Phi, C):
         gnorm = onp.sqrt(onp.sum(g * g, axis=(1, 2)))
         scale = onp.sqrt(onp.sum(B[:, :-1] ** 2, axis=(1, 2))) + \
             C * onp.sum(size_x * (onp.linalg.norm(Res, axis=2) + eps), axis=1)
+        finite = onp.isfinite(gnorm) & onp.isfinite(scale)
+        if not onp.all(finite):
+            raise RuntimeError(
+                f"fit_logistic: the convergence test of {int(onp.sum(~finite))} of {E} problems overflowed float64 "
+                f"(largest |x| {onp.max(onp.abs(X)):.3g}); rescale the features")
         active = onp.nonzero(gnorm > LOGREG_GTOL * scale)[0]
         if len(active) == 0:
             break

@@ -295,6 +295,18 @@ def test_fit_logistic_refuses_to_return_an_unconverged_solution(monkeypatch):
         F.fit_logistic(X, labels, 5)
 
 
+def test_fit_logistic_refuses_an_empty_class_and_features_that_overflow_its_test():
+    X, labels, _, _ = _episode_problems(16, 5, False, seed=28)
+    missing = np.where(labels == 4, 3, labels)  # class 4 has no support point: no optimum exists
+    with pytest.raises(ValueError, match=r"no sample of class 4 .* no optimum"):
+        F.fit_logistic(X, missing, 5)
+    with pytest.raises(RuntimeError, match="overflowed float64"), np.errstate(over="ignore"):
+        F.fit_logistic(X * 1e160, labels, 5)
+    # tiny features are no error: the optimum is W = 0 to rounding, which is what comes back
+    W, b = F.fit_logistic(X * 1e-170, labels, 5)
+    assert np.all(W == 0) and np.all(np.abs(b) < 1e-12)
+
+
 def test_logreg_stays_correct_for_device_embeddings():
     import strict_device
 
