@@ -28,7 +28,7 @@ What the laptop run shows (5 seeds; ``figures/figure_mnist.json``): 11 of the 12
 collapse stays flat (0.195-0.206): smaller batches lower GC by 37%, but the squared distances between class
 means shrink about as much, so that claim is "not supported" (seeds split +0.8 / -1.0). These runs are not in
 the terminal phase: NC still rises at the end of 58 of the 75 runs and GC still grows in 68. The run took
-11.1 minutes from scratch with ``--jobs 2``.
+11.1-11.7 minutes from scratch with ``--jobs 2`` (two fresh runs).
 
 Why these laptop choices (from pilot runs on mnist5k, one seed each):
 
