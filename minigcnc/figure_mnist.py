@@ -72,6 +72,13 @@ def scale_setup(scale, seeds=None):
     return base, GRIDS[scale], list(range(seeds or SEEDS[scale]))
 
 
+def configs(scale, seeds=None):
+    """The runs of the figure at ``scale`` (with repeats of the shared base run, which trains once)."""
+    from .experiments.sweep import flat, sweep_configs
+
+    return flat(sweep_configs(*scale_setup(scale, seeds)))
+
+
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     return sweep_figure(argv, NAME, __doc__, lambda args: scale_setup(args.scale, args.seeds), dataset_and_model=True)

@@ -26,19 +26,12 @@ from .train import minigcnc_step, optional_torch, torch_step
 
 def reproduce_configs(scale="laptop"):
     """{figure name: [RunConfig of each distinct run]} of every figure ``python -m minigcnc.reproduce`` makes."""
-    from ..experiments.sweep import flat, sweep_configs
     from ..reproduce import FIGURES
 
     out = {}
     for name, (module, extra, _) in FIGURES.items():
-        mod = importlib.import_module(f"minigcnc.{module}")
-        if hasattr(mod, "configs") and module != "figure4":
-            cfgs = mod.configs(scale)
-        elif module == "figure4":
-            split = extra[extra.index("--split") + 1] if "--split" in extra else "rotations"
-            cfgs = mod.configs(scale, split=split)
-        else:
-            cfgs = flat(sweep_configs(*mod.scale_setup(scale)))
+        options = {flag.lstrip("-"): value for flag, value in zip(extra[::2], extra[1::2])}  # e.g. --split digits
+        cfgs = importlib.import_module(f"minigcnc.{module}").configs(scale, **options)
         out[name] = list({c.key(): c for c in cfgs}.values())
     return out
 
