@@ -305,3 +305,22 @@ def implied_rho(Z, y, class_gc):
     if gcol == 0.0:
         raise ValueError("class_gc is zero for every class, so the geometric collapse is 0 and NC / GCol is not defined")
     return nc / gcol
+
+
+def poincare_margins(class_gc, variances, rho):
+    """Return, per class, the margin of the Poincare step ``rho_c GC_c / Var_c`` as a host array (k,).
+
+    The GC bounds replace each class variance ``Var_c = E||g(x) - m_c||^2`` by ``rho_c GC_c``; that step is
+    valid only when the margin is at least 1 (docs/theory.md#the-poincare-step). With the true Poincare
+    constant it always is; with a proxy (``poincare_constants``: the Gaussian value lambda_max Cov(x | c)) a
+    margin below 1 shows the proxy failing, e.g. for a class made of two clusters that a saturating network maps
+    to two points (small GC, large variance). ``class_gc``, ``variances``: (k,) measured on the same images;
+    ``rho``: scalar or (k,). A class of zero variance has an infinite margin.
+    """
+    gc = onp.asarray(to_numpy(class_gc), dtype=float)
+    var = onp.asarray(to_numpy(variances), dtype=float)
+    if gc.shape != var.shape or gc.ndim != 1:
+        raise ValueError(f"class_gc and variances must be two (k,) vectors of one length; got {gc.shape} and {var.shape}")
+    r = onp.broadcast_to(onp.asarray(to_numpy(rho), dtype=float), gc.shape)
+    with onp.errstate(divide="ignore", invalid="ignore"):
+        return onp.where(var > 0, r * gc / onp.where(var > 0, var, 1.0), onp.inf)

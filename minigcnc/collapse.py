@@ -312,7 +312,7 @@ def ncc_predict(means, Z):
     return nearest(means, Z)
 
 
-def ncc_error(means, Z, y, *, labels=None):
+def ncc_error(means, Z, y, *, labels=None, balanced=False):
     """Return the NCC error (float): the fraction of samples whose nearest class mean is not their class.
 
     ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). Without
@@ -320,6 +320,8 @@ def ncc_error(means, Z, y, *, labels=None):
     exactly k classes (a mismatch names the classes one side lacks). ``labels``: the class label of each row
     of ``means`` (e.g. ``numpy.unique(y_train)`` for means fitted on a training set); y may then lack some
     of them (every row still competes as the nearest mean), but each class of y needs a row.
+    ``balanced=True``: the class-averaged error ``(1/k) sum_c P(error | class c)`` over the classes of y, the
+    quantity the bounds of ``bounds.py`` bound (equal to the plain error when the classes are balanced).
     """
     means = as_features(means, "means", "class means (k classes, p features)")
     Z = as_features(Z)
@@ -328,4 +330,8 @@ def ncc_error(means, Z, y, *, labels=None):
     xp = get_xp(means, Z)
     pred = nearest(means, Z)
     truth = xp.asarray(rows[classes.index])  # the row of each sample's own class
-    return scalar(xp.mean((pred != truth).astype(xp.float64)))
+    wrong = (pred != truth).astype(xp.float64)
+    if balanced:
+        per_class = onp.bincount(classes.index, weights=to_numpy(wrong), minlength=classes.k) / classes.counts
+        return float(per_class.mean())
+    return scalar(xp.mean(wrong))

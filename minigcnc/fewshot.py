@@ -8,8 +8,11 @@ in the frozen embedding, and report the mean accuracy with ``ci95 = 1.96 sd / sq
 the target NC (the CDNV of the embeddings over all the target classes).
 
 Both classifiers are computed for a block of episodes at once (``evaluate_embeddings``): NCC as one batched
-computation on the embeddings' device, the logistic-regression probe by ``fit_logistic``, an exact batched
-Newton solver of scikit-learn's ``LogisticRegression()`` objective, on the host.
+computation on the embeddings' device, on the raw features (the paper's); the logistic-regression probe by
+``fit_logistic``, an exact batched Newton solver of scikit-learn's ``LogisticRegression()`` objective, on the host,
+by default on L2-normalized features (each embedding divided by its Euclidean norm: the usual few-shot protocol,
+which makes the probe's C = 1 mean the same thing whatever the scale of the embedding). With ``groups`` (e.g. the
+digit of each rotated-digit class) an episode draws its classes from distinct groups.
 """
 from dataclasses import dataclass
 
@@ -41,19 +44,21 @@ class FewShotResult:
         return f"accuracy {self.mean:.4f} +- {self.ci95:.4f} ({len(self.per_episode)} episodes), target NC {self.target_nc:.4g}"
 
 
-def episodes(y, *, ways=5, shots=5, queries=15, n_episodes=600, rng):
+def episodes(y, *, ways=5, shots=5, queries=15, n_episodes=600, rng, groups=None):
     """Return an iterator over few-shot episodes ``(support_idx, support_labels, query_idx, query_labels)``.
 
-    Each episode picks ``ways`` distinct classes of ``y`` uniformly without replacement, then for each of them
+    Each episode picks ``ways`` distinct classes of ``y`` uniformly without replacement (with ``groups``, an
+    integer array with ``groups[label]`` the group of class ``label``: ``ways`` distinct groups uniformly without
+    replacement, then one class of each group uniformly), then for each of them
     ``shots + queries`` distinct images, the first ``shots`` as support and the rest as queries, so no support
     image is ever a query (docs/theory.md#transfer, few-shot protocol; Galanti et al. 2022). Labels are re-indexed
     ``0..ways-1`` in the order the classes were drawn; indices are class-major: support_idx (ways*shots,),
     query_idx (ways*queries,), all host int arrays. ``rng``: numpy Generator or int seed (same seed, same
-    episodes). Raises ValueError, eagerly, when ``ways`` exceeds the number of classes or a class has fewer
-    than ``shots + queries`` images.
+    episodes; ``groups=None``: the episodes of the plain draw). Raises ValueError, eagerly, when ``ways`` exceeds
+    the number of classes (of groups) or a class has fewer than ``shots + queries`` images.
     """
     members, rng = _episode_pool(y, ways, shots, queries, n_episodes, rng)
-    return _episode_stream(members, ways, shots, queries, n_episodes, rng)
+    return _episode_stream(members, ways, shots, queries, n_episodes, rng, _group_classes(y, groups, ways))
 
 
 def _episode_pool(y, ways, shots, queries, n_episodes, rng):
@@ -84,24 +89,45 @@ def _episode_pool(y, ways, shots, queries, n_episodes, rng):
     return members, rng
 
 
-def _draw_episodes(members, ways, need, count, rng):
+def _group_classes(y, groups, ways):
+    """None without ``groups``, else a list with, per group, the indices (in ``Classes(y)`` order) of its classes."""
+    if groups is None:
+        return None
+    labels = Classes(as_labels(to_numpy(y), len(y))).labels
+    groups = onp.asarray(to_numpy(groups))
+    if groups.ndim != 1 or groups.dtype.kind not in "iu" or len(groups) <= labels.max():
+        raise ValueError(f"groups must be a 1-D integer array with groups[label] the group of each class label "
+                         f"(length > {labels.max()}); got {groups.dtype} of shape {groups.shape}")
+    of_class = groups[labels]
+    by_group = [onp.flatnonzero(of_class == g) for g in onp.unique(of_class)]
+    if ways > len(by_group):
+        raise ValueError(f"ways={ways} is more than the {len(by_group)} groups of the classes in y; an episode "
+                         f"draws its classes from distinct groups, so 1 <= ways <= {len(by_group)}")
+    return by_group
+
+
+def _draw_episodes(members, ways, need, count, rng, by_group=None):
     """``count`` episodes as one host int array (count, ways, need): row j of an episode holds the ``need``
     distinct images drawn for its j-th class. The rng calls are those of ``episodes``, in the same order (one
-    ``choice`` of the classes, then one ``choice`` per class), so a block of draws is the stream's episodes."""
+    ``choice`` of the classes, or of the groups and then one class of each, then one ``choice`` per class), so a
+    block of draws is the stream's episodes. ``by_group``: ``_group_classes``."""
     out = onp.empty((count, ways, need), dtype=members[0].dtype)
     for e in range(count):
-        picked = rng.choice(len(members), size=ways, replace=False)
+        if by_group is None:
+            picked = rng.choice(len(members), size=ways, replace=False)
+        else:
+            picked = [rng.choice(by_group[g]) for g in rng.choice(len(by_group), size=ways, replace=False)]
         for j, c in enumerate(picked):
             out[e, j] = rng.choice(members[c], size=need, replace=False)
     return out
 
 
-def _episode_stream(members, ways, shots, queries, n_episodes, rng):
+def _episode_stream(members, ways, shots, queries, n_episodes, rng, by_group=None):
     """The generator behind ``episodes``: ``members[c]`` holds the sample indices of class c."""
     support_labels = onp.repeat(onp.arange(ways), shots)
     query_labels = onp.repeat(onp.arange(ways), queries)
     for _ in range(n_episodes):
-        draws = _draw_episodes(members, ways, shots + queries, 1, rng)[0]  # (ways, s+q)
+        draws = _draw_episodes(members, ways, shots + queries, 1, rng, by_group)[0]  # (ways, s+q)
         yield draws[:, :shots].reshape(-1), support_labels, draws[:, shots:].reshape(-1), query_labels
 
 
@@ -312,18 +338,29 @@ def _newton_logistic(X, Y, Phi, C):
     return W, b
 
 
-def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng, classifier="ncc"):
+def l2_normalized(Z):
+    """Each row of ``Z`` (N, p) divided by its Euclidean norm (a zero row stays zero), on ``Z``'s array module."""
+    xp = get_xp(Z)
+    norms = xp.sqrt(xp.sum(Z * Z, axis=1, keepdims=True))
+    return Z / xp.where(norms > 0, norms, 1.0)
+
+
+def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng, classifier="ncc", normalize=None,
+                        groups=None):
     """Return the FewShotResult of ``ways``-way ``shots``-shot classification on precomputed embeddings.
 
     Per episode (see ``episodes``) the accuracy on the queries of NCC with the support means (``"ncc"``,
     docs/theory.md#transfer; Galanti et al. 2022; ties to the lowest class index) or of a logistic-regression
     probe on the support set (``"logreg"``: the optimum of scikit-learn's ``LogisticRegression()`` defaults,
-    L2 penalty with C = 1 and an unpenalized intercept, on the unnormalized features, computed exactly by
-    ``fit_logistic``; queries to the argmax of the logits, ties to the lowest index; needs ``ways >= 2``);
-    ``mean`` over episodes, ``ci95 = 1.96 * sd / sqrt(n_episodes)`` with the sample sd (ddof=1; nan for one
-    episode), and ``target_nc = cdnv(Z, y)`` over all classes of ``y`` (Munn et al. 2024, Figure 4).
-    ``Z``: (N, p) embeddings of the target images; ``y``: (N,) integer labels. The episodes are those of
-    ``episodes(y, ..., rng=rng)``, drawn and classified in blocks (NCC on ``Z``'s device with one
+    L2 penalty with C = 1 and an unpenalized intercept, computed exactly by ``fit_logistic``; queries to the
+    argmax of the logits, ties to the lowest index; needs ``ways >= 2``). ``normalize``: classify
+    ``l2_normalized(Z)``, each embedding divided by its Euclidean norm; the default (None) is True for the probe
+    (the usual few-shot protocol: its penalty then acts alike on embeddings of any scale) and False for NCC (the
+    paper's, on raw features). ``mean`` over episodes, ``ci95 = 1.96 * sd / sqrt(n_episodes)`` with the sample sd
+    (ddof=1; nan for one episode), and ``target_nc = cdnv(Z, y)`` over all classes of ``y`` on the raw ``Z``
+    (Munn et al. 2024, Figure 4). ``Z``: (N, p) embeddings of the target images; ``y``: (N,) integer labels. The
+    episodes are those of ``episodes(y, ..., rng=rng, groups=groups)`` (``groups``: see ``episodes``; each
+    episode's classes from distinct groups), drawn and classified in blocks (NCC on ``Z``'s device with one
     device-to-host copy at the end; logreg in float64 on the host).
     """
     if classifier not in ("ncc", "logreg"):
@@ -331,21 +368,23 @@ def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rn
     Z = as_features(Z)
     y = as_labels(y, Z.shape[0])
     members, rng = _episode_pool(y, ways, shots, queries, n_episodes, rng)
+    by_group = _group_classes(y, groups, ways)
     need = shots + queries
+    Zc = l2_normalized(Z) if (classifier == "logreg" if normalize is None else normalize) else Z  # classified
     if classifier == "ncc":
         xp = get_xp(Z)
         budget = BLOCK_BYTES if is_device_array(Z) else NCC_HOST_BYTES
         block = max(1, min(NCC_BLOCK, budget // (8 * ways * (need + ways) * (Z.shape[1] + 4))))
-        acc = [_ncc_accuracies(Z, _draw_episodes(members, ways, need, min(block, n_episodes - s), rng), shots)
-               for s in range(0, n_episodes, block)]
+        acc = [_ncc_accuracies(Zc, _draw_episodes(members, ways, need, min(block, n_episodes - s), rng, by_group),
+                               shots) for s in range(0, n_episodes, block)]
         per_episode = to_numpy(xp.concatenate(acc))  # one device-to-host copy for all episodes
     else:
         if ways < 2:
             raise ValueError(f"classifier='logreg' needs ways >= 2 (a probe needs two classes); got ways={ways}")
-        Z_host = to_numpy(Z)
+        Z_host = to_numpy(Zc)
         block = max(1, BLOCK_BYTES // (8 * ways * need * Z.shape[1] * 4))
-        acc = [_logreg_accuracies(Z_host, _draw_episodes(members, ways, need, min(block, n_episodes - s), rng), shots)
-               for s in range(0, n_episodes, block)]
+        acc = [_logreg_accuracies(Z_host, _draw_episodes(members, ways, need, min(block, n_episodes - s), rng,
+                                                         by_group), shots) for s in range(0, n_episodes, block)]
         per_episode = onp.concatenate(acc)
     sd = float(onp.std(per_episode, ddof=1)) if n_episodes > 1 else float("nan")
     return FewShotResult(
@@ -356,12 +395,14 @@ def evaluate_embeddings(Z, y, *, ways=5, shots=5, queries=15, n_episodes=600, rn
     )
 
 
-def evaluate(embed_fn, X, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng, classifier="ncc"):
+def evaluate(embed_fn, X, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng, classifier="ncc", normalize=None,
+             groups=None):
     """Return the FewShotResult of few-shot transfer with the frozen embedding ``embed_fn``.
 
     Embeds all of ``X`` once, ``Z = embed_fn(X)`` (N, p), then ``evaluate_embeddings(Z, y, ...)``: NCC
     (or logistic-regression) accuracy over episodes with ``ci95 = 1.96 sd / sqrt(n_episodes)`` and the target
-    NC (Munn, Dherin, Gonzalvo 2024, Figure 4; docs/theory.md#transfer). ``X``: (N, ...) target inputs; ``y``: (N,).
+    NC (Munn, Dherin, Gonzalvo 2024, Figure 4; docs/theory.md#transfer). ``X``: (N, ...) target inputs; ``y``: (N,);
+    ``normalize`` and ``groups``: see ``evaluate_embeddings``.
     """
     Z = embed_fn(X)
     n = X.shape[0] if hasattr(X, "shape") else len(X)
@@ -369,5 +410,5 @@ def evaluate(embed_fn, X, y, *, ways=5, shots=5, queries=15, n_episodes=600, rng
     if Z.shape[0] != n:
         raise ValueError(f"embed_fn(X) returned {Z.shape[0]} rows for {n} inputs; it must embed every row of X")
     return evaluate_embeddings(
-        Z, y, ways=ways, shots=shots, queries=queries, n_episodes=n_episodes, rng=rng, classifier=classifier
-    )
+        Z, y, ways=ways, shots=shots, queries=queries, n_episodes=n_episodes, rng=rng, classifier=classifier,
+        normalize=normalize, groups=groups)

@@ -4,7 +4,7 @@
     python -m minigcnc.figure2 --scale tiny     # seconds
 
 The default model is trained as in Figure 3 (MLP 784-256-256-64 on mnist5k, lr 0.05, batch 128, 3,000 steps,
-float32), here with three seeds. At every evaluation (every 150 steps) the exact embedding GC of the fixed
+float32), here with five seeds. At every evaluation (every 150 steps) the exact embedding GC of the fixed
 evaluation subset (50 training images per class, N = 500) is computed together with one fresh draw of each
 unbiased estimator of ``gc.py`` (``measure.GC_ESTIMATOR_LEVELS``):
 
@@ -13,9 +13,10 @@ unbiased estimator of ``gc.py`` (``measure.GC_ESTIMATOR_LEVELS``):
 - (c) output sampling: m = 16, 4, 1 of the p = 64 embedding coordinates, scaled by p/m;
 - (d) random projections (Hutchinson, our addition): E||v^T J||^2 with 4 or 1 Gaussian probes per sample.
 
-The claim table gives, for every estimator and level, the Spearman rank correlation of the estimated curve
-with the exact curve over training (does the estimate see the same rise and fall?), tested by permutation;
-below it, as checks, the median relative error against the exact GC over all checkpoints and seeds. A table
+The claim table asks, for every estimator and level, whether each seed's estimated curve follows *that seed's*
+exact curve better than another seed's (Spearman over training; matched minus mismatched seeds, p exact over
+the 120 pairings of 5 seeds): within one run any two curves that both rise correlate, so a within-run
+correlation alone says nothing. Below it, as checks, the median relative error against the exact GC over all checkpoints and seeds. A table
 of costs (and ``timings`` in the JSON) gives each estimator's median wall time per call against the exact
 GC's. What each saves: a subset of n images pulls back only those images (about n/N of the exact cost);
 output sampling pulls back only the m sampled rows of J (about m/p); Hutchinson pulls back ``probes`` random
@@ -37,7 +38,7 @@ PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) maske
           ("outputs", "(c) m sampled output coordinates", "m"), ("hutchinson", "(d) random projections (Hutchinson)", "probes")]
 
 
-SEEDS = {"tiny": 1, "laptop": 3, "paper": 1}
+SEEDS = {"tiny": 1, "laptop": 5, "paper": 1}  # 5: the seed-pairing test needs 4 or more to reach p < 0.05
 
 
 def configs(scale, seeds=None, backend=None, data_root=None):
@@ -75,8 +76,8 @@ def make_claims(histories):
                                per_seed=[float(onp.nanmedian(onp.abs(e - x) / x)) for e, x in zip(est, exact)],
                                n_seeds=len(runs), n_points=int(len(rel)), expected="< 0.1",
                                detail="a measured property of one draw per checkpoint, not a test"))
-            out.append(C.rank_correlation_claim(NAME, f"{method} {param}={level:g} curve ranks like the exact GC curve",
-                                                exact, est, +1, "gc", key, over_training=True))
+            out.append(C.tracking_claim(NAME, f"{method} {param}={level:g}: each seed's estimate tracks that seed's "
+                                        "exact GC curve (seed pairing)", est, exact, key, "gc", kind="spearman"))
     return out
 
 

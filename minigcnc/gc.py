@@ -325,25 +325,26 @@ def gc_penalty(model, params, X, *, method="exact", target="embed", probes=1, di
 
 
 def make_gc_penalty(model, strength, method="exact", target="embed", probes=1, dist="gaussian", seed=0, chunk=None):
-    """Return ``penalty(params, X_b, y_b) = strength * gc_penalty(model, params, X_b, ...)`` for ``train.fit``.
+    """Return ``penalty(params, X_b, y_b=None, step=0) = strength * gc_penalty(model, params, X_b, ...)``.
 
-    The explicit GC regularization of the paper's appendix (strengths around 1e-7 .. 1e-4). For
-    ``method="hutchinson"`` call t (t = 0, 1, ...) of this penalty draws its probes from
-    ``numpy.random.default_rng([seed, t])``: successive steps see fresh probes and a run is reproducible.
-    The counter lives in the returned function, so a run resumed from a checkpoint restarts it at 0 (make
-    a new penalty per run). ``penalty.calls`` holds the number of calls so far. The batches are not checked
-    for NaN here (``train.fit`` checks its X once, not at every step).
+    The ``penalty`` of ``train.fit``: the explicit GC regularization of the paper's appendix (strengths around
+    1e-7 .. 1e-4). A pure function of (params, batch, step): for ``method="hutchinson"`` the probes of training
+    step ``step`` come from ``numpy.random.default_rng([seed, step])``, so successive steps see fresh probes,
+    two seeds see different ones, and a run resumed from a checkpoint sees the probes of the run that never
+    stopped (``train.fit`` passes the step since ``penalty.takes_step`` is True). ``y_b`` is unused and the
+    exact penalty ignores ``step``. The batches are not checked for NaN here (``train.fit`` checks its X once,
+    not at every step).
     """
     strength = checks.number("strength", strength)
+    seed = checks.integer("seed", seed, minimum=0)
     _check_penalty_method(method, "gc penalty")
     check_target(target)
 
-    def penalty(params, X_b, y_b=None):
-        t = penalty.calls
-        penalty.calls += 1
-        rng = onp.random.default_rng([seed, t]) if method == "hutchinson" else None
+    def penalty(params, X_b, y_b=None, step=0):
+        step = checks.integer("step", step, minimum=0)
+        rng = onp.random.default_rng([seed, step]) if method == "hutchinson" else None
         return strength * _penalty(model, params, model.check_input(X_b), method, target, probes, dist, rng, chunk)
 
-    penalty.calls = 0
-    penalty.strength, penalty.method = strength, method
+    penalty.takes_step = True
+    penalty.strength, penalty.method, penalty.seed = strength, method, seed
     return penalty

@@ -37,8 +37,8 @@ from .experiments.config import SCALES
 
 # name -> (module, extra arguments, what it shows)
 FIGURES = {
-    "figure3": ("figure3", [], "a GC-based bound tracks the nearest-class-centre test error (paper Fig. 3)"),
-    "figure2": ("figure2", [], "GC estimators track the exact GC (paper Fig. 2)"),
+    "figure3": ("figure3", [], "bounds on the nearest-class-centre test error over training, and whether each tracks it beyond the shared trend (paper Fig. 3)"),
+    "figure2": ("figure2", [], "cheap GC estimators against the exact GC over training (paper Fig. 2)"),
     "figure1": ("figure1", [], "learning rate, batch size and L2 lower GC, geometric collapse and NC (paper Fig. 1)"),
     "figure_gc_regularization": ("figure_gc_regularization", [], "an explicit GC penalty lowers GC and NC (appendix)"),
     "figure4": ("figure4", [], "lower source GC gives lower target NC and better few-shot transfer (paper Fig. 4)"),
@@ -119,7 +119,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             result = "error: " + e["error"].strip().splitlines()[-1]
         elif e.get("claims") is not None:
-            result = claim_table(e["claims"]).strip().splitlines()[-1]
+            result = claim_table(e["claims"], scale=args.scale).strip().splitlines()[-1]
         else:
             result = "done"
         runs = f"{e['runs']} | {e['train_seconds']:.0f} s" if "runs" in e else "- | -"
@@ -133,7 +133,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
         if e.get("claims") is not None:
-            lines += ["", "```", claim_table(e["claims"]), "```"]
+            lines += ["", "```", claim_table(e["claims"], scale=args.scale), "```"]
     if any("runs" in e for e in entries):
         total_runs = sum(e.get("train_seconds", 0.0) for e in entries)
         lines.insert(lines.index("| figure | wall time | runs | run-seconds | result |") - 4,

@@ -4,11 +4,13 @@
     v <- momentum * v + grad objective;   theta <- theta - lr * v          (momentum 0: plain SGD)
 
 ``||theta||^2`` runs over every parameter, biases included. The explicit GC regularizer of the paper's
-appendix plugs in as ``penalty`` (see ``gc.gc_penalty``). Batches are fixed by ``(seed, step)``
-(``batch_indices``, ``batches``: a fresh permutation each epoch), so a run is bit-for-bit reproducible on NumPy
-and a run resumed from a checkpoint sees the same batches as one that never stopped. Bad arguments, non-finite
-inputs included, raise before the first step; a non-finite objective during training stops the run and is
-reported (``FitResult.diverged``); it never raises, so a sweep goes on.
+appendix plugs in as ``penalty`` (see ``gc.make_gc_penalty``); a penalty with ``takes_step = True`` is
+called as ``penalty(theta, X_b, y_b, step=step)``, so its random draws can be fixed by the step too. Batches
+are fixed by ``(seed, step)`` (``batch_indices``, ``batches``: a fresh permutation each epoch), so a run is
+bit-for-bit reproducible on NumPy and a run resumed from a checkpoint sees the same batches (and penalty
+draws) as one that never stopped. Bad arguments, non-finite inputs included, raise before the first step; a
+non-finite objective during training stops the run and is reported (``FitResult.diverged``); it never raises,
+so a sweep goes on.
 
 Speed (the training step is the hot loop of every figure): the loss is the model's fused route
 (``model.loss(..., fused=True)``, one autograd node per layer; ``fit(..., fused=False)`` trains on the
@@ -120,7 +122,10 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     """Train ``params`` with minibatch SGD and return a ``FitResult``.
 
     X (N, ...) and y (N,) may be host or device arrays; they are moved once to the device of ``params``.
-    ``penalty(params, X_b, y_b) -> scalar`` is added to the objective (e.g. the GC regularizer).
+    ``penalty(params, X_b, y_b) -> scalar`` is added to the objective (e.g. the GC regularizer); if
+    ``penalty.takes_step`` is True it is called as ``penalty(params, X_b, y_b, step=step)`` with the training
+    step (1 .. steps), so a stochastic penalty (``gc.make_gc_penalty(method="hutchinson")``) draws by step and
+    a resumed run stays exact.
     ``on_eval(step, params) -> dict`` is called at step 0, every ``eval_every`` steps and at the end; its
     dicts (with ``step`` added) form ``history``. ``checkpoint``: a ``.npz`` path written atomically every
     ``checkpoint_every`` steps (default: at each evaluation) and at the end; if it exists, training resumes
@@ -162,12 +167,14 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
         X = onp.asarray(to_numpy(X), dtype=dtype)
         y_dev = y_host
 
-    def objective(p, Xb, yb):
+    takes_step = getattr(penalty, "takes_step", False)
+
+    def objective(p, Xb, yb, step):
         value = model.loss(p, Xb, yb, fused=fused)
         if l2:
             value = value + 0.5 * l2 * l2_term(p)
         if penalty is not None:
-            value = value + penalty(p, Xb, yb)
+            value = value + (penalty(p, Xb, yb, step=step) if takes_step else penalty(p, Xb, yb))
         return value
 
     grad_fn = value_and_grad_leaves(objective)
@@ -197,7 +204,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     try:
         for step, idx in zip(range(start + 1, steps + 1), stream):
             idx = xp.asarray(idx) if is_device_array(X) else idx
-            value, g = grad_fn(params, X[idx], y_dev[idx])
+            value, g = grad_fn(params, X[idx], y_dev[idx], step)
             loss = float(to_numpy(value))
             first_loss = losses[0] if losses else loss
             if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):

@@ -65,6 +65,39 @@ def test_episode_labels_are_reindexed_and_classes_distinct():
         assert len(np.unique(np.concatenate(original))) == 4  # drawn without replacement
 
 
+def test_grouped_episodes_draw_every_class_from_a_distinct_group_and_reach_every_class():
+    y = np.repeat(np.arange(12), 20)
+    groups = np.arange(12) // 4  # 3 groups of 4 classes, as 3 digits at 4 rotations
+    seen = set()
+    for s_idx, s_lab, q_idx, q_lab in F.episodes(y, ways=3, shots=2, queries=3, n_episodes=200, rng=4, groups=groups):
+        classes = [np.unique(y[np.concatenate([s_idx[s_lab == c], q_idx[q_lab == c]])]).item() for c in range(3)]
+        assert len(set(groups[classes])) == 3
+        seen.update(classes)
+    assert seen == set(range(12))
+    with pytest.raises(ValueError, match=r"ways=4 is more than the 3 groups"):
+        F.episodes(y, ways=4, rng=0, groups=groups)
+
+
+def test_without_groups_the_episodes_and_accuracies_are_the_plain_ones():
+    Z, y = _classes(np.random.default_rng(29), k=8, n=25, p=6, separation=1.0, noise=1.0)
+    for a, b in zip(F.episodes(y, n_episodes=20, rng=5), F.episodes(y, n_episodes=20, rng=5, groups=None)):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(F.evaluate_embeddings(Z, y, n_episodes=30, rng=5, groups=None).per_episode,
+                                  F.evaluate_embeddings(Z, y, n_episodes=30, rng=5).per_episode)
+
+
+def test_grouped_accuracy_is_ncc_on_the_grouped_episodes(monkeypatch):
+    Z, y = _classes(np.random.default_rng(30), k=10, n=25, p=6, separation=1.0, noise=1.0)
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    loop = []
+    for s_idx, _, q_idx, q_lab in F.episodes(y, n_episodes=40, rng=6, groups=groups):
+        loop.append(np.mean(nearest(np.mean(Z[s_idx].reshape(5, 5, -1), axis=1), Z[q_idx]) == q_lab))
+    np.testing.assert_array_equal(F.evaluate_embeddings(Z, y, n_episodes=40, rng=6, groups=groups).per_episode, loop)
+    monkeypatch.setattr(F, "NCC_HOST_BYTES", 1)  # one episode per block: the same draws
+    np.testing.assert_array_equal(F.evaluate_embeddings(Z, y, n_episodes=40, rng=6, groups=groups).per_episode, loop)
+
+
 def test_per_episode_accuracy_matches_brute_force_ncc():
     Z, y = _classes(np.random.default_rng(7), separation=1.0, noise=1.0)
     result = F.evaluate_embeddings(Z, y, n_episodes=10, rng=8)
@@ -268,11 +301,30 @@ def test_fit_logistic_with_duplicate_and_rank_deficient_support_matches_sklearn(
 
 def test_evaluate_embeddings_logreg_equals_a_loop_of_sklearn_fits():
     Z, y = _classes(np.random.default_rng(23), k=7, n=24, p=10, separation=2.5, noise=1.0)
-    result = F.evaluate_embeddings(Z, y, ways=5, shots=3, queries=6, n_episodes=12, rng=24, classifier="logreg")
-    loop = [np.mean(_sklearn(Z[s_idx], s_lab).predict(Z[q_idx]) == q_lab)
-            for s_idx, s_lab, q_idx, q_lab in F.episodes(y, ways=5, shots=3, queries=6, n_episodes=12, rng=24)]
-    assert 0.3 < result.mean < 1.0
-    np.testing.assert_array_equal(result.per_episode, loop)
+    kwargs = dict(ways=5, shots=3, queries=6, n_episodes=12, rng=24)
+    for normalize, Zf in ((None, Z / np.linalg.norm(Z, axis=1, keepdims=True)), (False, Z)):  # default: normalized
+        result = F.evaluate_embeddings(Z, y, classifier="logreg", normalize=normalize, **kwargs)
+        loop = [np.mean(_sklearn(Zf[s_idx], s_lab).predict(Zf[q_idx]) == q_lab)
+                for s_idx, s_lab, q_idx, q_lab in F.episodes(y, **kwargs)]
+        assert 0.3 < result.mean < 1.0
+        np.testing.assert_array_equal(result.per_episode, loop)
+
+
+def test_probe_accuracy_does_not_change_when_every_embedding_is_scaled_by_one_constant():
+    Z, y = _classes(np.random.default_rng(31), k=8, n=25, p=12, separation=1.5, noise=1.0)
+    kwargs = dict(n_episodes=40, rng=7, classifier="logreg")
+    plain = F.evaluate_embeddings(Z, y, **kwargs).per_episode
+    for c in (1e-3, 1e3):
+        np.testing.assert_array_equal(F.evaluate_embeddings(c * Z, y, **kwargs).per_episode, plain)
+    # on unnormalized features the same C = 1 is a different regularization at another scale
+    raw = [F.evaluate_embeddings(c * Z, y, normalize=False, **kwargs).per_episode for c in (1e-3, 1e3)]
+    assert not np.array_equal(raw[0], raw[1])
+    # NCC stays on the raw features by default (scale-free anyway); the target NC is that of the raw Z
+    ncc = F.evaluate_embeddings(Z, y, n_episodes=40, rng=7)
+    np.testing.assert_array_equal(ncc.per_episode, F.evaluate_embeddings(Z, y, n_episodes=40, rng=7,
+                                                                         normalize=False).per_episode)
+    assert F.evaluate_embeddings(Z, y, **kwargs).target_nc == pytest.approx(C.cdnv(Z, y))
+    np.testing.assert_array_equal(F.l2_normalized(np.zeros((2, 3))), np.zeros((2, 3)))  # a dead embedding stays 0
 
 
 def test_fit_logistic_blocks_give_the_same_solutions(monkeypatch):

@@ -6,6 +6,7 @@ import pytest
 
 from minigcnc import data as data_mod
 from minigcnc import figure4
+from minigcnc.experiments import claims as C
 from minigcnc.experiments import prepare
 from minigcnc.experiments.config import RunConfig
 from minigcnc.experiments.measure import measure
@@ -26,18 +27,26 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     summary = json.loads(js.read_text())
     claims = summary["claims"]
     # per sweep: GC moves, GC and GCol vs target NC, GC vs 5-shot NCC and probe accuracy; over all runs: GC and
-    # GCol vs target NC, and GC, GCol, target NC vs each of 5-shot NCC, 5-shot probe and 1-shot NCC accuracy
-    assert len(claims) == 3 * 5 + 2 + 3 * 3 and all(c["n_seeds"] >= 3 for c in claims)
+    # GCol vs target NC, and GC, GCol, target NC vs each of 5-shot NCC, 5-shot probe, 1-shot NCC and (rotated
+    # classes) 5-shot NCC accuracy on episodes of 5 different digits
+    assert len(claims) == 3 * 5 + 2 + 3 * 4 and all(c["n_seeds"] >= 3 for c in claims)
     expected = {c["statistic"]: c["expected"] for c in claims}
     for statistic in ("spearman(source_gc, fewshot5_logreg)", "spearman(target_nc, fewshot1)",
-                      "spearman(source_gcol, fewshot5_logreg)"):  # the probe and 1-shot claims
+                      "spearman(source_gcol, fewshot5_logreg)", "spearman(source_gc, fewshot5_distinct)",
+                      "spearman(target_nc, fewshot5_distinct)"):  # the probe, 1-shot and distinct-digit claims
         assert expected[statistic] == "negative"
     assert expected["spearman(source_gc, target_nc)"] == "positive"
     assert expected["spearman(source_gc, fewshot5)"] == "negative"
-    assert all(c["verdict"] in ("holds", "weak", "not supported", "fails", "n/a") for c in claims)
+    for c in claims:  # every verdict is the rule applied to the stored q-value (BH over the figure's claims)
+        sign = 1 if c["expected"] == "positive" else -1
+        used = [v for v in c["per_seed"] if v is not None]
+        assert c["verdict"] == C.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"])
+        assert c["q_value"] is None or c["q_value"] >= c["p_value"]
     run = summary["sweeps"]["lr"][0]
-    assert {"gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot5_logreg", "fewshot1_logreg"} <= set(
-        run["final"])
+    assert {"gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot5_logreg", "fewshot1_logreg",
+            "fewshot5_distinct", "fewshot5_distinct_ci95"} <= set(run["final"])
+    assert summary["probe_features"] == "L2-normalized"
+    assert any("probe on L2-normalized features" in c["statement"] for c in claims)
     assert 0 < run["final"]["fewshot5_ci95"] < 0.2
 
     files = sorted((tmp_path / "cache" / "runs").glob("*.json"))
@@ -52,8 +61,9 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
 def test_laptop_default_is_20_rotated_source_classes_and_20_rotated_target_classes():
     base, grid, seeds = figure4.scale_setup("laptop")
     assert base.dataset == "mnist5k_rot" and base.model == "mlp" and base.dtype == "float32"
-    assert base.classes == tuple(range(20))
-    assert base.target_classes == tuple(c for c in range(20, 40) if c not in (26, 38))  # no 6 or 9 upside down
+    assert base.classes == tuple(range(20))  # digits 0-4 at 4 rotations
+    assert base.target_classes == tuple(range(20, 40))  # digits 5-9 at 4 rotations: no near-duplicate left out
+    assert "= 20 target" in figure4._title("laptop", "rotations", "mnist5k")
     assert base.fewshot_episodes == 600 and base.fewshot_probe  # the linear probe beside NCC, on by default
     assert not figure4.scale_setup("laptop", probe=False)[0].fewshot_probe
     assert grid["lr"] == sorted(grid["lr"]) and grid["batch_size"] == sorted(grid["batch_size"], reverse=True)
@@ -62,6 +72,29 @@ def test_laptop_default_is_20_rotated_source_classes_and_20_rotated_target_class
     assert base.lr in grid["lr"] and base.batch_size in grid["batch_size"] and base.l2 in grid["l2"]
     n_values = sum(len(v) for v in grid.values())
     assert len({c.key() for c in figure4.configs("laptop")}) == len(seeds) * (n_values - 2)
+
+
+def test_near_duplicates_is_the_rule_recomputed_from_mnist5k_and_treats_the_four_6_9_pairs_alike():
+    assert figure4.near_duplicates() == figure4.NEAR_DUPLICATES == ()
+    conf = figure4.pair_confusability
+    upright = {(a, b): conf(4 * a, 4 * b) for a in range(10) for b in range(a + 1, 10)}
+    assert max(upright, key=upright.get) == (3, 5) and upright[3, 5] == pytest.approx(0.13)
+    six_nine = [conf(24 + r, 36 + (r + 2) % 4) for r in range(4)]  # 6 at r*90 vs 9 at r*90 + 180 degrees
+    assert six_nine == pytest.approx([0.075] * 4) and max(six_nine) < upright[3, 5]
+    assert conf(28, 36) == upright[7, 9] == pytest.approx(0.105)  # 7 vs 9 upright: the most confusable target pair
+
+
+def test_rotated_target_classes_know_their_digit_and_record_accuracy_on_episodes_of_distinct_digits():
+    base = figure4.scale_setup("tiny", seeds=1)[0].replace(eval_per_class=2, fewshot_episodes=4)
+    d = prepare.prepare_data(base)
+    np.testing.assert_array_equal(d.target_groups, np.repeat([5, 6, 7, 8, 9], 4))
+    model = prepare.build_model(base, d.n_classes, d.input_shape)
+    rec = measure(model, model.init(0), d, base.fewshot_episodes, base.seed)
+    assert 0 <= rec["fewshot5_distinct"] <= 1 and rec["fewshot5_distinct_ci95"] >= 0
+    plain = figure4.scale_setup("tiny", split="digits", seeds=1)[0]
+    assert prepare.prepare_data(plain).target_groups is None
+    assert [m for m, _ in figure4.pooled_accuracy_metrics(True)] == ["fewshot5", "fewshot5_logreg", "fewshot1"]
+    assert figure4.pooled_accuracy_metrics(False, distinct=True)[-1][0] == "fewshot5_distinct"
 
 
 def test_digits_split_is_five_source_digits_and_the_five_others_as_target():

@@ -142,15 +142,48 @@ def test_hutchinson_penalty_value_and_gradient_are_unbiased():
         assert abs(draws.mean() - exact) < 4 * draws.std(ddof=1) / np.sqrt(len(draws)), (draws.mean(), exact)
 
 
-def test_make_gc_penalty_scales_by_strength_and_draws_fresh_reproducible_probes():
+def test_make_gc_penalty_scales_by_strength_and_draws_its_probes_from_seed_and_step():
     m, P, X = build("mlp-tanh")
     exact = gc.make_gc_penalty(m, 1e-3)
     assert float(exact(P, X, None)) == pytest.approx(1e-3 * gc.geometric_complexity(m, P, X), rel=1e-12)
+    assert float(exact(P, X, None, step=7)) == float(exact(P, X, None))  # the exact penalty ignores the step
     p1 = gc.make_gc_penalty(m, 0.5, method="hutchinson", seed=4)
     p2 = gc.make_gc_penalty(m, 0.5, method="hutchinson", seed=4)
-    first = [float(p1(P, X, None)) for _ in range(3)]
-    assert first == [float(p2(P, X, None)) for _ in range(3)]  # same seed, same sequence
-    assert len(set(first)) == 3 and p1.calls == 3  # successive calls draw fresh probes
+    assert p1.takes_step and exact.takes_step  # so train.fit passes the step
+    first = [float(p1(P, X, None, step=t)) for t in range(3)]
+    assert first == [float(p2(P, X, None, step=t)) for t in range(3)]  # same seed, same probes
+    assert first == [float(p1(P, X, None, step=t)) for t in range(3)]  # a pure function of (params, batch, step)
+    assert len(set(first)) == 3  # successive steps draw fresh probes
+    by_hand = gc.gc_penalty(m, P, X, method="hutchinson", rng=np.random.default_rng([4, 2]))
+    assert first[2] == 0.5 * float(by_hand)  # step t's probes come from default_rng([seed, t])
+
+
+def test_two_seeds_draw_different_hutchinson_probes_at_the_same_step():
+    m, P, X = build("mlp-tanh")
+    p0, p1 = (gc.make_gc_penalty(m, 1.0, method="hutchinson", seed=s) for s in (0, 1))
+    assert float(p0(P, X, None, step=3)) != float(p1(P, X, None, step=3))
+
+
+def test_train_run_seeds_the_gc_penalty_with_the_runs_seed(monkeypatch):
+    from minigcnc.experiments import sweep
+    from minigcnc.experiments.config import RunConfig
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def record(model, strength, **kw):  # stands in for make_gc_penalty and stops the run before training
+        seen.append(kw)
+        raise Stop
+
+    monkeypatch.setattr(gc, "make_gc_penalty", record)
+    for seed in (0, 1):
+        config = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=2,
+                           gc_reg=1e-3, gc_reg_method="hutchinson", seed=seed)
+        with pytest.raises(Stop):
+            sweep.train_run(config, progress=False)
+    assert [(kw["method"], kw["seed"]) for kw in seen] == [("hutchinson", 0), ("hutchinson", 1)]
 
 
 @pytest.mark.parametrize("method", ["exact", "hutchinson"])

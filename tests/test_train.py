@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from autograd import grad
 
-from minigcnc import data, models, train
+from minigcnc import data, gc, models, train
 from minigcnc.backend import tree_leaves
 
 N, D, K = 40, 6, 3
@@ -203,6 +203,21 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_one_bit_for_bit(
     resumed = fit(model, params, X, y, steps=20, on_eval=record, checkpoint=ckpt, **kw)
     assert_same_params(resumed.params, whole.params)
     assert resumed.history == whole.history  # evaluations 0..10 came from the checkpoint, 11..20 were redone
+
+
+def test_a_hutchinson_penalized_run_resumed_from_a_checkpoint_equals_an_uninterrupted_run(problem, tmp_path):
+    """The penalty's probes are keyed by the training step, not by how many times it was called."""
+    model, params, X, y = problem
+    penalty = lambda seed=3: gc.make_gc_penalty(model, 0.5, method="hutchinson", seed=seed)  # noqa: E731
+    kw = {"momentum": 0.9, "seed": 1, "checkpoint_every": 3}
+    whole = fit(model, params, X, y, steps=6, penalty=penalty(), **kw)
+    ckpt = str(tmp_path / "resumed.npz")
+    assert fit(model, params, X, y, steps=3, penalty=penalty(), checkpoint=ckpt, **kw).step == 3
+    resumed = fit(model, model.init(0), X, y, steps=6, penalty=penalty(), checkpoint=ckpt, **kw)
+    assert_same_params(resumed.params, whole.params)
+    assert resumed.losses == whole.losses
+    other = fit(model, params, X, y, steps=6, penalty=penalty(seed=4), **kw)  # the probes matter
+    assert not np.array_equal(other.params[0][0], whole.params[0][0])
 
 
 def test_a_checkpoint_of_another_model_is_refused(problem, tmp_path):

@@ -1,75 +1,74 @@
-"""The paper's claims as tested statements, and checks of the code kept apart from them.
+"""The paper's claims as tested statements; descriptions and checks kept apart from them.
 
-Each figure builds a list of ``Claim``s from its runs, prints ``claim_table(claims)`` and stores
-``[c.to_dict() for c in claims]`` in its JSON. A ``Claim`` has a ``kind``: ``"claim"`` (evidence for or
-against a statement of the paper, with a test that can fail) or ``"check"`` (an inequality that holds by
-construction, or a measured diagnostic; never counted as evidence).
+Each figure builds a list of ``Claim``s from its runs; ``judge(claims)`` gives every counted claim its
+Benjamini-Hochberg q-value over the figure's family and its verdict; ``claim_table(claims)`` prints them and
+``[c.to_dict() for c in claims]`` goes into the figure's JSON. A ``Claim`` has a ``kind``:
 
-Claims (correlations)
----------------------
+- ``"claim"``: evidence for or against a statement of the paper, from a test whose false-"holds" rate on noise
+  is measured in ``tests/test_claims.py``; only these are counted;
+- ``"derived"``: a claim that restates others of the same table (e.g. "lower GC goes with lower NC" in a sweep
+  whose value->GC and value->NC claims are both tested); shown with its own test, never counted;
+- ``"description"``: a number worth seeing that is not a test (a within-run correlation of two curves over
+  training, which any two trending curves show; a test with too few seeds to reach alpha); never counted;
+- ``"check"``: an inequality that holds by construction, or a measured diagnostic; never counted.
+
+Claims
+------
 - ``rank_correlation_claim``: Spearman rank correlation between x and y across a sweep (one point per swept
-  value), computed in each seed separately;
-- ``correlation_claim``: Pearson correlation between two curves over training checkpoints, in each seed.
+  value, or per run), computed in each seed separately; ``value`` is the mean of the per-seed coefficients
+  (pooling mixes the seeds' offsets). p: a stratified permutation test (y shuffled within each seed; exact
+  over all within-seed permutations when there are at most ``exact_max``, else Monte Carlo with
+  ``p = (1 + hits) / (1 + B)``).
+- ``tracking_claim``: "curve a tracks curve b over training" by *seed pairing*. Two curves that both trend
+  over training correlate within a run whatever links them; the question is whether a seed's a follows that
+  seed's b better than another seed's b. The statistic is the mean correlation of matched seeds (a_i, b_i)
+  minus the mean over mismatched pairs (a_i, b_j), j != i; the p-value is exact over all k! pairings of the
+  seed labels (two-sided). With so few seeds that no pairing can reach alpha (k <= 3 at 0.05), it is a
+  description, shown and never counted.
+- ``correlation_claim`` and ``rank_correlation_claim(over_training=True)``: the within-seed correlation of two
+  curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
+  curves "hold" in every draw), so these are descriptions, never counted.
 
-Effect size: ``value`` is the MEAN OF THE PER-SEED COEFFICIENTS (not a coefficient of the pooled points: pooling
-mixes the seeds' offsets, and a pooled correlation can even disagree in sign with every seed). ``per_seed``
-lists every seed's coefficient (nan/None for a seed that could not be used).
+Intervals: ``ci`` is a 95% t-interval over the per-seed coefficients, taken on Fisher's z = arctanh(r) and
+mapped back (``t_interval``), given with at least 3 seeds; its coverage is measured in the tests. For the
+seed-pairing contrast it is a plain t-interval.
+Non-finite pairs (diverged runs) are dropped pairwise within a seed; a seed with fewer than 3 finite points,
+or a constant x or y (spread below ``1e-9`` of its magnitude), is dropped and counted in ``detail``.
 
-How the seeds are combined: one stratified permutation test of the mean coefficient. Under the null
-hypothesis (no association), y is shuffled within each seed independently (x fixed), and the statistic is the
-mean of the per-seed coefficients; the two-sided p-value is the Monte-Carlo estimate
-``p = (1 + #{|T*| >= |T|}) / (1 + B)`` (default ``B = 4999`` shuffles, a fixed ``seed`` makes it
-reproducible), or the exact fraction over all within-seed permutations when there are few of them (at most
-``exact_max``, e.g. 1 seed x 4 points = 24). ``ci`` is a 95% percentile bootstrap over seeds of the mean
-per-seed coefficient (``scipy.stats.bootstrap``), given when at least 3 seeds are used, else ``[nan, nan]``.
-Non-finite pairs (diverged runs) are dropped pairwise within a seed; a seed with fewer than 3 finite points
-(or a constant x or y) is dropped from the test and counted in ``detail``. ``n_points`` = finite points
-used in total, ``n_seeds`` = seeds used.
+Verdicts (``alpha`` default 0.05; "expected sign" = the sign the paper predicts, +1 or -1). A claim is judged
+on its q-value (Benjamini-Hochberg over the counted claims of its figure, ``judge``; alone, q = p):
 
-Caveat for the claims over training (``correlation_claim``): successive checkpoints of one run are
-autocorrelated (two smooth curves that both trend co-vary whatever drives them), while the permutation test
-treats them as exchangeable; its p-value is anti-conservative there. Those claims measure co-movement of two
-curves, not independent evidence; read their p-value as a description, not as a test.
-
-Verdicts of a claim (``alpha`` default 0.05; "expected sign" = the sign the paper predicts):
-
-- ``holds``: p < alpha AND ``value`` has the expected sign AND the per-seed coefficient has the expected
+- ``holds``: q < alpha AND ``value`` has the expected sign AND the per-seed coefficient has the expected
   sign in every seed or all but one;
-- ``weak``: ``value`` has the expected sign but p >= alpha (not significant), or it is significant but the
-  seeds disagree more than "all but one";
-- ``not supported``: ``value`` is zero or of the wrong sign, and p >= alpha;
-- ``fails``: p < alpha with the wrong sign (significant evidence against the statement);
+- ``fails``: q < alpha with the wrong sign (significant evidence against the statement);
+- ``inconclusive``: anything else with a test: not significant (whatever the sign of ``value``, which the
+  table shows), or significant while the seeds disagree. Pure noise lands here about 95% of the time;
 - ``n/a``: no seed with at least 3 finite points (e.g. every run diverged).
 
 Checks (``kind == "check"``)
 ----------------------------
-``inequality_check`` (and ``fraction_above_claim``, its old name) measures the fraction of (seed, checkpoint)
-points where ``bound >= value``, per seed and pooled, with a Wilson 95% interval over the points; verdict
-``holds`` when the fraction is 1, ``fails`` otherwise (``n/a`` with no finite point); no p-value.
-``by_construction=True`` marks a mathematical inequality (e.g. "the Markov bound >= the NCC error"): it
-cannot fail unless the code is wrong. ``by_construction=False`` marks a measured diagnostic (e.g. "the GC
-bound with a proxy rho >= the error"). ``check`` builds any other check. Checks catch bugs; they are not
-evidence for the paper, and ``verdict_counts`` / the table's last line never count them.
+``inequality_check`` measures the fraction of (seed, checkpoint) points where ``bound >= value``, per seed
+and pooled, with a Wilson 95% interval over the points; verdict ``holds`` when the fraction is 1, ``fails``
+otherwise. ``by_construction=True`` marks a mathematical inequality: it cannot fail unless the code is wrong.
+``check`` builds any other check (e.g. Figure 3's per-class Poincare check). Checks catch bugs or measure an
+assumption; they are not evidence for the paper, and ``verdict_counts`` / the table's last line never count
+them.
 """
 import itertools
 import math
 import textwrap
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as onp
 from scipy import stats
 
-VERDICTS = ("holds", "weak", "not supported", "fails", "n/a")
+VERDICTS = ("holds", "inconclusive", "fails", "n/a")
+KINDS = ("claim", "derived", "description", "check")
 _Z95 = 1.959963984540054
+CONSTANT_RTOL = 1e-9  # a series whose spread is below this fraction of its magnitude is constant
 
 
 # ---- coefficients ------------------------------------------------------------------------------------
-def ranks(x):
-    """Average ranks of x (ties share the mean of their positions), 1-based (``scipy.stats.rankdata``)."""
-    return stats.rankdata(onp.asarray(x, dtype=float))
-
-
 def _finite_pairs(x, y):
     x, y = onp.asarray(x, dtype=float).ravel(), onp.asarray(y, dtype=float).ravel()
     if x.shape != y.shape:
@@ -78,24 +77,29 @@ def _finite_pairs(x, y):
     return x[ok], y[ok]
 
 
-def _constant(a):
-    return len(a) == 0 or bool(onp.all(a == a[0]))
-
-
-def pearson(x, y):
-    """Pearson correlation of x and y (finite pairs only); nan when constant or fewer than 2 pairs."""
-    x, y = _finite_pairs(x, y)
-    if len(x) < 2 or _constant(x) or _constant(y):
-        return float("nan")
-    return float(stats.pearsonr(x, y)[0])
+def is_constant(a, rtol=CONSTANT_RTOL):
+    """True when the finite series ``a`` is empty or its spread is at most ``rtol`` times its magnitude
+    (so a series equal up to round-off counts as constant and gets no correlation)."""
+    a = onp.asarray(a, dtype=float)
+    if len(a) == 0:
+        return True
+    return bool(onp.ptp(a) <= rtol * onp.max(onp.abs(a)))
 
 
 def spearman(x, y):
     """Spearman rank correlation of x and y (finite pairs only); nan when constant or fewer than 2 pairs."""
     x, y = _finite_pairs(x, y)
-    if len(x) < 2 or _constant(x) or _constant(y):
+    if len(x) < 2 or is_constant(x) or is_constant(y):
         return float("nan")
     return float(stats.spearmanr(x, y)[0])
+
+
+def check_sign(expected_sign):
+    """``expected_sign`` as +1 or -1, or a ValueError that names it (0, True or a name are refused)."""
+    if isinstance(expected_sign, bool) or expected_sign not in (1, -1):
+        raise ValueError(f"expected_sign must be +1 or -1 (the sign the paper predicts); got {expected_sign!r} "
+                         "(argument order: figure, statement, xs, ys, expected_sign, x_name, y_name)")
+    return int(expected_sign)
 
 
 # ---- the record --------------------------------------------------------------------------------------
@@ -111,8 +115,9 @@ def _num(v):
 class Claim:
     """One measured statement: ``statistic`` = ``value`` over ``n_seeds`` seeds, its test and verdict.
 
-    The first nine fields keep their old positional order. ``kind`` is ``"claim"`` (evidence) or
-    ``"check"`` (by construction or a diagnostic: never counted); see the module docstring.
+    ``kind`` is ``"claim"`` (counted evidence), ``"derived"``, ``"description"`` or ``"check"`` (never
+    counted); see the module docstring. ``q_value`` is set by ``judge`` (Benjamini-Hochberg over a figure's
+    counted claims); ``expected_sign`` is +1 or -1 for a tested claim, 0 otherwise.
     """
 
     figure: str
@@ -130,21 +135,24 @@ class Claim:
     n_points: int = None
     by_construction: bool = False
     kind: str = "claim"
+    q_value: float = None
+    expected_sign: int = 0
+    derived_from: str = ""
 
     def to_dict(self):
         ci = list(self.ci) if self.ci is not None else [None, None]
         return {
             "figure": self.figure, "kind": self.kind, "statement": self.statement, "statistic": self.statistic,
             "value": _num(self.value), "per_seed": [_num(v) for v in self.per_seed],
-            "ci": [_num(ci[0]), _num(ci[1])], "p_value": _num(self.p_value), "alpha": _num(self.alpha),
-            "n_seeds": None if self.n_seeds is None else int(self.n_seeds),
+            "ci": [_num(ci[0]), _num(ci[1])], "p_value": _num(self.p_value), "q_value": _num(self.q_value),
+            "alpha": _num(self.alpha), "n_seeds": None if self.n_seeds is None else int(self.n_seeds),
             "n_points": None if self.n_points is None else int(self.n_points),
             "verdict": self.verdict, "by_construction": bool(self.by_construction),
-            "expected": self.expected, "detail": self.detail,
+            "expected": self.expected, "derived_from": self.derived_from, "detail": self.detail,
         }
 
 
-# ---- the permutation test ----------------------------------------------------------------------------
+# ---- the tests ---------------------------------------------------------------------------------------
 def _standardized(a):
     return (a - a.mean()) / a.std()
 
@@ -189,59 +197,106 @@ def permutation_test(zxs, zys, n_perm=4999, seed=0, exact_max=20000):
     return (1 + hits) / (1 + n_perm), f"Monte Carlo ({n_perm} shuffles)", 1 / (1 + n_perm)
 
 
-def bootstrap_ci(values, seed=0, n_boot=9999, confidence=0.95):
-    """Percentile bootstrap interval over seeds of the mean of ``values``; (nan, nan) with < 3 values."""
+def pairing_test(R, n_perm=4999, seed=0, exact_max=40320):
+    """Seed-pairing test of a (k, k) matrix ``R[i, j] = corr(a_i, b_j)``: is the matched diagonal special?
+
+    T(sigma) = mean_i R[i, sigma(i)] - mean of the other k(k-1) entries; T = T(identity). Two-sided p =
+    fraction of pairings sigma with |T(sigma)| >= |T|: exact over all k! pairings when k! <= ``exact_max``,
+    else Monte Carlo (``(1 + hits) / (1 + n_perm)``). Returns (T, p, method, p_min).
+    """
+    R = onp.asarray(R, dtype=float)
+    k = R.shape[0]
+    total = R.sum()
+
+    def stat(rows):  # rows: (m, k) pairings
+        matched = R[onp.arange(k), rows].sum(axis=1)
+        return matched / k - (total - matched) / (k * (k - 1))
+
+    t_obs = float(stat(onp.arange(k)[None])[0])
+    tol = 1e-12
+    if math.factorial(k) <= exact_max:
+        t = onp.abs(stat(onp.array(list(itertools.permutations(range(k))))))
+        p_min = float(onp.mean(t >= t.max() - tol))
+        return t_obs, float(onp.mean(t >= abs(t_obs) - tol)), f"exact ({len(t)} pairings)", p_min
+    rng = onp.random.default_rng(seed)
+    t = onp.abs(stat(onp.argsort(rng.random((n_perm, k)), axis=1)))
+    return t_obs, (1 + int(onp.sum(t >= abs(t_obs) - tol))) / (1 + n_perm), f"Monte Carlo ({n_perm} pairings)", \
+        1 / (1 + n_perm)
+
+
+def t_interval(values, confidence=0.95, limits=(-1.0, 1.0), fisher=False):
+    """t-interval over seeds of the mean of ``values``: mean +- t_{(1+c)/2, n-1} sd / sqrt(n), clipped to
+    ``limits`` (the statistic's range); (nan, nan) with fewer than 3 values.
+
+    ``fisher=True`` (correlation coefficients): the interval is taken over z = arctanh(r) (r clipped to
+    +-0.995) and mapped back with tanh, which keeps it inside (-1, 1) and fits the skew of coefficients near
+    +-1 (coverage measured in tests/test_claims.py).
+    """
     values = onp.asarray(values, dtype=float)
-    if len(values) < 3:
+    n = len(values)
+    if n < 3:
         return (float("nan"), float("nan"))
-    if _constant(values):
-        return (float(values[0]), float(values[0]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kw = dict(n_resamples=n_boot, confidence_level=confidence, method="percentile", vectorized=True)
-        try:
-            res = stats.bootstrap((values,), onp.mean, rng=onp.random.default_rng(seed), **kw)
-        except TypeError:  # scipy < 1.15 calls it random_state
-            res = stats.bootstrap((values,), onp.mean, random_state=onp.random.default_rng(seed), **kw)
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    v = onp.arctanh(onp.clip(values, -0.995, 0.995)) if fisher else values
+    m = float(v.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    lo, hi = (math.tanh(m - half), math.tanh(m + half)) if fisher else (m - half, m + half)
+    return (max(limits[0], lo), min(limits[1], hi))
 
 
-def verdict_of(value, per_seed_used, p_value, expected_sign, alpha):
-    """The verdict rule of the module docstring (``per_seed_used``: coefficients of the seeds used)."""
-    if not per_seed_used or p_value is None or not math.isfinite(p_value):
+def verdict_of(value, per_seed_used, q_value, expected_sign, alpha):
+    """The verdict rule of the module docstring (``per_seed_used``: coefficients of the seeds used; ``q_value``:
+    the p-value adjusted for the figure's family, or the p-value of a claim judged alone)."""
+    if not per_seed_used or q_value is None or not math.isfinite(q_value):
         return "n/a"
-    s = 1 if expected_sign > 0 else -1
-    significant = p_value < alpha
-    right_sign = s * value > 1e-12
-    wrong_sign = s * value < -1e-12
+    s = check_sign(expected_sign)
+    significant = q_value < alpha
     agree = sum(1 for v in per_seed_used if s * v > 0)
     needed = len(per_seed_used) if len(per_seed_used) <= 2 else len(per_seed_used) - 1  # "all but one" needs 3 seeds
-    if significant and right_sign and agree >= needed:
+    if significant and s * value > 1e-12 and agree >= needed:
         return "holds"
-    if significant and wrong_sign:
+    if significant and s * value < -1e-12:
         return "fails"
-    if right_sign:
-        return "weak"
-    return "not supported"
+    return "inconclusive"
+
+
+def _usable(x, y, notes):
+    """(x, y) finite pairs of one seed, or None when the seed must be dropped (noted in ``notes``)."""
+    n_all = len(onp.asarray(x, dtype=float).ravel())
+    xf, yf = _finite_pairs(x, y)
+    notes["dropped_points"] += n_all - len(xf)
+    if len(xf) < 3:
+        notes["short"] += 1
+        return None
+    if is_constant(xf) or is_constant(yf):
+        notes["constant"] += 1
+        return None
+    return xf, yf
+
+
+def _notes_text(notes):
+    out = []
+    if notes["short"]:
+        out.append(f"{notes['short']} seed(s) dropped with < 3 finite points")
+    if notes["constant"]:
+        out.append(f"{notes['constant']} seed(s) dropped with a constant x or y")
+    if notes["dropped_points"]:
+        out.append(f"{notes['dropped_points']} non-finite point(s) dropped")
+    return out
 
 
 def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, alpha,
-                 n_perm, seed, n_boot, exact_max, extra, over_training):
+                 n_perm, seed, exact_max, over_training):
+    sign = check_sign(expected_sign)
     coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
     per_seed, used, zxs, zys = [], [], [], []
-    short = constant = dropped_points = n_points = 0
+    notes = {"short": 0, "constant": 0, "dropped_points": 0}
+    n_points = 0
     for x, y in zip(xs_per_seed, ys_per_seed):
-        n_all = len(onp.asarray(x, dtype=float).ravel())
-        xf, yf = _finite_pairs(x, y)
-        dropped_points += n_all - len(xf)
-        if len(xf) < 3:
-            short += 1
+        pair = _usable(x, y, notes)
+        if pair is None:
             per_seed.append(float("nan"))
             continue
-        if _constant(xf) or _constant(yf):
-            constant += 1
-            per_seed.append(float("nan"))
-            continue
+        xf, yf = pair
         r = float(coef(xf, yf)[0])
         per_seed.append(r)
         used.append(r)
@@ -250,61 +305,126 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
             xf, yf = stats.rankdata(xf), stats.rankdata(yf)
         zxs.append(_standardized(xf))
         zys.append(_standardized(yf))
-    sign = 1 if expected_sign > 0 else -1
-    notes = []
-    if short:
-        notes.append(f"{short} seed(s) dropped with < 3 finite points")
-    if constant:
-        notes.append(f"{constant} seed(s) dropped with a constant x or y")
-    if dropped_points:
-        notes.append(f"{dropped_points} non-finite point(s) dropped")
+    text = _notes_text(notes)
     if not used:
         value, p, ci, method = float("nan"), None, (float("nan"), float("nan")), "no test"
     else:
         value = float(onp.mean(used))
         p, method, p_min = permutation_test(zxs, zys, n_perm=n_perm, seed=seed, exact_max=exact_max)
         if p_min >= alpha:
-            notes.append(f"underpowered: the smallest p these seeds and points allow is {p_min:.3g} >= alpha, so "
-                         "this claim cannot hold here however strong the effect")
-        ci = bootstrap_ci(used, seed=seed, n_boot=n_boot)
+            text.append(f"underpowered: the smallest p these seeds and points allow is {p_min:.3g} >= alpha, so "
+                        "this claim cannot hold here however strong the effect")
+        ci = t_interval(used, fisher=True)
         if len(used) < 3:
-            notes.append("no ci: fewer than 3 seeds")
-    verdict = verdict_of(value, used, p, sign, alpha)
+            text.append("no ci: fewer than 3 seeds")
     name = "Spearman" if kind == "spearman" else "Pearson"
-    detail = (f"value = mean of {len(used)} per-seed {name} coefficients{extra}; p: stratified permutation test "
-              f"(y shuffled within each seed), {method}; ci: 95% percentile bootstrap over seeds")
+    where = "over training checkpoints" if over_training else "across the sweep"
+    detail = (f"value = mean of {len(used)} per-seed {name} coefficients {where}; p: stratified permutation test "
+              f"(y shuffled within each seed), {method}; ci: 95% t-interval over seeds (Fisher z)")
     if over_training:
-        detail += ("; checkpoints over training are autocorrelated, so p is anti-conservative: "
-                   "this measures co-movement, not independent evidence")
-    if notes:
-        detail += "; " + "; ".join(notes)
+        detail = ("a description, not a test: curves over training share their trend, so any two that both move "
+                  "correlate within a run (tracking_claim tests it); " + detail)
+    if text:
+        detail += "; " + "; ".join(text)
     return Claim(figure, statement, f"{kind}({x_name}, {y_name})", value, len(used),
-                 "positive" if sign > 0 else "negative", verdict, per_seed, detail, ci=ci, p_value=p,
-                 alpha=alpha, n_points=n_points, by_construction=False, kind="claim")
+                 "positive" if sign > 0 else "negative", verdict_of(value, used, p, sign, alpha), per_seed, detail,
+                 ci=ci, p_value=p, alpha=alpha, n_points=n_points, kind="description" if over_training else "claim",
+                 expected_sign=sign)
 
 
 def rank_correlation_claim(figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, *,
-                           alpha=0.05, n_perm=4999, seed=0, n_boot=9999, exact_max=20000, over_training=False):
-    """Spearman correlation between x and y across a sweep, per seed, tested against ``expected_sign``.
+                           alpha=0.05, n_perm=4999, seed=0, exact_max=20000, over_training=False):
+    """Spearman correlation between x and y across a sweep, per seed, tested against ``expected_sign`` (+1/-1).
 
-    xs_per_seed, ys_per_seed: lists (one per seed) of equally long sequences (one entry per swept value, or
-    per checkpoint with ``over_training=True``, which adds the autocorrelation caveat to ``detail``).
+    xs_per_seed, ys_per_seed: lists (one per seed) of equally long sequences (one entry per swept value or run).
     ``value`` = mean per-seed Spearman; p from the stratified permutation test; see the module docstring.
+    ``over_training=True`` (one entry per checkpoint) makes it a description, never counted.
     """
     return _correlation("spearman", figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name,
-                        alpha, n_perm, seed, n_boot, exact_max,
-                        " over training checkpoints" if over_training else " across the sweep", over_training)
+                        alpha, n_perm, seed, exact_max, over_training)
 
 
 def correlation_claim(figure, statement, xs_per_seed, ys_per_seed, x_name, y_name, expected_sign=1, *,
-                      alpha=0.05, n_perm=4999, seed=0, n_boot=9999, exact_max=20000):
-    """Pearson correlation of two curves over training checkpoints (e.g. a bound and an error), per seed.
-
-    ``value`` = mean per-seed Pearson; p from the stratified permutation test, anti-conservative here because
-    checkpoints are autocorrelated (see the module docstring).
-    """
+                      alpha=0.05, n_perm=4999, seed=0, exact_max=20000):
+    """Pearson correlation of two curves over training checkpoints within each seed: a description (shared
+    trends correlate whatever links the curves), never counted; ``tracking_claim`` is the test."""
     return _correlation("pearson", figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name,
-                        alpha, n_perm, seed, n_boot, exact_max, " over training checkpoints", True)
+                        alpha, n_perm, seed, exact_max, True)
+
+
+def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, *, kind="pearson", alpha=0.05,
+                   n_perm=4999, seed=0, exact_max=40320):
+    """Does curve a track curve b over training beyond their shared trend? The seed-pairing test.
+
+    as_per_seed, bs_per_seed: per seed, the two curves at the same checkpoints (runs of one config that differ
+    only in their seed). ``R[i, j]`` = Pearson (or Spearman, ``kind``) correlation of a_i with b_j over their
+    common checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
+    expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
+    these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
+    """
+    coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
+    notes = {"short": 0, "constant": 0, "dropped_points": 0}
+    seeds = []
+    for a, b in zip(as_per_seed, bs_per_seed):
+        a, b = onp.asarray(a, dtype=float).ravel(), onp.asarray(b, dtype=float).ravel()
+        n = min(len(a), len(b))
+        if _usable(a[:n], b[:n], notes) is None:
+            seeds.append(None)
+        else:
+            seeds.append((a[:n], b[:n]))
+    idx = [i for i, s in enumerate(seeds) if s is not None]
+    k = len(idx)
+    stat_name = f"matched - mismatched {kind}({a_name}, {b_name})"
+    per_seed = [float("nan")] * len(seeds)
+    text = _notes_text(notes)
+    if k < 2:
+        return Claim(figure, statement, stat_name, float("nan"), k, "positive", "n/a", per_seed,
+                     "; ".join(["fewer than 2 usable seeds: no pairing"] + text), p_value=None, alpha=alpha,
+                     n_points=0, kind="description", expected_sign=1)
+    R = onp.full((k, k), onp.nan)
+    n_points = 0
+    for r, i in enumerate(idx):
+        for c, j in enumerate(idx):
+            a, b = seeds[i][0], seeds[j][1]
+            n = min(len(a), len(b))
+            af, bf = _finite_pairs(a[:n], b[:n])
+            R[r, c] = float(coef(af, bf)[0]) if len(af) >= 3 and not (is_constant(af) or is_constant(bf)) else 0.0
+            if r == c:
+                n_points += len(af)
+    t, p, method, p_min = pairing_test(R, n_perm=n_perm, seed=seed, exact_max=exact_max)
+    contrasts = [float(R[r, r] - onp.mean(onp.delete(R[r], r))) for r in range(k)]
+    for r, i in enumerate(idx):
+        per_seed[i] = contrasts[r]
+    counted = p_min < alpha
+    matched, mismatched = float(onp.mean(onp.diag(R))), float((R.sum() - onp.trace(R)) / (k * (k - 1)))
+    detail = (f"matched mean {matched:+.3f}, mismatched mean {mismatched:+.3f} ({kind} over {n_points} matched "
+              f"points); p: seed-pairing test, {method}; ci: 95% t-interval over the per-seed contrasts")
+    if not counted:
+        text.insert(0, f"a description, not a test: with {k} seeds the smallest p is {p_min:.3g} >= alpha")
+    if text:
+        detail += "; " + "; ".join(text)
+    return Claim(figure, statement, stat_name, t, k, "positive", verdict_of(t, contrasts, p, 1, alpha), per_seed,
+                 detail, ci=t_interval(contrasts, limits=(-2.0, 2.0)), p_value=p, alpha=alpha, n_points=n_points,
+                 kind="claim" if counted else "description", expected_sign=1)
+
+
+def derived(claim, from_what):
+    """Mark ``claim`` as restating other claims of its table (``from_what`` says which): shown, never counted."""
+    claim.kind, claim.derived_from = "derived", from_what
+    return claim
+
+
+def judge(claims):
+    """Benjamini-Hochberg q-values over the counted claims (``kind == "claim"`` with a p-value) of one figure,
+    and their verdicts on q (``scipy.stats.false_discovery_control``); in place, returns ``claims``."""
+    family = [c for c in claims if c.kind == "claim" and c.p_value is not None and math.isfinite(c.p_value)]
+    if family:
+        qs = stats.false_discovery_control([c.p_value for c in family], method="bh")
+        for c, q in zip(family, qs):
+            c.q_value = float(q)
+            used = [v for v in c.per_seed if v is not None and math.isfinite(v)]
+            c.verdict = verdict_of(c.value, used, c.q_value, c.expected_sign, c.alpha)
+    return claims
 
 
 # ---- checks ------------------------------------------------------------------------------------------
@@ -355,16 +475,10 @@ def inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_
                  + (f"; {dropped} non-finite point(s) dropped" if dropped else ""))
 
 
-def fraction_above_claim(figure, statement, bounds_per_seed, values_per_seed, bound_name, value_name,
-                         by_construction=False):
-    """The old name of ``inequality_check``: returns a check (``kind == "check"``), never a claim."""
-    return inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_name, value_name,
-                            by_construction=by_construction)
-
-
 # ---- the table ---------------------------------------------------------------------------------------
 def verdict_counts(claims):
-    """{verdict: count} over the claims of ``kind == "claim"`` only (checks never count)."""
+    """{verdict: count} over the claims of ``kind == "claim"`` only (derived claims, descriptions and checks
+    never count)."""
     counts = {v: 0 for v in VERDICTS}
     for c in claims:
         if getattr(c, "kind", "claim") == "claim":
@@ -404,43 +518,70 @@ def _block(header, rows, widths):
     return out
 
 
-def claim_table(claims, width=46):
-    """The claims, then the checks, as plain text; whole statements, wrapped (never cut).
+def summary_line(claims, scale=None):
+    """The table's last line: the verdict counts of the counted claims, and what is shown but not counted."""
+    claims = list(claims)
+    counts = verdict_counts(claims)
+    n = sum(counts.values())
+    parts = [f"{counts[v]} {v}" for v in VERDICTS] + [f"{k} {v}" for v, k in counts.items() if v not in VERDICTS and k]
+    apart = [(sum(c.kind == kind for c in claims), word) for kind, word in
+             (("derived", "derived"), ("description", "description"), ("check", "check"))]
+    apart = [f"{m} {w}{'s' if m != 1 and w != 'derived' else ''}" for m, w in apart if m]
+    line = f"{n} claim{'s' if n != 1 else ''}: " + ", ".join(parts) + (f" ({', '.join(apart)} not counted)" if apart else "")
+    if scale == "tiny":
+        line = "PLUMBING CHECK at tiny scale, the verdicts mean nothing: " + line
+    return line
 
-    Columns: statement, statistic, value (mean per-seed coefficient; for a check the fraction k/n), 95% CI
-    (bootstrap over seeds; Wilson over points for a check), p (permutation test; "-" for a check), per seed
-    (every seed, 2 decimals), verdict. The last line counts the verdicts of the claims only.
+
+def claim_table(claims, width=46, scale=None):
+    """The counted claims, then derived claims, descriptions and checks, as plain text; whole statements,
+    wrapped (never cut).
+
+    Claims: statement, statistic, value (mean per-seed coefficient, or the seed-pairing contrast), 95% CI
+    (t-interval over seeds), p (permutation test), q (Benjamini-Hochberg over the figure's claims), per seed
+    (every seed, 2 decimals), verdict (on q). The last line counts the verdicts of the counted claims only;
+    at ``scale="tiny"`` the header and that line say the table is a plumbing check.
     """
     claims = list(claims)
-    real = [c for c in claims if getattr(c, "kind", "claim") == "claim"]
-    checks = [c for c in claims if getattr(c, "kind", "claim") == "check"]
 
     def seeds(c, spec):
         return " ".join(_fmt(v, spec) for v in c.per_seed)
 
-    def ci(c):
+    def ci(c, sign="+"):
         lo, hi = (list(c.ci) + [None, None])[:2] if c.ci is not None else (None, None)
-        return "-" if _num(lo) is None and _num(hi) is None else f"[{_fmt(lo, '+.2f')}, {_fmt(hi, '+.2f')}]"
+        return "-" if _num(lo) is None and _num(hi) is None else f"[{_fmt(lo, sign + '.2f')}, {_fmt(hi, sign + '.2f')}]"
 
     lines = []
-    header = ("claim", "statistic", "value", "95% CI", "p", "per seed", "verdict")
-    rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), _fmt_p(c.p_value), seeds(c, "+.2f"),
-             c.verdict) for c in real]
-    lines += _block(header, rows, (width, 30, 6, 16, 7, 30, 13))
-    if checks:
-        lines += ["", "Checks (not evidence: they catch bugs in the code or the bounds, not the paper's claims; "
+    if scale == "tiny":
+        lines += ["PLUMBING CHECK: tiny scale runs a few hundred steps on 8x8 digits to test the code; its verdicts "
+                  "mean nothing about the paper (use the default laptop scale).", ""]
+    of = lambda kind: [c for c in claims if getattr(c, "kind", "claim") == kind]  # noqa: E731
+    header = ("claim", "statistic", "value", "95% CI", "p", "q", "per seed", "verdict")
+    rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), _fmt_p(c.p_value), _fmt_p(c.q_value),
+             seeds(c, "+.2f"), c.verdict) for c in of("claim")]
+    lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
+    if of("derived"):
+        lines += ["", "Derived claims (restate claims above, so not counted; verdict on p)"]
+        rows = [(c.statement, c.derived_from, _fmt(c.value, "+.3f"), _fmt_p(c.p_value), seeds(c, "+.2f"), c.verdict)
+                for c in of("derived")]
+        lines += _block(("derived claim", "follows from", "value", "p", "per seed", "verdict"), rows,
+                        (width, 36, 6, 7, 30, 12))
+    if of("description"):
+        lines += ["", "Descriptions (not tests: shown to be seen, never counted)"]
+        rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), seeds(c, "+.2f")) for c in of("description")]
+        lines += _block(("description", "statistic", "value", "per seed"), rows, (width, 40, 6, 30))
+    if of("check"):
+        lines += ["", "Checks (not evidence: they catch bugs in the code or test an assumption of a bound; "
                       "'by construction' = a mathematical inequality)"]
-        header = ("check", "statistic", "type", "fraction", "95% CI", "per seed", "verdict")
         rows = []
-        for c in checks:
+        for c in of("check"):
             n = c.n_points or 0
-            frac = _fmt(c.value, ".3f") + (f" ({round(c.value * n)}/{n})" if n and _num(c.value) is not None else "")
-            rows.append((c.statement, c.statistic, "by construction" if c.by_construction else "measured", frac,
-                         ci(c).replace("+", ""), seeds(c, ".2f"), c.verdict))
-        lines += _block(header, rows, (width, 30, 15, 16, 16, 30, 7))
-    counts = verdict_counts(claims)
-    parts = [f"{counts[v]} {v}" for v in VERDICTS] + [f"{k} {v}" for v, k in counts.items()
-                                                       if v not in VERDICTS and k]
-    lines += ["", f"{len(real)} claim{'s' if len(real) != 1 else ''}: " + ", ".join(parts)
-              + (f" ({len(checks)} check{'s' if len(checks) != 1 else ''} not counted)" if checks else "")]
+            fraction = c.statistic.startswith("fraction(") and n and _num(c.value) is not None
+            value = _fmt(c.value, ".3f" if fraction or abs(float(c.value if _num(c.value) is not None else 0)) < 1e3
+                         else ".3g") + (f" ({round(c.value * n)}/{n})" if fraction else "")
+            rows.append((c.statement, c.statistic, "by construction" if c.by_construction else "measured", value,
+                         ci(c, ""), seeds(c, ".2f"), c.verdict))
+        lines += _block(("check", "statistic", "type", "value", "95% CI", "per seed", "verdict"), rows,
+                        (width, 30, 15, 16, 16, 30, 7))
+    lines += ["", summary_line(claims, scale)]
     return "\n".join(lines)

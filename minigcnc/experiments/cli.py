@@ -9,8 +9,8 @@
 - ``run_sweep(name, args, configs)``: checks every config (model, activation, backend), says how many runs
   come from the cache and how many will train and where the cache is, then runs them; Ctrl-C ends with one
   line saying what was kept and that the same command resumes.
-- ``write_figure(...)``: the common end of every figure: the PNG, the JSON (claims, versions, wall time) and
-  the claim table on stdout.
+- ``write_figure(...)``: the common end of every figure: the claims judged as one family (q-values), the PNG,
+  the JSON (claims, versions, wall time) and the claim table on stdout.
 """
 import argparse
 import os
@@ -155,16 +155,18 @@ def save_figure(fig, path):
 
 
 def write_figure(name, scale, out, fig, doc, claims, t0):
-    """Save ``fig`` and the JSON ``doc`` (plus claims, versions, wall time), print the claim table.
+    """Judge the claims as one family (``claims.judge``: Benjamini-Hochberg q-values, verdicts on q), save
+    ``fig`` and the JSON ``doc`` (plus claims, versions, wall time), print the claim table.
 
     The common end of every ``python -m minigcnc.figureN``; returns (png path, json path).
     """
-    from .claims import claim_table
+    from .claims import claim_table, judge
 
+    judge(claims)
     png, js = figure_outputs(name, scale, out)
     save_figure(fig, png)
     write_json(js, {**doc, "claims": [c.to_dict() for c in claims], "versions": versions(),
                     "wall_seconds": time.time() - t0})
-    print(claim_table(claims))
+    print(claim_table(claims, scale=scale))
     print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
     return png, js

@@ -10,15 +10,21 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 - ``gcol``: geometric collapse from the class GC and the train class means (``collapse.geometric_collapse``);
 - ``nc_train``, ``nc_test``: CDNV (the paper's NC) of train / test embeddings; ``nc1`` .. ``nc4`` (Papyan);
 - ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
+  ``ncc_test_error_balanced`` its class average ``(1/k) sum_c P(error | c)``, which the bounds bound;
 - bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
   ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
   class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs;
   ``nc_gc_bound = max rho * gcol``; the implied constants ``implied_rho = nc_train / gcol`` and, per class,
-  ``implied_rho_test = Var_test,c / GC_test,c`` (``implied_rho_test_max`` their maximum);
+  ``implied_rho_test = Var_test,c / GC_test,c`` (``implied_rho_test_max`` their maximum); the margin of the
+  Poincare step ``poincare_margin = rho_c GC_test,c / Var_test,c`` per class (``poincare_margin_min``: the
+  GC bounds rest on a valid step only when it is at least 1);
 - with target classes: ``target_nc`` (CDNV of the frozen embedding on unseen classes) and few-shot NCC
-  accuracy ``fewshot5`` / ``fewshot1`` with their 95% intervals; with ``probe=True`` also the accuracy of a
-  logistic-regression probe fitted per episode, ``fewshot5_logreg`` / ``fewshot1_logreg`` (and ``_ci95``).
+  accuracy (raw features) ``fewshot5`` / ``fewshot1`` with their 95% intervals; with ``probe=True`` also the
+  accuracy of a logistic-regression probe fitted per episode on L2-normalized features, ``fewshot5_logreg`` /
+  ``fewshot1_logreg`` (and ``_ci95``); when the target classes come in groups (``RunData.target_groups``: the
+  digit of each rotated-digit class) also ``fewshot5_distinct`` (and ``_ci95``), 5-shot NCC accuracy on
+  episodes whose 5 classes are of 5 different groups.
 
 A metric that cannot be computed (e.g. coincident class means in a dead network) is recorded as NaN with
 the reason under ``warnings``; it never stops the run.
@@ -107,6 +113,8 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
 
     # nearest-class-centre test error and its bounds (centres: the training class means)
     rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(means, Zte_h, yte_h, labels=labels))
+    rec["ncc_test_error_balanced"] = safe("ncc_test_error_balanced", lambda: collapse.ncc_error(
+        means, Zte_h, yte_h, labels=labels, balanced=True))  # what the bounds bound: the class-averaged error
     rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(means, Ztr_h, ytr_h, labels=labels))
     rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(
         Zte_h, yte_h, means=means, kind="markov", labels=labels).value)
@@ -128,10 +136,15 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     rec["nc_gc_bound"] = safe("nc_gc_bound", lambda: bounds.nc_gc_bound(class_gc, means, rho).value)
     rec["implied_rho"] = rec["nc_train"] / rec["gcol"] if rec["gcol"] and onp.isfinite(rec["gcol"]) else float("nan")
     # per class, the smallest rho with Var_c <= rho GC_c on the test images (beside the proxy rho)
+    var_test = collapse.class_variances(Zte_h, yte_h)
     with onp.errstate(divide="ignore", invalid="ignore"):
-        implied = collapse.class_variances(Zte_h, yte_h) / class_gc_test
+        implied = var_test / class_gc_test
     rec["implied_rho_test"] = [float(v) for v in implied]
     rec["implied_rho_test_max"] = float(onp.max(implied)) if onp.all(onp.isfinite(implied)) else float("nan")
+    # the Poincare step of the GC bounds, per class: rho_c GC_c / Var_c on the test images (valid when >= 1)
+    margins = bounds.poincare_margins(class_gc_test, var_test, rho)
+    rec["poincare_margin"] = [float(v) for v in margins]
+    rec["poincare_margin_min"] = float(onp.min(margins))
 
     # transfer to unseen classes
     if data.X_target is not None:
@@ -145,6 +158,11 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
                                                       classifier=classifier)
                     rec[f"fewshot{shots}{suffix}"] = float(res.mean)
                     rec[f"fewshot{shots}{suffix}_ci95"] = float(res.ci95)
+            if data.target_groups is not None:  # rotated digits: episodes of 5 classes of 5 different digits
+                res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=min(5, len(set(data.target_groups))),
+                                                  shots=5, queries=15, n_episodes=fewshot_episodes, rng=seed,
+                                                  groups=data.target_groups)
+                rec["fewshot5_distinct"], rec["fewshot5_distinct_ci95"] = float(res.mean), float(res.ci95)
     for name in extras:
         if name not in EXTRAS:
             raise ValueError(f"unknown extra metrics {name!r}; registered: {sorted(EXTRAS)} (import the module that registers it)")

@@ -9,7 +9,8 @@
 - ``rho``: one Poincare constant per class, the Gaussian proxy ``lambda_max(Cov(x | class c))`` of the
   class's standardized training inputs (``bounds.poincare_constants``; docs/theory.md#the-poincare-step
   says why it is only a proxy for images);
-- the target classes (transfer), standardized with the same source statistics.
+- the target classes (transfer), standardized with the same source statistics, and for rotation-augmented
+  target classes (``data.rotate_classes``) ``target_groups``, the digit (base class) of each target label.
 
 The host arrays are computed once per process (``functools.lru_cache``) and moved to the run's backend and
 dtype by ``prepare_data``. ``build_model(config, ...)`` builds the network the config names.
@@ -50,6 +51,7 @@ class RunData:
     y_test_dev: object = None
     y_eval_dev: object = None
     y_eval_test_dev: object = None
+    target_groups: onp.ndarray = None  # target label j -> its base class (rotated targets only; else None)
 
 
 def source_splits(dataset, data_root):
@@ -105,19 +107,33 @@ def host_data(dataset, classes, target_classes, eval_per_class, data_root, targe
     return Xtr, ytr, Xte, yte, idx, idx_test, rho, Xt, yt
 
 
+def target_groups(config, n_target_classes):
+    """The base class of each target label when the target classes are rotated (``<base>_rot``), else None.
+
+    Target label j is the original class ``config.target_classes[j]`` (``class_split``), or j itself when all the
+    target dataset's classes are used; rotated class c is base class ``c // N_ROTATIONS`` (``rotate_classes``).
+    """
+    if not n_target_classes or not (config.target_dataset or config.dataset).endswith(data_mod.ROTATED_SUFFIX):
+        return None
+    original = onp.asarray(config.target_classes or range(n_target_classes), dtype=onp.int64)
+    return original // data_mod.N_ROTATIONS
+
+
 def prepare_data(config):
     """``RunData`` for ``config``: loaded once per process, standardized with the source-train statistics."""
     Xtr, ytr, Xte, yte, idx, idx_test, rho, Xt, yt = host_data(
         config.dataset, tuple(config.classes), tuple(config.target_classes), config.eval_per_class, config.data_root,
         config.target_dataset)
+    n_target = 0 if yt is None else int(yt.max()) + 1
     dev = lambda a: asarray(a, dtype=config.dtype, backend=config.backend)  # noqa: E731
     ints = lambda a: asarray(a, backend=config.backend)  # noqa: E731
     return RunData(
         X_train=dev(Xtr), y_train=ytr, X_test=dev(Xte), y_test=yte, X_eval=dev(Xtr[idx]), y_eval=ytr[idx], rho=rho,
         n_classes=int(ytr.max()) + 1, input_shape=tuple(Xtr.shape[1:]),
         X_eval_test=dev(Xte[idx_test]), y_eval_test=yte[idx_test],
-        X_target=None if Xt is None else dev(Xt), y_target=yt, n_target_classes=0 if yt is None else int(yt.max()) + 1,
+        X_target=None if Xt is None else dev(Xt), y_target=yt, n_target_classes=n_target,
         y_train_dev=ints(ytr), y_test_dev=ints(yte), y_eval_dev=ints(ytr[idx]), y_eval_test_dev=ints(yte[idx_test]),
+        target_groups=target_groups(config, n_target),
     )
 
 

@@ -31,7 +31,8 @@ def train_run(config, checkpoint=None, progress=True):
     data = prepare_data(config)
     model = build_model(config, data.n_classes, data.input_shape)
     params = model.init(config.seed, dtype=config.dtype, backend=config.backend)
-    penalty = gc.make_gc_penalty(model, config.gc_reg, method=config.gc_reg_method) if config.gc_reg else None
+    penalty = (gc.make_gc_penalty(model, config.gc_reg, method=config.gc_reg_method, seed=config.seed)
+               if config.gc_reg else None)
     res = fit(model, params, data.X_train, data.y_train_dev, lr=config.lr, batch_size=config.batch_size,
               steps=config.steps, l2=config.l2, momentum=config.momentum, penalty=penalty,
               eval_every=config.eval_every, seed=config.seed, progress=progress, checkpoint=checkpoint,
