@@ -479,3 +479,58 @@ def test_the_gc_bound_without_the_offset_fails_when_the_centres_are_not_the_clas
     assert error == pytest.approx(0.5, abs=0.01)
     assert old == pytest.approx((4 / 2) * 2 * 0.02 / 4, rel=1e-12) and old < 0.05  # 0.02: a "bound" 25x too low
     assert new >= error
+
+
+# ---- where an assumption breaks ----------------------------------------------------------------------------
+def _bimodal(rng, n):
+    """2-D inputs: class 0 is two clusters (x1 = -3 and +3), class 1 one cluster at x1 = +3; sd 0.3."""
+    x0 = np.column_stack([rng.choice([-3.0, 3.0], n), np.zeros(n)]) + 0.3 * rng.standard_normal((n, 2))
+    x1 = np.column_stack([np.full(n, 3.0), np.zeros(n)]) + 0.3 * rng.standard_normal((n, 2))
+    return np.vstack([x0, x1]), np.repeat([0, 1], n)
+
+
+def test_the_gaussian_proxy_rho_fails_for_a_bimodal_class_and_the_poincare_check_says_so():
+    """A 1-hidden-layer tanh map g(x) = tanh(x1) saturates on both clusters of class 0: small GC, but the
+    class's embedding sits at -1 and +1 (variance ~1). The proxy rho = lambda_max Cov(x | c) is far too small
+    for that class, the "GC bound" falls 13x below the class-averaged NCC error, and the per-class Poincare
+    check of Figure 3 fails, while the rho-free Markov bound stays above the error."""
+    from minigcnc import figure3
+
+    rng = np.random.default_rng(0)
+    (Xtr, ytr), (Xte, yte) = _bimodal(rng, 2000), _bimodal(rng, 2000)
+    g = lambda X: np.tanh(X[:, :1])  # noqa: E731  (W = [1, 0], no bias, V = 1)
+    class_gc = lambda X, y: np.array([np.mean((1 - np.tanh(X[y == c, 0]) ** 2) ** 2) for c in (0, 1)])  # noqa: E731
+    means, Zte = C.class_means(g(Xtr), ytr), g(Xte)
+    error = C.ncc_error(means, Zte, yte, balanced=True)
+    rho = B.poincare_constants(Xtr, ytr)
+    gc_test = class_gc(Xte, yte)
+    bound = B.ncc_error_bound_gc(gc_test, means, rho, C.class_means(Zte, yte)).value
+    margins = B.poincare_margins(gc_test, C.class_variances(Zte, yte), rho)
+    print(f"bimodal: class-averaged NCC error {error:.3f}, GC bound with the proxy rho {bound:.4f} "
+          f"({error / bound:.0f}x below), Poincare margins {margins}")
+    assert error == pytest.approx(0.25, abs=0.02) and bound < error / 10
+    assert margins[0] < 0.01 < 1 <= margins[1]
+    history = {"config": {"seed": 0}, "status": "finished", "evals": [{"step": 0, "poincare_margin": list(margins)}]}
+    check = figure3.poincare_check([history])
+    assert check.verdict == "fails" and check.value == pytest.approx(margins[0])
+    assert B.ncc_error_bound(Zte, yte, means=means, kind="markov").value >= error
+
+
+def test_markov_bound_bounds_the_class_averaged_error_not_the_plain_one_on_unbalanced_classes():
+    """900 / 100 test images, centres 0 and 1: 20% of class 0 sits at 0.51 (nearer centre 1), class 1 at 1.
+    Markov: (1/2)(4 * 0.2 * 0.51^2 + 0) = 0.104 >= class-averaged error 0.1, but < the plain error 0.18."""
+    Z = np.concatenate([np.zeros(720), np.full(180, 0.51), np.ones(100)])[:, None]
+    y = np.repeat([0, 1], [900, 100])
+    means = np.array([[0.0], [1.0]])
+    bound = B.ncc_error_bound(Z, y, means=means, kind="markov").value
+    assert bound == pytest.approx(0.5 * 4 * 0.2 * 0.51 ** 2)
+    balanced, plain = C.ncc_error(means, Z, y, balanced=True), C.ncc_error(means, Z, y)
+    assert balanced == pytest.approx(0.1) and balanced <= bound
+    assert plain == pytest.approx(0.18) and plain > bound
+
+
+def test_poincare_margins_hand_computed():
+    np.testing.assert_allclose(B.poincare_margins([1.0, 2.0], [2.0, 8.0], [3.0, 2.0]), [1.5, 0.5])
+    assert np.isinf(B.poincare_margins([1.0], [0.0], 1.0)[0])
+    with pytest.raises(ValueError, match="class_gc and variances"):
+        B.poincare_margins([1.0, 2.0], [1.0], 1.0)

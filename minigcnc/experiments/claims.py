@@ -240,7 +240,8 @@ def t_interval(values, confidence=0.95, limits=(-1.0, 1.0), fisher=False):
     m = float(v.mean())
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
     lo, hi = (math.tanh(m - half), math.tanh(m + half)) if fisher else (m - half, m + half)
-    return (max(limits[0], lo), min(limits[1], hi))
+    mean = float(values.mean())  # the interval always holds the reported value (the mean of the raw values)
+    return (max(limits[0], min(lo, mean)), min(limits[1], max(hi, mean)))
 
 
 def verdict_of(value, per_seed_used, q_value, expected_sign, alpha):
