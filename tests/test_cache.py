@@ -117,3 +117,16 @@ def test_a_figure_says_what_comes_from_the_cache_before_it_starts(tmp_path, caps
     figure3.main(argv)
     err = capsys.readouterr().err
     assert "figure3: scale=tiny, 2 runs: 2 from the cache, 0 to train; " + where in err
+
+
+def test_a_valid_run_file_under_another_runs_name_is_refused_and_recomputed(tmp_path):
+    """Seed 1's file copied over seed 0's key: the stored key and config say it is another run."""
+    seed0, seed1 = TINY, TINY.replace(seed=1)
+    first = sweep.run(seed0, tmp_path, progress=False)
+    sweep.run(seed1, tmp_path, progress=False)
+    cache.run_path(seed0, tmp_path).write_bytes(cache.run_path(seed1, tmp_path).read_bytes())
+    with pytest.warns(UserWarning, match="holds another run"):
+        assert cache.load_run(seed0, tmp_path) is None
+    again = sweep.run(seed0, tmp_path, progress=False)  # (named once per file, above)
+    assert again["evals"] == first["evals"] and again["config"]["seed"] == 0
+    assert cache.load_run(seed0, tmp_path)["config"]["seed"] == 0  # the file is seed 0's again

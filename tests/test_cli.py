@@ -172,3 +172,18 @@ def test_ctrl_c_on_a_parallel_sweep_ends_cleanly(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("processes of the interrupted sweep are still running")
+
+
+def test_an_unwritable_cache_is_named_before_any_work(tmp_path, monkeypatch, capsys):
+    from minigcnc import figure3
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path / "o"), "--cache", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert f"--cache {blocker / 'sub'}: cannot write there" in err and "Traceback" not in err
+    monkeypatch.setenv("MINIGCNC_CACHE", str(blocker / "sub"))
+    with pytest.raises(SystemExit):
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path / "o")])
+    assert "$MINIGCNC_CACHE" in capsys.readouterr().err

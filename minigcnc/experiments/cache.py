@@ -7,8 +7,8 @@ schedule) and of ``sweep.train_run``, the glue from a config to ``train.fit``. C
 not part of the hash (it is taken over the parsed code), so editing a comment retrains nothing, while editing
 a line of ``gc.py`` or ``train.py`` retrains every run.
 
-Files are written atomically (``checks.write_atomically``); a damaged file is named in a warning and its
-run is recomputed. Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``DIR/cache`` when ``--out
+Files are written atomically (``checks.write_atomically``); a damaged file, or one that holds another run
+(its stored key or config differs from the requested one), is named in a warning and its run is recomputed. Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``DIR/cache`` when ``--out
 DIR`` is given, else ``~/.cache/minigcnc``.
 """
 import ast
@@ -109,6 +109,9 @@ def load_run(config, cache_dir=None):
             history = json.load(f)
         if not isinstance(history, dict) or not isinstance(history.get("evals"), list) or "status" not in history:
             raise ValueError("not a run history (no 'evals' list or 'status')")
+        if history.get("key") != run_key(config) or not _same_config(history.get("config"), config):
+            raise ValueError(f"it holds another run (key {history.get('key')!r}, seed "
+                             f"{(history.get('config') or {}).get('seed')!r}), not {run_key(config)!r}")
         return history
     except (OSError, ValueError, UnicodeDecodeError) as e:
         try:
@@ -123,6 +126,14 @@ def load_run(config, cache_dir=None):
 
 
 _WARNED = set()  # (path, mtime, size) of the damaged files already named in a warning
+
+
+def _same_config(stored, config):
+    """True when the stored config dict agrees with ``config`` on every field that changes the result."""
+    if not isinstance(stored, dict):
+        return False
+    want = json.loads(json.dumps(config.fields_that_matter(), default=list))
+    return all(stored.get(k) == v for k, v in want.items())
 
 
 def versions():

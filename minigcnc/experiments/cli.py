@@ -4,7 +4,7 @@
                                [--cache DIR] [--backend numpy|cupy] [--data-root DIR] [--quiet] [--dask ADDRESS]
 
 - ``figure_parser(prog, doc)``: the shared options; ``parse(parser, argv)`` parses and checks them (``--jobs``
-  at least 1, ``--seeds`` at least 1, an ``--out`` folder that can be written, a ``--dask`` address of the
+  at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask`` address of the
   accepted forms) so that a mistake ends the command with one line before anything trains.
 - ``run_sweep(name, args, configs)``: checks every config (model, activation, backend), says how many runs
   come from the cache and how many will train and where the cache is, then runs them; Ctrl-C ends with one
@@ -66,6 +66,11 @@ def parse(parser, argv):
     why = writable_folder(out)
     if why:
         parser.error(f"--out {out}: cannot write there ({why}); give a folder you can write to")
+    cache = resolve_cache(args)
+    why = writable_folder(cache)
+    if why:
+        source = "--cache" if args.cache else ("$MINIGCNC_CACHE" if os.environ.get("MINIGCNC_CACHE") else "the cache")
+        parser.error(f"{source} {cache}: cannot write there ({why}); give a folder you can write to with --cache DIR")
     if args.dask:
         from .dask_runner import check_address
 
