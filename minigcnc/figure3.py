@@ -80,9 +80,9 @@ def make_claims(histories):
         NAME, "across seeds: the seed with the lower final GC bound has the lower final NCC test error",
         [[final(h, "bound_gc") for h in runs]], [[final(h, ERROR) for h in runs]], +1, "bound_gc", ERROR))
     out.append(C.correlation_claim(NAME, "within each run the GC bound and the NCC test error move together "
-                                   "(after step 0)", curves(runs, "bound_gc"), err, "bound_gc", ERROR))
+                                   "(after step 0)", curves(runs, "bound_gc"), err, +1, "bound_gc", ERROR))
     out.append(C.correlation_claim(NAME, "within each run the raw GC of the training images and the NCC test "
-                                   "error move together (after step 0)", curves(runs, "gc"), err, "gc", ERROR))
+                                   "error move together (after step 0)", curves(runs, "gc"), err, -1, "gc", ERROR))
     for metric in ("bound_markov", "bound_directional"):
         out.append(C.inequality_check(NAME, f"the {dict((m, lb) for m, lb, _, _ in BOUNDS)[metric]} stays above "
                                       "the class-averaged NCC test error", curves(runs, metric, 0), curves(runs, ERROR, 0),

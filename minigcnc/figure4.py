@@ -243,11 +243,6 @@ def make_claims(grid, hist, probe=True, distinct=False):
     return out
 
 
-def _after_init(hists):
-    """The histories without their step-0 evaluation (the untrained network), for the transfer panels."""
-    return [{**h, "evals": [e for e in h["evals"] if e["step"] > 0]} for h in hists]
-
-
 def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
     """Mean accuracy over seeds with its min-max band, and bars of +- the 95% episode interval (mean over seeds),
     shifted by ``dodge`` steps so that the bars of neighbouring curves do not hide each other."""
@@ -270,11 +265,11 @@ def draw(grid, hist, title, probe=True, eval_every=1):
     with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe."""
     import matplotlib.pyplot as plt
 
-    from .experiments.plotting import fmt_value, plot_band, style, sweep_colors
+    from .experiments.plotting import after_init, fmt_value, plot_band, style, sweep_colors
 
     style()
     columns = list(METRICS) + ([("fewshot5_logreg", "5-shot probe, L2-normalized features")] if probe else [])
-    fig, axes = plt.subplots(3, len(columns), figsize=(4.35 * len(columns), 10.5))
+    fig, axes = plt.subplots(3, len(columns), figsize=(4.5 * len(columns), 11))
     for row, (field, row_title, *_) in enumerate(SWEEPS):
         values, hists = grid[field], per_value(hist[field])
         colors = sweep_colors(len(values))
@@ -283,28 +278,28 @@ def draw(grid, hist, title, probe=True, eval_every=1):
         for i, (v, hs, color) in enumerate(zip(values, hists, colors)):
             label = f"{short} = {fmt_value(v)}"
             plot_band(axes[row, 0], hs, "gc", color, label=label)
-            plot_band(axes[row, 1], _after_init(hs), "target_nc", color, label=label)
+            plot_band(axes[row, 1], after_init(hs), "target_nc", color, label=label)
             for col in range(2, len(columns)):
-                _plot_accuracy(axes[row, col], _after_init(hs), columns[col][0], color, label,
+                _plot_accuracy(axes[row, col], after_init(hs), columns[col][0], color, label,
                                dodge=(i - (len(values) - 1) / 2) * 0.04 * every)
         init = [h for hs in hists for h in hs if h["evals"] and h["evals"][0]["step"] == 0]
         for col, (metric, col_title) in enumerate(columns):
             ax = axes[row, col]
-            ax.set_title(f"{row_title}: {col_title}")
+            ax.set_title(f"({'abc'[row]}{col + 1}) {col_title}", fontsize=9)
             xlabel = "pre-training iteration"
             if col and init:  # the untrained network is left off the axis so that the sweep stays readable
-                xlabel += f" (at initialization: {onp.nanmean([h['evals'][0].get(metric, onp.nan) for h in init]):.3g})"
+                xlabel += f" (step 0: {onp.nanmean([h['evals'][0].get(metric, onp.nan) for h in init]):.3g})"
             ax.set_xlabel(xlabel)
-        axes[row, 0].set_ylabel("source GC")
+        axes[row, 0].set_ylabel(f"{row_title.upper()}\nsource GC")
         axes[row, 1].set_ylabel("target NC (lower = more collapse)")
         for col in range(2, len(columns)):
-            axes[row, col].set_ylabel("5-shot accuracy (axis zoomed), bars: 95% interval")
+            axes[row, col].set_ylabel("5-shot accuracy (zoomed)")
         axes[row, 0].legend(loc="best")
     n_seeds = len(hist["lr"])
-    fig.suptitle(f"Figure 4: {title}\nlines: mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}, bands: min-max "
-                 "over seeds; accuracy bars: "
-                 "95% interval over the episodes (mean over seeds); x: a diverged run", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"Figure 4: {title}\nrows: one sweep each; lines: mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}, "
+                 "bands: min-max over seeds; accuracy bars: 95% interval over the episodes (mean over seeds); "
+                 "x: a diverged run", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.6, w_pad=1.2)
     return fig
 
 

@@ -40,7 +40,7 @@ def _rank(x, y, i):
 
 
 def _pearson(x, y, i):
-    return C.correlation_claim("f", "s", x, y, "x", "y", n_perm=999, seed=i)
+    return C.correlation_claim("f", "s", x, y, +1, "x", "y", n_perm=999, seed=i)
 
 
 # ---- calibration --------------------------------------------------------------------------------------
@@ -223,7 +223,9 @@ def test_expected_sign_must_be_plus_or_minus_one():
         with pytest.raises(ValueError, match="expected_sign must be"):
             C.rank_correlation_claim("f", "s", [[1, 2, 3]], [[1, 2, 3]], bad, "x", "y")
     with pytest.raises(ValueError, match="expected_sign must be"):
-        C.correlation_claim("f", "s", [[1, 2, 3]], [[1, 2, 3]], "x", "y", expected_sign=0)
+        C.correlation_claim("f", "s", [[1, 2, 3]], [[1, 2, 3]], 0, "x", "y")
+    with pytest.raises(ValueError, match="argument order"):  # the old order of correlation_claim: names first
+        C.correlation_claim("f", "s", [[1, 2, 3]], [[1, 2, 3]], "x", "y", +1)
 
 
 def test_a_series_constant_up_to_round_off_gets_no_correlation():
@@ -285,7 +287,7 @@ def test_permutation_p_equals_exact_enumeration_on_tiny_cases():
     assert "exact (24 permutations)" in c.detail
     assert c.p_value == pytest.approx(_brute_force_p([x], [y], stats.spearmanr))
     xs, ys = [[1, 2, 3], [0.5, 0.1, 0.9]], [[2, 1, 3], [1.0, 0.0, 3.0]]
-    c = C.correlation_claim("f", "s", xs, ys, "x", "y")
+    c = C.correlation_claim("f", "s", xs, ys, +1, "x", "y")
     assert c.p_value == pytest.approx(_brute_force_p(xs, ys, stats.pearsonr))
     # Monte Carlo (exact enumeration switched off) agrees with the exact p, and is reproducible
     mc = C.rank_correlation_claim("f", "s", [x], [y], +1, "x", "y", exact_max=0, n_perm=20000, seed=5)
@@ -305,7 +307,7 @@ def test_per_seed_values_are_scipys_and_value_is_their_mean():
     c = C.rank_correlation_claim("f", "s", x, y, +1, "x", "y")
     assert c.per_seed == pytest.approx([stats.spearmanr(a, b)[0] for a, b in zip(x, y)])
     assert c.value == pytest.approx(np.mean(c.per_seed))
-    p = C.correlation_claim("f", "s", x, y, "x", "y")
+    p = C.correlation_claim("f", "s", x, y, +1, "x", "y")
     assert p.per_seed == pytest.approx([stats.pearsonr(a, b)[0] for a, b in zip(x, y)])
 
 
@@ -332,7 +334,7 @@ def test_non_finite_points_are_dropped_pairwise_and_short_seeds_from_the_test():
     assert d["per_seed"][2] is None
     json.dumps(d, allow_nan=False)
     # a constant seed is dropped too, not a crash
-    k = C.correlation_claim("f", "s", [[1, 2, 3], [1, 2, 3]], [[5, 5, 5], [1, 2, 3]], "x", "y")
+    k = C.correlation_claim("f", "s", [[1, 2, 3], [1, 2, 3]], [[5, 5, 5], [1, 2, 3]], +1, "x", "y")
     assert k.n_seeds == 1 and "constant" in k.detail
 
 

@@ -345,10 +345,12 @@ def rank_correlation_claim(figure, statement, xs_per_seed, ys_per_seed, expected
                         alpha, n_perm, seed, exact_max, over_training)
 
 
-def correlation_claim(figure, statement, xs_per_seed, ys_per_seed, x_name, y_name, expected_sign=1, *,
+def correlation_claim(figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, *,
                       alpha=0.05, n_perm=4999, seed=0, exact_max=20000):
     """Pearson correlation of two curves over training checkpoints within each seed: a description (shared
-    trends correlate whatever links the curves), never counted; ``tracking_claim`` is the test."""
+    trends correlate whatever links the curves), never counted; ``tracking_claim`` is the test. The arguments
+    come in ``rank_correlation_claim``'s order (an old call with the names before the sign is refused by
+    ``check_sign``)."""
     return _correlation("pearson", figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name,
                         alpha, n_perm, seed, exact_max, True)
 

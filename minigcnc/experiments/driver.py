@@ -18,7 +18,7 @@ from . import claims as C
 from .cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .config import with_options
 from .history import final, finals, series, train_seconds
-from .plotting import fmt_value
+from .plotting import BANDS, fmt_value
 from .sweep import by_sweep, flat, sweep_configs
 
 # field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
@@ -168,7 +168,7 @@ def direction_of(field, directions=None):
     return (directions or {}).get(field) or DIRECTIONS.get(field) or (field, -1)
 
 
-def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, log=()):
+def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, log=(), band="minmax"):
     """One row per swept field, one column per metric: a curve per value, mean over seeds, min-max band."""
     import matplotlib.pyplot as plt
 
@@ -180,10 +180,11 @@ def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, lo
     arrows = {-1: "increasing", +1: "decreasing"}
     for r, field in enumerate(fields):
         label, sign = direction_of(field, directions)
-        draw_sweep_row(axes[r], grid[field], hist_by_field[field], f"{label} ({arrows[sign]})", metrics, log=log)
+        draw_sweep_row(axes[r], grid[field], hist_by_field[field], f"{label} ({arrows[sign]})", metrics, log=log,
+                       band=band)
         for c, (_, mlabel) in enumerate(metrics):
             axes[r, c].set_title(f"({'abcdefgh'[r]}{c + 1}) {mlabel}, {label} sweep")
-    fig.suptitle(f"{title}: lines = mean over seeds, bands = min-max over seeds; x = a diverged run", y=1.0)
+    fig.suptitle(f"{title}: lines = mean over seeds, bands = {BANDS[band]}; x = a diverged run", y=1.0)
     fig.tight_layout()
     return fig
 
@@ -219,7 +220,8 @@ def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_
 
 
 def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),
-                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False, dataset_and_model=False):
+                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False, dataset_and_model=False,
+                 band="minmax"):
     """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories", "by_sweep"}.
 
     ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line (``args.scale``,
@@ -229,7 +231,7 @@ def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, o
     figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
     ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row, with
     ``predictors`` of the final NC); ``cross_run`` adds the claims and the picture (``<name>_across_runs.png``)
-    of the bound across runs.
+    of the bound across runs; ``band`` the spread drawn around each mean (``plotting.BANDS``).
     """
     p = figure_parser(f"python -m minigcnc.{name}", doc)
     if dataset_and_model:
@@ -256,7 +258,7 @@ def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, o
         claims += cross_run_claims(name, hist)
     stem = out_name(args, base) if out_name else (f"{name}_{base.model}_{base.dataset}" if variant else name)
     title = f"{model_title(base)}, {len(seeds)} seeds"
-    fig = draw_sweeps(grid, hist, title, directions, log=log)
+    fig = draw_sweeps(grid, hist, title, directions, log=log, band=band)
     extra_png = None
     if cross_run:
         extra_png = figure_outputs(f"{stem}_across_runs", args.scale, args.out)[0]

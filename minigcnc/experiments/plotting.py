@@ -36,8 +36,12 @@ def sweep_colors(n, cmap="viridis"):
     return [plt.get_cmap(cmap)(x) for x in onp.linspace(0.05, 0.9, max(n, 1))]
 
 
-def mean_band(histories, metric):
-    """(steps, mean, low, high) of ``metric`` over seeds, on the steps every run shares; bands are min-max.
+BANDS = {"minmax": "min-max over seeds", "sem": "+-1 standard error of the mean over seeds"}
+
+
+def mean_band(histories, metric, band="minmax"):
+    """(steps, mean, low, high) of ``metric`` over seeds, on the steps every run shares; the band is the
+    min-max over seeds (``band="minmax"``) or the mean +- one standard error (``"sem"``).
 
     Diverged runs end early; the curve is drawn over the steps all finished runs reached.
     """
@@ -47,13 +51,19 @@ def mean_band(histories, metric):
     n = min(len(s) for s, _ in curves)
     steps = curves[0][0][:n]
     vals = onp.stack([v[:n] for _, v in curves])
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {sorted(BANDS)}; got {band!r}")
     with onp.errstate(all="ignore"):
-        return steps, onp.nanmean(vals, 0), onp.nanmin(vals, 0), onp.nanmax(vals, 0)
+        m = onp.nanmean(vals, 0)
+        if band == "sem":
+            se = onp.nanstd(vals, 0, ddof=1) / onp.sqrt(onp.sum(onp.isfinite(vals), 0))
+            return steps, m, m - se, m + se
+        return steps, m, onp.nanmin(vals, 0), onp.nanmax(vals, 0)
 
 
-def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6):
-    """Draw the mean of ``metric`` over seeds with a min-max band; mark diverged runs with an x."""
-    steps, m, lo, hi = mean_band(histories, metric)
+def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6, band="minmax"):
+    """Draw the mean of ``metric`` over seeds with a band (``mean_band``); mark diverged runs with an x."""
+    steps, m, lo, hi = mean_band(histories, metric, band)
     if len(steps) == 0:
         return None
     (line,) = ax.plot(steps, m, color=color, label=label, ls=ls, marker=marker, lw=lw, ms=3)
@@ -79,32 +89,17 @@ def fmt_value(v):
     return f"{v:.0e}" if abs(v) < 1e-3 else f"{v:g}"
 
 
-def clip_to_training(ax, runs, metric, margin=0.08):
-    """Fit the y-axis to the evaluations after step 0, where the sweep's curves separate.
+def after_init(histories):
+    """The histories without their step-0 evaluation (the untrained network), for panels where that first
+    point, one to two orders of magnitude above the rest, would flatten the differences the figure is about."""
+    return [{**h, "evals": [e for e in h["evals"] if e["step"] > 0]} for h in histories]
 
-    At initialization the NC and the geometric collapse are one to two orders of magnitude above their
-    values after a few hundred steps; drawn to scale, that first point flattens the differences the figure is
-    about. The first segment then leaves the axis at the top, which a note says.
-    """
-    vals, first = [], []
-    for h in runs:
-        steps, v = series(h, metric)
-        vals.append(v[(steps > 0) & onp.isfinite(v)])
-        first.append(v[(steps == 0) & onp.isfinite(v)])
-    vals = onp.concatenate(vals) if vals else onp.array([])
-    first = onp.concatenate(first) if first else onp.array([])
-    if not len(vals):
-        return
-    lo, hi = float(vals.min()), float(vals.max())
-    if ax.get_yscale() == "log" and lo > 0:
-        f = (hi / lo) ** margin if hi > lo else 1.1
-        ax.set_ylim(lo / f, hi * f)
-    else:
-        pad = margin * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-12
-        ax.set_ylim(max(0.0, lo - pad), hi + pad)
-    if len(first) and first.max() > ax.get_ylim()[1]:
-        ax.text(0.99, 0.99, "step 0 above the axis", transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
-                color="gray")
+
+def step0_mean(histories, metric):
+    """The mean over runs of ``metric`` at step 0 (nan when no run has it)."""
+    vals = [e.get(metric, onp.nan) for h in histories for e in h["evals"][:1] if e["step"] == 0]
+    with onp.errstate(all="ignore"):
+        return float(onp.nanmean(vals)) if vals else float("nan")
 
 
 def log_axis(ax):
@@ -117,29 +112,31 @@ def log_axis(ax):
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def draw_sweep_row(axes, values, hist, label, metrics, clip=("gcol", "nc_train"), log=()):
+def draw_sweep_row(axes, values, hist, label, metrics, clip=("gcol", "nc_train"), log=(), band="minmax"):
     """One row of panels (one per metric): a curve per swept value, mean over seeds with a min-max band.
 
     ``values`` in sweep order and ``hist`` = [[history per value] per seed]; colours follow that order.
     A diverged run is drawn alone up to its last evaluation and marked with an x. The metrics in ``clip``
-    get a y-axis fitted to the evaluations after step 0 (``clip_to_training``), those in ``log`` a log
-    axis. The legend sits right of the row.
+    are drawn from the first evaluation after step 0 on (``after_init``; the step-0 mean is given in the
+    x-label), those in ``log`` on a log axis. The legend sits right of the row.
     """
     colors = sweep_colors(len(values), "plasma")
     for ax, (metric, mlabel) in zip(axes, metrics):
         for i, (v, col) in enumerate(zip(values, colors)):
             runs = [hs[i] for hs in hist]
+            runs = after_init(runs) if metric in clip else runs
             ok = [h for h in runs if h["status"] == "finished"]
             bad = [h for h in runs if h["status"] != "finished"]
             name = f"{fmt_value(v)}" + (f" ({len(bad)} diverged)" if bad else "")
-            line = plot_band(ax, ok, metric, col, label=name) if ok else None
+            line = plot_band(ax, ok, metric, col, label=name, band=band) if ok else None
             for h in bad:
                 plot_band(ax, [h], metric, col, label=None if line else name, ls=":", lw=1.0)
                 line = True
         if metric in log:
             log_axis(ax)
+        xlabel = "training iteration"
         if metric in clip:
-            clip_to_training(ax, [h for hs in hist for h in hs], metric)
-        ax.set_xlabel("training iteration")
+            xlabel += f" (step 0, off the axis: {step0_mean([h for hs in hist for h in hs], metric):.3g})"
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(mlabel)
     axes[-1].legend(title=label, loc="center left", bbox_to_anchor=(1.02, 0.5))
