@@ -27,6 +27,7 @@ After the table the command prints the final values (mean over seeds) and which 
 Scales: tiny = sklearn digits, MLP 64-32-16, 2 seeds, 300 steps; laptop = mnist5k, MLP 784-256-256-64,
 lr 0.05, batch 128, 3,000 steps, 5 seeds, float32; paper = VGG-13 on CIFAR-10, lr 0.01, batch 128, 5 seeds.
 """
+import io
 import time
 
 import numpy as onp
@@ -198,8 +199,11 @@ def main(argv=None):
     png, js = write_figure(NAME, args.scale, args.out, fig, {
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], "final_means": means,
         "runs": summarize(histories)}, claims, t0)
-    print_finals(means)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "final_means": means}
+    summary = io.StringIO()
+    print_finals(means, out=summary)
+    print(summary.getvalue(), end="")
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "final_means": means,
+            "summary": summary.getvalue().strip()}
 
 
 if __name__ == "__main__":

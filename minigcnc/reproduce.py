@@ -90,6 +90,7 @@ def run_figure(name, args):
         if "skipped" in result:
             entry["error"] = f"skipped: {result['skipped']}"
         entry["claims"] = result.get("claims")
+        entry["summary"] = result.get("summary")  # a figure's own lines after its table (Figure 3's final values)
         entry["outputs"] = [result[k] for k in ("png", "scatter", "json") if result.get(k)]
         histories = [h for h in result.get("histories") or [] if h]
         entry["runs"] = len({h["key"] for h in histories})
@@ -134,6 +135,8 @@ def render_report(entries, args, total_seconds, done):
             lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
         if e.get("claims") is not None:
             lines += ["", "```", claim_table(e["claims"], scale=args.scale), "```"]
+        if e.get("summary"):
+            lines += ["", "```", e["summary"], "```"]
     if any("runs" in e for e in entries):
         total_runs = sum(e.get("train_seconds", 0.0) for e in entries)
         lines.insert(lines.index("| figure | wall time | runs | run-seconds | result |") - 4,
