@@ -312,17 +312,25 @@ def ncc_predict(means, Z):
     return nearest(means, Z)
 
 
-def ncc_error(means, Z, y, *, labels=None, balanced=False):
+def ncc_error(Z, y, *old_order, means=None, labels=None, balanced=False):
     """Return the NCC error (float): the fraction of samples whose nearest class mean is not their class.
 
-    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). Without
-    ``labels``, row c of ``means`` (k, p) is the c-th class in sorted label order of ``y``, which must hold
-    exactly k classes (a mismatch names the classes one side lacks). ``labels``: the class label of each row
-    of ``means`` (e.g. ``numpy.unique(y_train)`` for means fitted on a training set); y may then lack some
-    of them (every row still competes as the nearest mean), but each class of y needs a row.
+    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3), with the
+    arguments in the order of ``bounds.ncc_error_bound(Z, y, means=...)``. ``means`` (k, p): the class centres
+    (e.g. ``ncc_fit(Z_train, y_train)``); None: the class means of ``Z`` itself. Without ``labels``, row c of
+    ``means`` is the c-th class in sorted label order of ``y``, which must hold exactly k classes (a mismatch
+    names the classes one side lacks). ``labels``: the class label of each row of ``means`` (e.g.
+    ``numpy.unique(y_train)`` for means fitted on a training set); y may then lack some of them (every row still
+    competes as the nearest mean), but each class of y needs a row.
     ``balanced=True``: the class-averaged error ``(1/k) sum_c P(error | class c)`` over the classes of y, the
     quantity the bounds of ``bounds.py`` bound (equal to the plain error when the classes are balanced).
+    The old order ``ncc_error(means, Z, y)`` is refused with a TypeError that says the new one.
     """
+    if old_order:
+        raise TypeError("ncc_error takes (Z, y, means=...), like ncc_error_bound; the old order "
+                        "ncc_error(means, Z, y) is refused: call ncc_error(Z, y, means=means)")
+    if means is None:
+        means = class_means(Z, y)
     means = as_features(means, "means", "class means (k classes, p features)")
     Z = as_features(Z)
     classes = Classes(as_labels(y, Z.shape[0]))

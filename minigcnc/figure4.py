@@ -119,7 +119,7 @@ def pair_confusability(a, b, dataset="mnist5k_rot"):
     """
     means, test = _pixel_classes(dataset)
     y = onp.repeat([0, 1], [len(test[a]), len(test[b])])
-    return collapse.ncc_error(means[[a, b]], onp.concatenate([test[a], test[b]]), y)
+    return collapse.ncc_error(onp.concatenate([test[a], test[b]]), y, means=means[[a, b]])
 
 
 def near_duplicates(digits=TARGET_DIGITS, dataset="mnist5k"):

@@ -234,7 +234,7 @@ def _gaussian_embeddings(rng, k, p, n, separation):
 def test_ncc_bounds_are_at_least_measured_ncc_error(seed, separation):
     rng = np.random.default_rng(seed)
     Z, y = _gaussian_embeddings(rng, k=4, p=5, n=500, separation=separation)
-    error = C.ncc_error(C.ncc_fit(Z, y), Z, y)
+    error = C.ncc_error(Z, y, means=C.ncc_fit(Z, y))
     directional = B.ncc_error_bound(Z, y, kind="directional").value
     markov = B.ncc_error_bound(Z, y, kind="markov").value
     assert error <= directional <= markov
@@ -246,7 +246,7 @@ def test_ncc_bounds_with_training_means_bound_test_error(seed):
     Z, y = _gaussian_embeddings(rng, k=5, p=4, n=400, separation=2.0)
     train = np.arange(len(y)) % 2 == 0
     means = C.ncc_fit(Z[train], y[train])
-    error = C.ncc_error(means, Z[~train], y[~train])
+    error = C.ncc_error(Z[~train], y[~train], means=means)
     for kind in B.KINDS:
         assert error <= B.ncc_error_bound(Z[~train], y[~train], means=means, kind=kind).value
 
@@ -258,7 +258,7 @@ def test_directional_bound_with_shifted_means_stays_valid():
     means = np.array([[0.0, 0.0], [1.0, 0.0]])
     y = np.repeat([0, 1], 200)
     Z = np.array([[0.9, 0.0], [1.0, 0.0]])[y] + 0.01 * rng.standard_normal((400, 2))
-    error = C.ncc_error(means, Z, y)
+    error = C.ncc_error(Z, y, means=means)
     assert error > 0.45
     assert error <= B.ncc_error_bound(Z, y, means=means, kind="directional").value
 
@@ -501,7 +501,7 @@ def test_the_gaussian_proxy_rho_fails_for_a_bimodal_class_and_the_poincare_check
     g = lambda X: np.tanh(X[:, :1])  # noqa: E731  (W = [1, 0], no bias, V = 1)
     class_gc = lambda X, y: np.array([np.mean((1 - np.tanh(X[y == c, 0]) ** 2) ** 2) for c in (0, 1)])  # noqa: E731
     means, Zte = C.class_means(g(Xtr), ytr), g(Xte)
-    error = C.ncc_error(means, Zte, yte, balanced=True)
+    error = C.ncc_error(Zte, yte, means=means, balanced=True)
     rho = B.poincare_constants(Xtr, ytr)
     gc_test = class_gc(Xte, yte)
     bound = B.ncc_error_bound_gc(gc_test, means, rho, C.class_means(Zte, yte)).value
@@ -524,7 +524,7 @@ def test_markov_bound_bounds_the_class_averaged_error_not_the_plain_one_on_unbal
     means = np.array([[0.0], [1.0]])
     bound = B.ncc_error_bound(Z, y, means=means, kind="markov").value
     assert bound == pytest.approx(0.5 * 4 * 0.2 * 0.51 ** 2)
-    balanced, plain = C.ncc_error(means, Z, y, balanced=True), C.ncc_error(means, Z, y)
+    balanced, plain = C.ncc_error(Z, y, means=means, balanced=True), C.ncc_error(Z, y, means=means)
     assert balanced == pytest.approx(0.1) and balanced <= bound
     assert plain == pytest.approx(0.18) and plain > bound
 

@@ -115,7 +115,7 @@ def test_ncc_predict_and_error_hand_computed():
     means = np.array([[0.0, 0.0], [4.0, 0.0]])
     Z = np.array([[1.0, 0.0], [3.0, 0.0], [2.5, 1.0]])
     np.testing.assert_array_equal(C.ncc_predict(means, Z), [0, 1, 1])
-    assert C.ncc_error(means, Z, np.array([0, 0, 1])) == pytest.approx(1 / 3)
+    assert C.ncc_error(Z, np.array([0, 0, 1]), means=means) == pytest.approx(1 / 3)
 
 
 def test_ncc_fit_returns_class_means():
@@ -356,7 +356,7 @@ def test_error_nc4_logits_shape():
 
 def test_error_ncc_error_means_shape():
     with pytest.raises(ValueError, match=r"means must have shape \(k, p\) = \(3, 2\).* got shape \(2, 2\)"):
-        C.ncc_error(np.eye(2), ZB, YB)
+        C.ncc_error(ZB, YB, means=np.eye(2))
 
 
 def test_error_ncc_error_names_the_class_that_y_lacks():
@@ -367,17 +367,17 @@ def test_error_ncc_error_names_the_class_that_y_lacks():
     Z = means[y] + 0.01 * rng.standard_normal((len(y), 16))
     with pytest.raises(ValueError, match=r"means must have shape \(k, p\) = \(9, 16\).*class\(es\) \[3\] of means are "
                                          r"absent from y.*Pass labels="):
-        C.ncc_error(means, Z, y)
+        C.ncc_error(Z, y, means=means)
     # with the label of each row, the rows are matched by label and the error is right
-    assert C.ncc_error(means, Z, y, labels=np.arange(10)) == 0.0
-    assert C.ncc_error(means[::-1], Z, y, labels=np.arange(10)[::-1]) == 0.0
+    assert C.ncc_error(Z, y, means=means, labels=np.arange(10)) == 0.0
+    assert C.ncc_error(Z, y, means=means[::-1], labels=np.arange(10)[::-1]) == 0.0
     y_wrong = y.copy()
     y_wrong[:3] = 5  # the three samples of class 0 now claim class 5
-    assert C.ncc_error(means, Z, y_wrong, labels=np.arange(10)) == pytest.approx(3 / len(y))
+    assert C.ncc_error(Z, y_wrong, means=means, labels=np.arange(10)) == pytest.approx(3 / len(y))
     with pytest.raises(ValueError, match=r"class\(es\) \[12\] occur in y but not in labels"):
-        C.ncc_error(means, Z, np.where(y == 9, 12, y), labels=np.arange(10))
+        C.ncc_error(Z, np.where(y == 9, 12, y), means=means, labels=np.arange(10))
     with pytest.raises(ValueError, match=r"labels must name each row of means once; label 4 names 2 rows"):
-        C.ncc_error(means, Z, y, labels=np.array([0, 1, 2, 4, 4, 5, 6, 7, 8, 9]))
+        C.ncc_error(Z, y, means=means, labels=np.array([0, 1, 2, 4, 4, 5, 6, 7, 8, 9]))
 
 
 def test_error_classifier_columns_name_the_class_that_y_lacks():
@@ -412,7 +412,7 @@ DEVICE_METRICS = {
     "nc2_maxangle": lambda Z, y, xp: C.nc2_maxangle(Z, y),
     "nc3_self_duality": lambda Z, y, xp: C.nc3_self_duality(xp.asarray(np.ones((6, 5)) + np.eye(6, 5)), Z, y),
     "nc4_ncc_mismatch": lambda Z, y, xp: C.nc4_ncc_mismatch(Z[:, :5], Z, y),
-    "ncc_error": lambda Z, y, xp: C.ncc_error(C.ncc_fit(Z, y), Z, y),
+    "ncc_error": lambda Z, y, xp: C.ncc_error(Z, y, means=C.ncc_fit(Z, y)),
     "geometric_collapse": lambda Z, y, xp: C.geometric_collapse([1.0, 2, 3, 4, 5], C.class_means(Z, y)),
 }
 
@@ -431,3 +431,12 @@ def test_device_errors_count_non_finite_values_without_leaking(strict):
         C.cdnv(strict.asarray(Z), YB)
     with pytest.raises(ValueError, match=r"classes 0 and 1 have coincident means"):
         C.cdnv(strict.asarray(np.array([[0.0, 0], [2, 0], [1, 1], [1, -1]])), YA)
+
+
+def test_ncc_error_takes_the_order_of_its_bounds_and_refuses_the_old_one():
+    Z = np.array([[0.0], [0.2], [1.0], [0.9]])
+    y = np.array([0, 0, 1, 1])
+    assert C.ncc_error(Z, y) == 0.0  # means=None: the class means of Z itself
+    assert C.ncc_error(Z, y, means=np.array([[1.0], [0.0]])) == 1.0
+    with pytest.raises(TypeError, match=r"ncc_error\(Z, y, means=means\)"):
+        C.ncc_error(np.array([[0.0], [1.0]]), Z, y)

@@ -112,10 +112,10 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     rec["nc4"] = safe("nc4", lambda: collapse.nc4_ncc_mismatch(to_numpy(logits_tr), Ztr_h, ytr_h))
 
     # nearest-class-centre test error and its bounds (centres: the training class means)
-    rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(means, Zte_h, yte_h, labels=labels))
+    rec["ncc_test_error"] = safe("ncc_test_error", lambda: collapse.ncc_error(Zte_h, yte_h, means=means, labels=labels))
     rec["ncc_test_error_balanced"] = safe("ncc_test_error_balanced", lambda: collapse.ncc_error(
-        means, Zte_h, yte_h, labels=labels, balanced=True))  # what the bounds bound: the class-averaged error
-    rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(means, Ztr_h, ytr_h, labels=labels))
+        Zte_h, yte_h, means=means, labels=labels, balanced=True))  # what the bounds bound: the class-averaged error
+    rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(Ztr_h, ytr_h, means=means, labels=labels))
     rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(
         Zte_h, yte_h, means=means, kind="markov", labels=labels).value)
     rec["bound_directional"] = safe("bound_directional", lambda: bounds.ncc_error_bound(
