@@ -10,9 +10,10 @@ VGG/convnet appendix (``figure_mnist``), each by its own ``main([...])`` with ``
 ``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some of them.
 
 Resumable: every training run is kept in the result cache (``--cache DIR``, else ``$MINIGCNC_CACHE``, else
-``OUT/cache``), so running the same command again reuses every finished run and trains only what is missing
-(an interrupted run restarts from its last checkpoint). One progress bar counts the figures; each figure
-still shows its own bar over its runs (``--quiet`` hides both).
+``OUT/cache``, handed to every figure as ``--cache``: a figure run alone does not look in ``OUT``), so running
+the same command again reuses every finished run and trains only what is missing (an interrupted run restarts
+from its last checkpoint). One progress bar counts the figures; each figure still shows its own bar over its
+runs (``--quiet`` hides both).
 
 Writes ``OUT/REPORT.md`` (atomically, after every figure, so it always describes what is done): for every
 figure its claim table (``experiments.claims.claim_table``), its wall time and its outputs, then the versions of
@@ -64,9 +65,9 @@ def parser():
 
 def figure_argv(args, extra):
     """The argument list handed to one figure's ``main``."""
-    argv = ["--scale", args.scale, "--out", str(args.out), "--jobs", str(args.jobs)] + list(extra)
-    if args.cache:
-        argv += ["--cache", str(args.cache)]
+    cache = args.cache or os.environ.get("MINIGCNC_CACHE") or Path(args.out) / "cache"  # (reproduce's own default)
+    argv = ["--scale", args.scale, "--out", str(args.out), "--jobs", str(args.jobs), "--cache", str(cache),
+            *extra]
     if args.seeds is not None:
         argv += ["--seeds", str(args.seeds)]
     if args.quiet:

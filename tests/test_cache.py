@@ -109,14 +109,29 @@ def test_an_unreadable_cache_file_is_named_and_recomputed(tmp_path, content, kin
 def test_a_figure_says_what_comes_from_the_cache_before_it_starts(tmp_path, capsys):
     from minigcnc import figure3
 
-    argv = ["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--quiet"]
-    figure3.main(argv)
+    argv = ["--scale", "tiny", "--jobs", "1", "--quiet"]
+    figure3.main(argv + ["--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     where = f"cache {cache.default_cache_dir()}"
     assert "figure3: scale=tiny, 2 runs: 0 from the cache, 2 to train; " + where in err
-    figure3.main(argv)
+    figure3.main(argv + ["--out", str(tmp_path / "b")])  # another --out: the same cache
     err = capsys.readouterr().err
     assert "figure3: scale=tiny, 2 runs: 2 from the cache, 0 to train; " + where in err
+    assert not (tmp_path / "a" / "cache").exists() and not (tmp_path / "b" / "cache").exists()
+
+
+def test_the_cache_is_the_option_else_the_variable_else_the_home_folder_never_out(tmp_path, monkeypatch):
+    from minigcnc.experiments import cli
+
+    def cache_of(*argv):
+        return cli.resolve_cache(cli.figure_parser("f", "").parse_args(["--out", str(tmp_path / "out"), *argv]))
+
+    assert cache_of("--cache", str(tmp_path / "c")) == tmp_path / "c"
+    monkeypatch.setenv("MINIGCNC_CACHE", str(tmp_path / "env"))
+    assert cache_of() == tmp_path / "env"
+    monkeypatch.delenv("MINIGCNC_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_of() == tmp_path / "home" / ".cache" / "minigcnc"
 
 
 def test_a_valid_run_file_under_another_runs_name_is_refused_and_recomputed(tmp_path):
@@ -130,3 +145,55 @@ def test_a_valid_run_file_under_another_runs_name_is_refused_and_recomputed(tmp_
     again = sweep.run(seed0, tmp_path, progress=False)  # (named once per file, above)
     assert again["evals"] == first["evals"] and again["config"]["seed"] == 0
     assert cache.load_run(seed0, tmp_path)["config"]["seed"] == 0  # the file is seed 0's again
+
+
+def test_prune_deletes_the_runs_of_other_code_and_info_counts_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-a")
+    sweep.run(TINY, tmp_path, progress=False)
+    old = cache.run_path(TINY, tmp_path)
+    old.with_suffix(".ckpt.npz").write_bytes(b"left beside a run of other code")
+    monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-b")
+    new = sweep.run(TINY, tmp_path, progress=False)
+    interrupted = tmp_path / "runs" / "0123456789abcdef.ckpt.npz"
+    interrupted.write_bytes(b"a run in progress")
+    damaged = tmp_path / "runs" / "fedcba9876543210.json"
+    damaged.write_text("{")
+    other = [damaged, old, old.with_suffix(".ckpt.npz")]
+    freed = sum(p.stat().st_size for p in other)
+
+    cache.main(["--info", "--cache", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"cache {tmp_path}: 3 runs, ")
+    assert lines[1].startswith("  1 of this code (code-b): ")
+    assert lines[2] == (f"  2 of other code: {cache._human(freed)} "
+                        "(python -m minigcnc.experiments.cache --prune deletes them)")
+    assert lines[3].startswith("  1 checkpoint of interrupted runs: 17 B (kept")
+
+    cache.main(["--prune", "--dry-run", "--cache", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out[:3]) == sorted([f"would delete {damaged} (code unreadable, 1 B)",
+                              f"would delete {old} (code code-a, {cache._human(old.stat().st_size)})",
+                              f"would delete {old.with_suffix('.ckpt.npz')} (a checkpoint, 31 B)"])
+    assert out[3] == (f"would delete 2 runs of other code and 1 checkpoint from {tmp_path}, which would free "
+                      f"{cache._human(freed)}; nothing deleted (--dry-run)")
+    assert all(p.exists() for p in other)
+
+    monkeypatch.setenv("MINIGCNC_CACHE", str(tmp_path))  # (no --cache: the same folder as the figures')
+    cache.main(["--prune"])
+    assert capsys.readouterr().out == (f"deleted 2 runs of other code and 1 checkpoint from {tmp_path}, freeing "
+                                       f"{cache._human(freed)}\n")
+    assert not any(p.exists() for p in other) and interrupted.exists()
+    assert cache.load_run(TINY, tmp_path) == new  # the run of this code stays
+    cache.main(["--prune"])
+    assert capsys.readouterr().out == f"deleted 0 runs of other code from {tmp_path}, freeing 0 B\n"
+    with pytest.raises(SystemExit):
+        cache.main(["--info", "--dry-run"])
+
+
+def test_the_cache_commands_run_as_a_module(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "minigcnc.experiments.cache", "--info", "--cache", str(tmp_path)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.startswith(f"cache {tmp_path}: 0 runs, 0 B") and not done.stderr

@@ -1,6 +1,7 @@
 """experiments/cli.py: a figure command's mistakes end with one message, before anything trains; Ctrl-C ends
 with one line."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,20 @@ def test_an_unknown_model_is_named_with_the_accepted_ones(tmp_path, nothing_trai
 
     with pytest.raises(SystemExit) as stop:
         figure1.main(["--scale", "tiny", "--model", "transformer", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
-    assert str(stop.value) == "figure1: model: got 'transformer'; accepted: mlp, convnet, vgg11, vgg13, resnet18"
+    assert str(stop.value) == ("figure1: model: got 'transformer'; accepted: mlp, convnet, vgg11, vgg13, resnet18; "
+                               "fix: give another --model")
+
+
+def test_an_unknown_dataset_ends_with_one_line_before_any_work(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure1
+    from minigcnc.data import DATASETS
+
+    with pytest.raises(SystemExit) as stop:
+        figure1.main(["--scale", "tiny", "--dataset", "imagenet", "--out", str(tmp_path), "--jobs", "2", "--quiet"])
+    accepted = ", ".join(repr(d) for d in DATASETS)
+    assert str(stop.value) == (f"figure1: dataset must be one of {accepted}; got 'imagenet'; "
+                               "fix: give another --dataset")
+    assert "cache" not in capsys.readouterr().err  # (not even the line that counts the runs)
 
 
 def test_an_out_folder_that_cannot_be_written_is_refused(tmp_path, capsys, nothing_trains):
@@ -95,10 +109,11 @@ def test_an_unknown_activation_is_refused_before_any_run(tmp_path, monkeypatch):
     message = "activation: got 'swish'; accepted: relu, tanh, identity"
     with pytest.raises(ValueError, match=f"^{message}$"):
         check_config(bad)
-    with pytest.raises(ValueError, match=f"^{message}$"):  # your own sweep: checked before the first run
+    fix = "; fix: set activation to an accepted value in run 2 of 2 (seed 0) of the sweep"
+    with pytest.raises(ValueError, match=f"^{message}{re.escape(fix)}$"):  # your own sweep: checked before any run
         sweep.run_many([good, bad], tmp_path, progress=False)
     args = cli.parse(cli.figure_parser("mine", ""), ["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1"])
-    with pytest.raises(SystemExit, match=f"^mine: {message}$"):
+    with pytest.raises(SystemExit, match=f"^mine: {message}{re.escape(fix)}$"):
         cli.run_sweep("mine", args, [good, bad])
     with pytest.raises(ValueError, match="activation: vgg11 is built with ReLU only"):
         check_config(good.replace(model="vgg11", activation="tanh"))
@@ -136,7 +151,8 @@ SIGINT_SCRIPT = textwrap.dedent("""
     import sys
     from minigcnc.experiments import cli
     from minigcnc.experiments.config import scale_base
-    args = cli.parse(cli.figure_parser("demo", ""), ["--scale", "tiny", "--jobs", "2", "--out", sys.argv[1]])
+    args = cli.parse(cli.figure_parser("demo", ""), ["--scale", "tiny", "--jobs", "2", "--out", sys.argv[1],
+                                                     "--cache", sys.argv[2]])
     configs = [scale_base("tiny", steps=5000, eval_every=20, seed=s) for s in range(3)]
     cli.run_sweep("demo", args, configs)
 """)
@@ -147,10 +163,9 @@ def test_ctrl_c_on_a_parallel_sweep_ends_cleanly(tmp_path):
     semaphores, no worker left, the checkpoints of the runs in progress kept."""
     script = tmp_path / "demo.py"
     script.write_text(SIGINT_SCRIPT)
-    cache = tmp_path / "out" / "cache"
-    env = {k: v for k, v in os.environ.items() if k != "MINIGCNC_CACHE"}  # the cache: --out/cache
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), str(cache)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(cache.glob("runs/*.ckpt.npz"))) < 2 and proc.poll() is None:
         time.sleep(0.05)
@@ -174,6 +189,110 @@ def test_ctrl_c_on_a_parallel_sweep_ends_cleanly(tmp_path):
         pytest.fail("processes of the interrupted sweep are still running")
 
 
+def descendants(pid):
+    """{(pid, start time)} of every living child and grandchild of ``pid`` (psutil, else Linux's /proc)."""
+    try:
+        import psutil
+
+        return {(p.pid, p.create_time()) for p in psutil.Process(pid).children(recursive=True)}
+    except ImportError:
+        pass
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs psutil or /proc to find child processes")
+    stats = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # (after the command name, which may hold spaces)
+            stats[int(entry)] = (int(fields[1]), fields[19])  # parent pid, start time
+        except (ValueError, OSError, IndexError):
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, start) in stats.items():
+            if ppid == parent:
+                found.add((child, start))
+                todo.append(child)
+    return found
+
+
+def alive(pid, start):
+    """Whether process ``pid`` started at ``start`` still runs (a zombie does not)."""
+    try:
+        import psutil
+
+        try:
+            p = psutil.Process(pid)
+            return p.create_time() == start and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+    except ImportError:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        return fields[19] == start and fields[0] != "Z"
+
+
+def test_kill_pid_ends_a_parallel_sweep_and_its_workers_like_ctrl_c(tmp_path):
+    """SIGTERM to the main process only (``kill PID``), not its group: the workers stop too, and the command ends
+    with the same one line as Ctrl-C."""
+    script = tmp_path / "demo.py"
+    script.write_text(SIGINT_SCRIPT)
+    cache = tmp_path / "cache"
+    err_file = tmp_path / "stderr.txt"
+    with open(err_file, "w") as err:  # (a pipe would stay open while a worker lives: read a file instead)
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out"), str(cache)],
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(cache.glob("runs/*.ckpt.npz"))) < 2 and proc.poll() is None:
+            time.sleep(0.05)  # both workers are training
+        workers = descendants(proc.pid)
+        assert len(workers) >= 2 and proc.poll() is None, err_file.read_text()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 1, err_file.read_text()
+        deadline = time.time() + 10  # (the resource trackers take a moment to see that the others are gone)
+        while time.time() < deadline and any(alive(*w) for w in workers):
+            time.sleep(0.1)
+        assert not [w for w in workers if alive(*w)], "worker processes outlived the command"
+        lines = [line for line in err_file.read_text().splitlines() if line.strip()]
+        assert "Traceback" not in err_file.read_text() and lines[-1] == (
+            f"demo: interrupted. 0 of 3 runs finished and are kept in {cache}, 2 more kept their last checkpoint; "
+            "the same command resumes from there."), lines
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def test_sigterm_and_sighup_interrupt_a_sweep_only_while_it_runs():
+    from minigcnc.experiments.sweep import stop_signals_interrupt
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP on this platform")
+    mine = lambda signum, frame: None  # noqa: E731
+    old_term, old_hup = signal.signal(signal.SIGTERM, mine), signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), stop_signals_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # (the handler runs at the next bytecode: never reached)
+        with stop_signals_interrupt():  # an ignored signal (nohup's SIGHUP) stays ignored
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        with pytest.raises(KeyboardInterrupt, match="SIGHUP"), stop_signals_interrupt():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
+
+
 def test_an_unwritable_cache_is_named_before_any_work(tmp_path, monkeypatch, capsys):
     from minigcnc import figure3
 
@@ -187,3 +306,23 @@ def test_an_unwritable_cache_is_named_before_any_work(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit):
         figure3.main(["--scale", "tiny", "--out", str(tmp_path / "o")])
     assert "$MINIGCNC_CACHE" in capsys.readouterr().err
+
+
+# ---- python -m minigcnc --------------------------------------------------------------------------------------
+
+def test_python_m_minigcnc_lists_every_shared_option_the_cache_commands_and_where_to_read_on(capsys):
+    from pathlib import Path
+
+    from minigcnc import __main__ as menu
+    from minigcnc.experiments import cli
+
+    menu.main()
+    out = capsys.readouterr().out
+    options = [a.option_strings[-1] for a in cli.figure_parser("f", "")._actions if a.dest != "help"]
+    assert {"--seeds", "--cache", "--dask", "--data-root"} <= set(options)
+    for option in options:
+        assert f"\n  {option} " in out, option
+    assert "python -m minigcnc.experiments.cache --info" in out and "--prune [--dry-run]" in out
+    root = Path(menu.__file__).resolve().parents[1]
+    for path in ("notebooks/tutorial.ipynb", "docs/theory.md", "docs/api.md", "figures/REPORT.md"):
+        assert f"\n  {path} " in out and (root / path).exists(), path

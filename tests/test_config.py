@@ -46,3 +46,14 @@ def test_numpy_at_paper_scale_computes_in_float64_and_the_gpu_in_float32():
     assert with_options(paper, "paper", data_root="/d", model="vgg11").replace(data_root=None) == \
         paper.replace(model="vgg11")
 
+
+
+def test_one_run_gets_every_field_checked_too():
+    from minigcnc.experiments.sweep import check_configs
+
+    check_configs([TINY])
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1; got 0; fix: set batch_size to an "
+                                         r"accepted value$"):
+        check_configs([TINY.replace(batch_size=0)])
+    with pytest.raises(ValueError, match=r"^dataset must be one of .*; got 'imagenet'; fix: give another --dataset$"):
+        check_configs([TINY.replace(dataset="imagenet")], options={"dataset": "--dataset"})

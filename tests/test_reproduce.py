@@ -59,3 +59,15 @@ def test_reproduce_lists_every_figure_and_refuses_unknown_names(capsys):
         reproduce.main(["--only", "figure9"])
     with pytest.raises(SystemExit):
         reproduce.main(["--jobs", "0"])
+
+
+def test_reproduce_hands_its_cache_to_every_figure(tmp_path, monkeypatch):
+    """A figure alone keeps its cache out of --out; reproduce keeps its own default, OUT/cache, by saying so."""
+    args = reproduce.parser().parse_args(["--out", str(tmp_path)])
+    monkeypatch.delenv("MINIGCNC_CACHE")
+    assert reproduce.figure_argv(args, [])[-2:] == ["--cache", str(tmp_path / "cache")]
+    monkeypatch.setenv("MINIGCNC_CACHE", str(tmp_path / "env"))
+    assert reproduce.figure_argv(args, ["--split", "digits"])[-4:] == ["--cache", str(tmp_path / "env"), "--split",
+                                                                       "digits"]
+    args = reproduce.parser().parse_args(["--out", str(tmp_path), "--cache", str(tmp_path / "mine")])
+    assert reproduce.figure_argv(args, [])[-2:] == ["--cache", str(tmp_path / "mine")]

@@ -8,9 +8,17 @@ not part of the hash (it is taken over the parsed code), so editing a comment re
 a line of ``gc.py`` or ``train.py`` retrains every run.
 
 Files are written atomically (``checks.write_atomically``); a damaged file, or one that holds another run
-(its stored key or config differs from the requested one), is named in a warning and its run is recomputed. Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``DIR/cache`` when ``--out
-DIR`` is given, else ``~/.cache/minigcnc``.
+(its stored key or config differs from the requested one), is named in a warning and its run is recomputed.
+
+Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc`` (``--out`` moves only a
+figure's PNG and JSON, never the cache). Runs of other code are never read again, and never deleted on their
+own::
+
+    python -m minigcnc.experiments.cache --info               # the folder, its runs (of this code, of other code), size
+    python -m minigcnc.experiments.cache --prune [--dry-run]  # delete the runs of other code [only list them]
+    ... [--cache DIR]                                         # another cache folder
 """
+import argparse
 import ast
 import hashlib
 import json
@@ -149,3 +157,116 @@ def versions():
         except PackageNotFoundError:
             pass
     return out
+
+
+# ---- what the cache holds; pruning the runs of other code -----------------------------------------------------
+
+def stored_code(path):
+    """The code hash a run file was computed with (``versions.code_hash``), or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return json.load(f)["versions"]["code_hash"]
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+
+
+def survey(cache_dir=None):
+    """The files of a cache folder by kind: the runs of this code, those of other code, interrupted runs.
+
+    {"folder", "current": [run files of this code], "other": [run files of other code, or unreadable, with the
+    checkpoints beside them], "checkpoints": [checkpoints of interrupted runs]}.
+    """
+    folder = Path(cache_dir or default_cache_dir())
+    runs = sorted((folder / "runs").glob("*.json"))
+    ours = {p: stored_code(p) == code_hash() for p in runs}
+    current, other = [p for p in runs if ours[p]], [p for p in runs if not ours[p]]
+    beside = {p.with_suffix(".ckpt.npz") for p in other}
+    checkpoints = sorted((folder / "runs").glob("*.ckpt.npz"))
+    other += [p for p in checkpoints if p in beside]
+    checkpoints = [p for p in checkpoints if p not in beside]
+    return {"folder": folder, "current": current, "other": other, "checkpoints": checkpoints}
+
+
+def _size(paths):
+    """Total size in bytes of the files ``paths`` (0 for one that is gone)."""
+    return sum(p.stat().st_size if p.exists() else 0 for p in paths)
+
+
+def _human(n_bytes):
+    """``n_bytes`` as a short human-readable size: 512 B, 3.4 kB, 12.0 MB, 1.2 GB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+
+
+def _count(n, what):
+    """``n`` and ``what``, plural unless ``n`` is 1: "1 run", "3 runs"."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def info(cache_dir=None):
+    """What ``--info`` prints: the folder, its runs of this code and of other code, their size."""
+    s = survey(cache_dir)
+    other = [p for p in s["other"] if p.suffix == ".json"]
+    everything = s["current"] + s["other"] + s["checkpoints"]
+    lines = [f"cache {s['folder']}: {_count(len(s['current']) + len(other), 'run')}, {_human(_size(everything))}"
+             + ("" if s["folder"].is_dir() else " (no such folder yet)"),
+             f"  {len(s['current'])} of this code ({code_hash()}): {_human(_size(s['current']))}",
+             f"  {len(other)} of other code: {_human(_size(s['other']))}"
+             + (" (python -m minigcnc.experiments.cache --prune deletes them)" if other else "")]
+    if s["checkpoints"]:
+        lines.append(f"  {_count(len(s['checkpoints']), 'checkpoint')} of interrupted runs: "
+                     f"{_human(_size(s['checkpoints']))} (kept: the interrupted command resumes from them)")
+    return "\n".join(lines)
+
+
+def prune(cache_dir=None, dry_run=False):
+    """Delete the runs of other code and the checkpoints beside them; returns (the files, bytes freed).
+
+    A run is of other code when its stored ``versions.code_hash`` is not this code's, or cannot be read.
+    ``dry_run``: delete nothing.
+
+    The runs of this code stay, and so do the checkpoints of interrupted runs: they do not say which code wrote
+    them, and the interrupted command resumes from them. A folder shared with a checkout of other code loses
+    that checkout's runs.
+    """
+    files = survey(cache_dir)["other"]
+    freed = _size(files)
+    if not dry_run:
+        for p in files:
+            p.unlink(missing_ok=True)
+    return files, freed
+
+
+def main(argv=None):
+    """``python -m minigcnc.experiments.cache --info | --prune [--dry-run] [--cache DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m minigcnc.experiments.cache",
+                                description="What the result cache holds, and deleting the runs of other code.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--info", action="store_true", help="print the folder, the number of runs and their size")
+    what.add_argument("--prune", action="store_true",
+                      help="delete the runs of other code (their stored code hash is not this code's): no command "
+                           "of this code reads them again")
+    p.add_argument("--dry-run", action="store_true", help="with --prune: list what would be deleted, delete nothing")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="the cache folder (default: $MINIGCNC_CACHE, else ~/.cache/minigcnc)")
+    args = p.parse_args(argv)
+    if args.dry_run and not args.prune:
+        p.error("--dry-run goes with --prune")
+    if args.info:
+        print(info(args.cache))
+        return
+    files, freed = prune(args.cache, dry_run=args.dry_run)
+    for f in files if args.dry_run else ():
+        code = "a checkpoint" if f.suffix == ".npz" else f"code {stored_code(f) or 'unreadable'}"
+        print(f"would delete {f} ({code}, {_human(_size([f]))})")
+    runs = sum(f.suffix == ".json" for f in files)
+    checkpoints = f" and {_count(len(files) - runs, 'checkpoint')}" if len(files) > runs else ""
+    print(f"{'would delete' if args.dry_run else 'deleted'} {_count(runs, 'run')} of other code{checkpoints} from "
+          f"{Path(args.cache or default_cache_dir())}, {'freeing' if not args.dry_run else 'which would free'} "
+          f"{_human(freed)}" + ("; nothing deleted (--dry-run)" if args.dry_run else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,10 +5,12 @@
 
 - ``figure_parser(prog, doc)``: the shared options; ``parse(parser, argv)`` parses and checks them (``--jobs``
   at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask`` address of the
-  accepted forms) so that a mistake ends the command with one line before anything trains.
-- ``run_sweep(name, args, configs)``: checks every config (model, activation, backend), says how many runs
-  come from the cache and how many will train and where the cache is, then runs them; Ctrl-C ends with one
-  line saying what was kept and that the same command resumes.
+  accepted forms) so that a mistake ends the command with one line before anything trains. The cache is
+  ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: ``--out`` moves only the PNG and JSON.
+- ``run_sweep(name, args, configs)``: checks every field of every config (``sweep.check_configs``) and loads
+  the backends, says how many runs come from the cache and how many will train and where the cache is, then
+  runs them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was
+  kept and that the same command resumes.
 - ``write_figure(...)``: the common end of every figure: the claims judged as one family (q-values), the PNG,
   the JSON (claims, versions, wall time) and the claim table on stdout.
 """
@@ -33,7 +35,9 @@ def figure_parser(prog, description, default_seeds=None):
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (default: 2)")
     p.add_argument("--fresh", action="store_true", help="recompute runs even if cached")
     p.add_argument("--out", default=None, help="folder for the figure PNG and JSON (default: ./figures)")
-    p.add_argument("--cache", default=None, help="result cache (default: $MINIGCNC_CACHE, OUT/cache, ~/.cache/minigcnc)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="result cache (default: $MINIGCNC_CACHE, else ~/.cache/minigcnc; --out does not move it; "
+                        "python -m minigcnc.experiments.cache --info or --prune describes or prunes it)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="array backend (default: numpy; cupy at paper scale)")
     p.add_argument("--data-root", default=None, help="folder with local dataset files (CIFAR, MNIST) for paper scale")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -87,31 +91,27 @@ def seeds_of(args, default):
 
 
 def resolve_cache(args):
-    """The cache folder chosen by ``--cache``, ``$MINIGCNC_CACHE`` or ``--out``."""
-    if args.cache:
-        return Path(args.cache)
-    if os.environ.get("MINIGCNC_CACHE"):
-        return Path(os.environ["MINIGCNC_CACHE"])
-    if args.out:
-        return Path(args.out) / "cache"
-    return default_cache_dir()
+    """The cache folder: ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``. Never inside ``--out``:
+    a figure written elsewhere reuses the same runs."""
+    return Path(args.cache) if args.cache else default_cache_dir()
 
 
 def run_sweep(name, args, configs):
     """The histories of ``configs`` for a figure's parsed command line (cache, jobs, fresh, quiet, dask).
 
-    Before any run trains: every config is checked, the backends are loaded once (CuPy missing ends the
-    command with its message) and a line says how many runs come from the cache and how many will train.
-    A dataset file not on disk ends the command with a message naming ``--data-root``; Ctrl-C with one line
-    saying what was kept.
+    Before any run trains: every field of every config is checked (a bad one ends the command with one line
+    naming the field, the value, what is accepted and the fix), the backends are loaded once (CuPy missing ends
+    the command with its message) and a line says how many runs come from the cache and how many will train.
+    A dataset file not on disk ends the command with a message naming ``--data-root``; Ctrl-C, SIGTERM or
+    SIGHUP with one line saying what was kept (the workers are stopped too).
     """
     from ..backend import backend_module
-    from .sweep import run_many, todo
+    from .sweep import check_configs, run_many, todo
 
     cache = resolve_cache(args)
+    options = {f: "--" + f for f in ("dataset", "model", "backend") if getattr(args, f, None)}  # the fields they set
     try:
-        for c in configs:
-            check_config(c)
+        check_configs(configs, options)
         for b in sorted({c.backend for c in configs}) if not args.dask else ():  # (Dask workers have their own)
             backend_module(b)
     except ValueError as e:

@@ -7,7 +7,9 @@
   CIFAR-10, on a GPU). A figure starts from ``scale_base(scale)`` and changes the few fields it needs, in
   plain sight in its own module.
 - ``check_config(config)``: a ValueError naming the field and the accepted values (model, activation) when a
-  run cannot be built; every sweep checks its runs before it trains any.
+  run cannot be built. ``sweep.check_configs(configs)`` checks these and every other field of every run before
+  a sweep trains any (it lives there because this module is part of the code hash: a new check here would
+  make every cached run look like a run of other code).
 - ``with_options(base, scale, ...)``: the command line's choices applied to a base run, including the
   one rule "NumPy at paper scale computes in float64".
 """
@@ -100,7 +102,7 @@ def scale_base(scale, **changes):
 
 def check_config(config):
     """Raise a ValueError naming the field and what is accepted when ``config`` cannot be built (model,
-    activation), so that a sweep stops before anything trains."""
+    activation), so that a sweep stops before anything trains; ``sweep.check_configs`` adds every other field."""
     if config.model not in MODELS:
         raise ValueError(f"model: got {config.model!r}; accepted: {', '.join(MODELS)}")
     if config.activation not in ACTIVATIONS:

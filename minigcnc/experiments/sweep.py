@@ -7,11 +7,15 @@
   runs first. ``jobs > 1`` runs them in parallel processes (joblib); ``dask="local[:N]"`` on a ``LocalCluster``
   of N workers, ``dask="tcp://host:port"`` on a running scheduler. Workers send each history back and the
   client writes the cache, so Dask workers need no shared disk. A diverged run is recorded as diverged and
-  the sweep goes on.
+  the sweep goes on. Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) all stop the sweep the same
+  way: the workers are stopped, every finished run and the last checkpoint of each run in progress are kept.
+- ``check_configs(configs)``: every field of every config checked before any run trains (``run_many`` calls it),
+  one ValueError naming the field, the bad value, what is accepted and the fix.
 - ``sweep_configs(base, grid, seeds)``: the one sweep layout every figure uses,
   ``{field: [[config per value] per seed]}``, each sweep changing one field (any field of ``RunConfig``) of
   ``base``; ``by_sweep(sweeps, histories)`` lays ``run_many``'s flat list out the same way.
 """
+import contextlib
 import time
 
 from .cache import code_hash, load_run, run_key, run_path, versions, write_json
@@ -88,6 +92,110 @@ def train_in_worker(config_dict, checkpoint_dir, fresh):
     return history
 
 
+def _n_classes(dataset, target=False):
+    """How many classes ``dataset`` has (``target``: as a pool of target classes), without loading it."""
+    from .. import data
+
+    if dataset.endswith(data.ROTATED_SUFFIX):
+        return data.N_ROTATIONS * _n_classes(dataset[: -len(data.ROTATED_SUFFIX)])
+    if dataset == "cifarfs":  # its 64 train classes are the source; its 20 test classes the target pool
+        return len(data.CIFARFS_TEST) if target else len(data.cifarfs_class_names("train"))
+    return 100 if dataset == "cifar100" else 10
+
+
+def field_checks(config):
+    """(field, check) for every field of ``config`` but model and activation (``config.check_config``'s).
+
+    Each check raises a ValueError or TypeError saying what is accepted: the checkers of ``minigcnc.checks``,
+    with the bounds ``train.fit`` uses too.
+    """
+    from numbers import Integral
+
+    from .. import checks, data
+    from ..backend import _named_devices  # (the device backends registered so far: cupy, once loaded, and others)
+    from ..gc import PENALTY_METHODS
+    from .measure import EXTRAS
+
+    def sequence(name, v):
+        if not isinstance(v, (tuple, list)):
+            raise TypeError(f"{name} must be a tuple; got {type(v).__name__} {v!r}")
+        return v
+
+    def sizes(name):
+        return lambda v: [checks.integer(f"{name}[{i}]", x, minimum=1) for i, x in enumerate(sequence(name, v))]
+
+    def labels(name, dataset, target=False):
+        n = _n_classes(dataset, target)
+
+        def check(v):
+            ints = all(isinstance(c, Integral) and not isinstance(c, bool) and 0 <= c < n for c in sequence(name, v))
+            if not ints or len(v) == 1 or len(set(v)) < len(v):
+                raise ValueError(f"{name} must be empty (every class) or 2 or more distinct labels among the {n} "
+                                 f"{'target ' if target else ''}classes of {dataset} (0..{n - 1}); got {v!r}")
+        return check
+
+    known = config.dataset in data.DATASETS and config.target_dataset in ("",) + data.DATASETS
+    target = config.target_dataset or config.dataset
+    return [
+        ("dataset", lambda v: checks.one_of("dataset", v, data.DATASETS)),
+        ("target_dataset", lambda v: checks.one_of("target_dataset", v, ("",) + data.DATASETS)),
+        ("hidden", sizes("hidden")),
+        ("channels", sizes("channels")),
+        ("width", lambda v: checks.number("width", v, 0.0, low_open=True)),
+        ("classes", labels("classes", config.dataset) if known else lambda v: None),
+        ("target_classes", labels("target_classes", target, target=True) if known else lambda v: None),
+        ("lr", lambda v: checks.number("lr", v, 0.0, low_open=True)),
+        ("batch_size", lambda v: checks.integer("batch_size", v, minimum=1)),
+        ("steps", lambda v: checks.integer("steps", v, minimum=1)),
+        ("l2", lambda v: checks.number("l2", v, 0.0)),
+        ("gc_reg", lambda v: checks.number("gc_reg", v, 0.0)),
+        ("gc_reg_method", lambda v: checks.one_of("gc_reg_method", v, PENALTY_METHODS)),
+        ("momentum", lambda v: checks.number("momentum", v, 0.0, high=1.0)),
+        ("eval_every", lambda v: checks.integer("eval_every", v, minimum=1)),
+        ("eval_per_class", lambda v: checks.integer("eval_per_class", v, minimum=1)),
+        ("fewshot_episodes", lambda v: checks.integer("fewshot_episodes", v, minimum=0)),
+        ("fewshot_probe", lambda v: checks.one_of("fewshot_probe", v, (False, True))),
+        ("extras", lambda v: [checks.one_of("extras", x, tuple(EXTRAS)) for x in sequence("extras", v)]),
+        ("seed", lambda v: checks.integer("seed", v, minimum=0)),
+        ("dtype", lambda v: checks.one_of("dtype", v, ("float32", "float64"))),
+        ("backend", lambda v: checks.one_of("backend", v, tuple(dict.fromkeys(("numpy", "cupy", *_named_devices))))),
+    ]
+
+
+def check_configs(configs, options=None):
+    """Check every field of every config before any run trains; a bad one raises one ValueError.
+
+    The message names the field, the bad value, what is accepted and the fix (``options``: {field: the
+    command-line option that set it}, named in the fix).
+
+    It lives here and not in ``config.py``: that module is part of the code hash (``cache.py``), and a new check
+    there would make every cached run look like a run of other code.
+    """
+    configs = list(configs)
+    for i, c in enumerate(configs):
+        try:
+            check_config(c)  # model and activation: the messages start with the field's name
+        except ValueError as e:
+            raise ValueError(f"{e}{_fix_of(str(e).partition(':')[0], i, configs, options)}") from None
+        for field, check in field_checks(c):
+            try:
+                check(getattr(c, field))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{e}{_fix_of(field, i, configs, options)}") from None
+
+
+def _fix_of(field, i, configs, options):
+    """The end of ``check_configs``'s message: which run, and where to change the value."""
+    if options and field in options:
+        return f"; fix: give another {options[field]}"
+    value, n = getattr(configs[i], field), len(configs)
+    if n == 1:
+        return f"; fix: set {field} to an accepted value"
+    if all(getattr(c, field) == value for c in configs):
+        return f"; fix: set {field} to an accepted value (all {n} runs have this one)"
+    return f"; fix: set {field} to an accepted value in run {i + 1} of {n} (seed {configs[i].seed}) of the sweep"
+
+
 def todo(configs, cache_dir=None, fresh=False):
     """The distinct configs of ``configs`` that must be trained (all with ``fresh``), longest first."""
     unique = {run_key(c): c for c in configs}
@@ -105,12 +213,12 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
     from .progress import RunsBar
 
     configs = list(configs)
-    for c in configs:  # a run that cannot be built stops the sweep before any run trains
-        check_config(c)
+    check_configs(configs)  # a run that cannot be built stops the sweep before any run trains
     left = todo(configs, cache_dir, fresh)
     if left:
         watch = [(run_path(c, cache_dir).with_suffix(".ckpt.npz"), c.steps) for c in left]
-        with RunsBar(len(left), jobs=jobs, dask=dask, enabled=progress, configs=watch) as bar:
+        with stop_signals_interrupt(), \
+                RunsBar(len(left), jobs=jobs, dask=dask, enabled=progress, configs=watch) as bar:
             if dask:
                 from .dask_runner import run_on_dask
 
@@ -129,6 +237,36 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
                 for history in run_parallel(left, cache_dir, jobs, fresh):
                     bar.finished(history)
     return [load_run(c, cache_dir) for c in configs]
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """While the block runs, SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does.
+
+    So ``kill PID`` and a closed terminal stop a sweep as Ctrl-C does: its workers are stopped
+    (``run_parallel``) and the command ends with the same message.
+
+    Only in the main thread (Python delivers signals there), only for the signals this platform has (Windows has
+    no SIGHUP), and not for a signal that is ignored (``nohup`` ignores SIGHUP: it keeps doing so); the previous
+    handlers come back afterwards.
+    """
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)  # (None: set outside Python)
 
 
 def run_path_of(history, cache_dir):
