@@ -326,3 +326,14 @@ def test_python_m_minigcnc_lists_every_shared_option_the_cache_commands_and_wher
     root = Path(menu.__file__).resolve().parents[1]
     for path in ("notebooks/tutorial.ipynb", "docs/theory.md", "docs/api.md", "figures/REPORT.md"):
         assert f"\n  {path} " in out and (root / path).exists(), path
+
+
+def test_a_figure_writes_to_git_ignored_results_by_default_so_the_quick_start_leaves_the_checkout_clean():
+    from pathlib import Path
+
+    from minigcnc.experiments.cli import figure_outputs
+
+    assert figure_outputs("figure3", "laptop") == (Path("results/figure3.png"), Path("results/figure3.json"))
+    root = Path(__file__).resolve().parents[1]
+    assert "/results/" in (root / ".gitignore").read_text().split()
+    assert "results/figure3.png" in (root / "README.md").read_text()

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from ..checks import write_atomically
 from .cache import default_cache_dir, load_run, run_key, run_path, versions, write_json
-from .config import SCALES, check_config  # noqa: F401 - check_config is part of this module's interface
+from .config import SCALES
+
+DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them, check_config  # noqa: F401 - check_config is part of this module's interface
 
 
 def figure_parser(prog, description, default_seeds=None):
@@ -34,7 +36,8 @@ def figure_parser(prog, description, default_seeds=None):
                    help="number of seeds, 0..N-1 (default: the scale's own)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (default: 2)")
     p.add_argument("--fresh", action="store_true", help="recompute runs even if cached")
-    p.add_argument("--out", default=None, help="folder for the figure PNG and JSON (default: ./figures)")
+    p.add_argument("--out", default=None, help=f"folder for the figure PNG and JSON (default: ./{DEFAULT_OUT}; the "
+                   "committed reference figures in figures/ are written by python -m minigcnc.reproduce)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="result cache (default: $MINIGCNC_CACHE, else ~/.cache/minigcnc; --out does not move it; "
                         "python -m minigcnc.experiments.cache --info or --prune describes or prunes it)")
@@ -66,7 +69,7 @@ def parse(parser, argv):
         parser.error(f"--jobs must be at least 1 (the number of runs trained at once); got {args.jobs}")
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
-    out = Path(args.out) if args.out else Path("figures")
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT)
     why = writable_folder(out)
     if why:
         parser.error(f"--out {out}: cannot write there ({why}); give a folder you can write to")
@@ -143,8 +146,9 @@ def interrupted_message(name, configs, cache):
 
 
 def figure_outputs(name, scale, out=None):
-    """(png path, json path): ``figures/<name>.png`` at laptop scale, ``<name>_<scale>.png`` otherwise."""
-    folder = Path(out) if out else Path("figures")
+    """(png path, json path): ``OUT/<name>.png`` at laptop scale, ``<name>_<scale>.png`` otherwise (OUT:
+    ``out``, else ``results``)."""
+    folder = Path(out) if out else Path(DEFAULT_OUT)
     stem = name if scale == "laptop" else f"{name}_{scale}"
     return folder / f"{stem}.png", folder / f"{stem}.json"
 
