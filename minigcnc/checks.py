@@ -77,6 +77,15 @@ def finite(A, name):
                      "finite")
 
 
+def no_string_labels(y, name="y"):
+    """Raise a ValueError naming ``name`` if the host label array ``y`` holds strings (or bytes), with the fix."""
+    y = onp.asarray(y)
+    if y.dtype.kind in "US" or (y.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in y.ravel())):
+        raise ValueError(f"{name} must hold integer class labels; got strings (dtype {y.dtype}): map them to 0..k-1, "
+                         f"e.g. numpy.unique({name}, return_inverse=True)[1]")
+    return y
+
+
 def classes_match(labels_a, labels_b, name_a, name_b):
     """Raise a ValueError naming, by label, the classes present in one label array and absent from the other."""
     a, b = set(onp.unique(onp.asarray(labels_a)).tolist()), set(onp.unique(onp.asarray(labels_b)).tolist())

@@ -33,7 +33,7 @@ def as_features(Z, name="Z", layout="features (N samples, p features)"):
 
 def as_labels(y, n_rows, name="y", rows_of="Z"):
     """``y`` as a host 1-D integer array with ``n_rows`` entries, or a ValueError naming ``name``."""
-    y = to_numpy(y)
+    y = checks.no_string_labels(to_numpy(y), name)
     if y.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of integer class labels; got shape {tuple(y.shape)}")
     if y.dtype.kind not in "iu":

@@ -19,6 +19,7 @@ with the classes one side lacks, by label. Data arrays stay on their backend, ac
 import numpy as onp
 
 from .backend import get_xp, to_numpy
+from .threads import host_limited
 from .classes import (
     Classes,
     as_class_vector,
@@ -87,6 +88,7 @@ def cdnv_matrix(Z, y):
     return _cdnv_matrix(Z, y, "cdnv_matrix")
 
 
+@host_limited  # one BLAS thread for small host features (threads.py)
 def cdnv(Z, y):
     """Return the paper's neural-collapse measure NC, the mean CDNV over class pairs (float; lower = more collapse).
 
@@ -156,6 +158,7 @@ def _sigma_b_pinv_factor(Mc, rtol):
     return U[:, keep] / xp.sqrt(lam[keep])[None, :]
 
 
+@host_limited
 def nc1(Z, y, rtol=None):
     """Return Papyan's NC1 (float): within-class variability relative to the between-class spread.
 

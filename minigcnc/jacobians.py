@@ -36,14 +36,13 @@ Public: ``input_jacobian`` (N, q, D) and ``jacobian_sq_norms`` (N,) for users; `
 benchmarks. Everything is written with ``ops`` primitives on the array module of ``params``, so it runs on
 any backend and autograd can differentiate the norms with respect to the parameters (the GC penalty).
 """
-import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as onp
 from autograd.tracer import isbox
 
-from . import checks, ops
+from . import checks, ops, threads
 from .backend import get_xp, is_device_array, to_numpy
 
 TARGETS = ("embed", "logits")
@@ -330,19 +329,16 @@ def run_passes(fn, tasks, on_host):
     Small cache-sized passes are what make the host fast, and multi-threaded BLAS on small GEMMs loses
     more to thread synchronisation than it gains (several times slower on a busy 2-core machine), so the
     parallelism is over passes instead: NumPy releases the GIL inside GEMMs and ufuncs. The BLAS limit
-    (threadpoolctl) holds for the whole process while the passes run.
+    (``threads.blas_limit``) holds for the whole process while the passes run: one thread when passes run in
+    parallel, else ``threads``' automatic rule (one thread: a pass is cache-sized by ``plan``) unless
+    ``$MINIGCNC_BLAS_THREADS`` says otherwise; a device backend is left alone.
     """
     workers = min(len(tasks), _host_threads()) if on_host else 1
-    if workers < 2:
-        return [fn(t) for t in tasks]
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # scikit-learn brings it; without it BLAS keeps its own threads
-        limit = contextlib.nullcontext()
-    else:
-        limit = threadpool_limits(1, user_api="blas")
-    with limit, ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, tasks))
+    with threads.blas_limit(1 if workers > 1 else None, work=0, on_host=on_host):
+        if workers < 2:
+            return [fn(t) for t in tasks]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fn, tasks))
 
 
 def jacobian_blocks(model, params, Xc, target, chunk=None, batch_size=None):

@@ -16,7 +16,8 @@ Speed (the training step is the hot loop of every figure): the loss is the model
 (``model.loss(..., fused=True)``, one autograd node per layer; ``fit(..., fused=False)`` trains on the
 one-op-per-primitive reference instead), ``value_and_grad_leaves`` traces every parameter array as its own
 root (no container boxes, no zero-filled gradient containers), and on the host the update is written over
-the fresh gradient arrays when nothing else can hold them.
+the fresh gradient arrays when nothing else can hold them. On the host a small problem trains with one BLAS
+thread (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or ``$MINIGCNC_BLAS_THREADS`` to change it).
 """
 import ctypes
 import itertools
@@ -25,6 +26,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as onp
@@ -32,7 +34,7 @@ from autograd.core import VJPNode, add_outgrads, vspace
 from autograd.tracer import isbox, new_box, toposort, trace_stack
 from tqdm.auto import tqdm
 
-from . import checks, ops
+from . import checks, ops, threads
 from .backend import get_xp, is_device_array, to_numpy, tree_leaves, tree_map, tree_unflatten
 
 
@@ -51,7 +53,7 @@ class FitResult:
 
 def check_labels(y, n_classes, n=None):
     """y as an int64 host array after checking it is 1-D, of length n, with values in [0, n_classes)."""
-    y = to_numpy(y)
+    y = checks.no_string_labels(to_numpy(y))
     if y.ndim != 1:
         raise ValueError(f"y must be a 1-D array of integer labels; got shape {y.shape}")
     if n is not None and len(y) != n:
@@ -66,6 +68,35 @@ def check_labels(y, n_classes, n=None):
             f"(labels must be in [0, {n_classes - 1}]); re-index the labels or build the model with more classes"
         )
     return y
+
+
+_MODEL_SHAPES = weakref.WeakKeyDictionary()  # model -> the shape of every array model.init makes
+
+
+def check_params(model, params):
+    """Raise a ValueError unless ``params`` has the arrays, and shapes, that ``model.init`` makes.
+
+    The reference shapes come from one ``model.init(0)`` on the host per model object (cached).
+    """
+    if model not in _MODEL_SHAPES:
+        _MODEL_SHAPES[model] = [tuple(a.shape) for a in tree_leaves(model.init(0, dtype="float32", backend="numpy"))]
+    wanted = _MODEL_SHAPES[model]
+    fix = "build them with model.init(seed)"
+    n = len(tree_leaves(params))
+    if n != len(wanted):
+        raise ValueError(f"params were built for another model: they hold {n} arrays, the model needs "
+                         f"{len(wanted)}; {fix}")
+    named = []  # ("layer 1 weight", shape): one entry of params per body layer, then the head
+    for i, entry in enumerate(params):
+        arrays = tree_leaves(entry)
+        where = "the head" if i == len(params) - 1 else f"layer {i + 1}"
+        for j, a in enumerate(arrays):
+            what = ("weight", "bias")[j] if len(arrays) <= 2 else f"array {j + 1}"
+            named.append((f"{where} {what}", tuple(a.shape)))
+    for (name, shape), need in zip(named, wanted):
+        if shape != need:
+            raise ValueError(f"params were built for another model: {name} has shape {shape}, the model needs "
+                             f"{need}; {fix}")
 
 
 def l2_term(params):
@@ -118,7 +149,7 @@ def _load_checkpoint(path, params, velocity):
 
 def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, penalty=None, eval_every=None,
         on_eval=None, seed=0, progress=True, checkpoint=None, checkpoint_every=None, desc=None,
-        divergence_factor=100.0, fused=True):
+        divergence_factor=100.0, fused=True, blas_threads=None):
     """Train ``params`` with minibatch SGD and return a ``FitResult``.
 
     X (N, ...) and y (N,) may be host or device arrays; they are moved once to the device of ``params``.
@@ -135,7 +166,14 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     the whole array, on its own device). Divergence: the run stops, with ``diverged=True`` and a message naming
     the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
     the first step's (ReLU nets often blow up to huge but finite losses instead of NaN). ``fused``: the loss by
-    the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off).
+    the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off). ``params``
+    must have the shapes ``model.init`` makes (a ValueError otherwise).
+
+    ``blas_threads``: BLAS threads for the training loop (``on_eval`` included), see ``minigcnc.threads``. None
+    (default): ``$MINIGCNC_BLAS_THREADS`` if set, else one thread on the host when batch_size x the number of
+    parameters is below ``threads.SMALL_WORK`` (2**27 multiply-adds), else BLAS is left alone; an int n: at most
+    n; 0 or "all": leave BLAS alone. A device backend is never touched, and a limit already in place (your own
+    ``threadpoolctl.threadpool_limits``) is never raised. Threads change no result beyond round-off.
 
     Side effect, once per process on Linux: ``reuse_freed_memory`` tunes glibc's malloc so that a step reuses
     the previous step's pages (the process then keeps up to 512 MiB of freed memory); set
@@ -156,6 +194,8 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     seed = checks.integer("seed", seed, minimum=0)
     y_host = check_labels(y, model.n_classes, n)
     checks.finite(X, "X")
+    check_params(model, params)
+    threads.resolve(blas_threads)  # checks the value before any work
 
     leaves = tree_leaves(params)
     xp = get_xp(*leaves)
@@ -196,40 +236,42 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     ckpt_every = checkpoint_every or eval_every or steps
     t0 = time.time()
     diverged, message = False, ""
-    if start == 0:
-        evaluate(0, params)
-    bar = tqdm(total=steps, initial=start, disable=None if progress else True, desc=desc or model.name, leave=False)
-    step = start
-    stream = batches(n, batch_size, seed, start_step=start, num_steps=max(steps - start, 0))
-    try:
-        for step, idx in zip(range(start + 1, steps + 1), stream):
-            idx = xp.asarray(idx) if is_device_array(X) else idx
-            value, g = grad_fn(params, X[idx], y_dev[idx], step)
-            loss = float(to_numpy(value))
-            first_loss = losses[0] if losses else loss
-            if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):
-                diverged = True
-                message = (f"diverged at step {step}: loss {loss:.4g} (first {first_loss:.4g}) with lr={lr}, batch_size={batch_size}, l2={l2}, "
-                           f"momentum={momentum}, seed={seed}; try a smaller lr")
-                step -= 1
-                break
-            losses.append(loss)
-            if momentum:
-                velocity = axpy_tree(momentum, velocity, g, into_x=True)  # v <- momentum v + g (v is fit's own)
-                params = axpy_tree(-lr, velocity, params, scratch=g if own_grads else None)
-            else:
-                params = axpy_tree(-lr, g, params, into_x=own_grads)
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if eval_every and step % eval_every == 0:
-                evaluate(step, params)
-            if checkpoint and step % ckpt_every == 0:
-                _save_checkpoint(checkpoint, params, velocity, step, history, losses)
-    finally:
-        bar.close()
-    if not diverged:
-        evaluate(step, params)
+    work = batch_size * sum(int(a.size) for a in leaves)  # multiply-adds of a dense forward pass of one batch
+    with threads.blas_limit(blas_threads, work=work, on_host=not is_device_array(leaves[0])):
+        if start == 0:
+            evaluate(0, params)
+        bar = tqdm(total=steps, initial=start, disable=None if progress else True, desc=desc or model.name, leave=False)
+        step = start
+        stream = batches(n, batch_size, seed, start_step=start, num_steps=max(steps - start, 0))
+        try:
+            for step, idx in zip(range(start + 1, steps + 1), stream):
+                idx = xp.asarray(idx) if is_device_array(X) else idx
+                value, g = grad_fn(params, X[idx], y_dev[idx], step)
+                loss = float(to_numpy(value))
+                first_loss = losses[0] if losses else loss
+                if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):
+                    diverged = True
+                    message = (f"diverged at step {step}: loss {loss:.4g} (first {first_loss:.4g}) with lr={lr}, batch_size={batch_size}, l2={l2}, "
+                               f"momentum={momentum}, seed={seed}; try a smaller lr")
+                    step -= 1
+                    break
+                losses.append(loss)
+                if momentum:
+                    velocity = axpy_tree(momentum, velocity, g, into_x=True)  # v <- momentum v + g (v is fit's own)
+                    params = axpy_tree(-lr, velocity, params, scratch=g if own_grads else None)
+                else:
+                    params = axpy_tree(-lr, g, params, into_x=own_grads)
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if eval_every and step % eval_every == 0:
+                    evaluate(step, params)
+                if checkpoint and step % ckpt_every == 0:
+                    _save_checkpoint(checkpoint, params, velocity, step, history, losses)
+        finally:
+            bar.close()
+        if not diverged:
+            evaluate(step, params)
     if checkpoint:
         _save_checkpoint(checkpoint, params, velocity, step, history, losses)
     return FitResult(params, step, diverged, message, history, losses, time.time() - t0)

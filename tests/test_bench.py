@@ -20,7 +20,7 @@ def test_python_m_minigcnc_bench_lists_its_sections_and_options():
     out = subprocess.run([sys.executable, "-m", "minigcnc.bench", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "--only {train,gc,estimators,collapse,floor,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
+    assert "--only {train,gc,estimators,collapse,floor,threads,gpu}" in out.stdout and "--quick" in out.stdout and "--backend" in out.stdout
 
 
 # ---- the training-step bench: minigcnc against its reference route, PyTorch and JAX ---------------------------
@@ -93,3 +93,16 @@ def test_bench_floor_sums_every_reproduce_run_steps_per_figure():
     assert out["total_minigcnc_s"] == pytest.approx(sum(r["minigcnc_s"] for r in out["figures"].values()))
     assert all(s > 0 for _, s in reports)
     assert printed[0].splitlines()[-1].startswith("total on 2 jobs: minigcnc")
+
+
+def test_bench_threads_times_fit_three_ways_and_prints_the_ratio_to_one_thread():
+    from minigcnc.bench.threads import bench_threads
+
+    printed, reports = [], []
+    out = bench_threads(lambda name, s, note: reports.append(name), quick=True, steps=3, n=100, printer=printed.append)
+    ways = ["default", "BLAS left alone", "one thread"]
+    assert reports == [f"threads.fit ({w})" for w in ways] and all(out[w] > 0 for w in ways)
+    assert out["ratio_alone"] == out["BLAS left alone"] / out["one thread"]
+    lines = printed[0].splitlines()
+    assert "fit mlp784-256-256-64, 3 steps, batch 64, 100 mnist5k images" in lines[0] and "BLAS: " in lines[0]
+    assert [line.rsplit(None, 2)[0] for line in lines[2:]] == ways and lines[-1].split()[-1] == "1.00"

@@ -28,6 +28,10 @@ def test_as_labels_wants_one_integer_label_per_row():
         K.as_labels(Y.astype(float), 7)
     with pytest.raises(ValueError, match=r"y has 7 labels but X has 6 rows"):
         K.as_labels(Y, 6, rows_of="X")
+    with pytest.raises(ValueError) as error:
+        K.as_labels(Y.astype("S1"), 7, name="labels")
+    assert str(error.value) == ("labels must hold integer class labels; got strings (dtype |S1): map them to 0..k-1, "
+                                "e.g. numpy.unique(labels, return_inverse=True)[1]")
 
 
 def test_as_class_vector_and_as_means_check_shape_sign_and_rows():

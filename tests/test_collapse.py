@@ -299,6 +299,15 @@ def test_error_labels_not_integer():
         C.class_means(ZA, YA.astype(float))
 
 
+@pytest.mark.parametrize("labels", [np.array(["a", "a", "b", "b"]), np.array(["a", "a", "b", "b"], dtype=object)])
+def test_error_string_labels_say_how_to_map_them_to_integers(labels):
+    with pytest.raises(ValueError) as error:
+        C.cdnv(ZA, labels)
+    assert str(error.value) == (f"y must hold integer class labels; got strings (dtype {labels.dtype}): map them to "
+                                "0..k-1, e.g. numpy.unique(y, return_inverse=True)[1]")
+    np.testing.assert_allclose(C.cdnv(ZA, np.unique(labels, return_inverse=True)[1]), C.cdnv(ZA, YA))
+
+
 def test_error_labels_length_mismatch():
     with pytest.raises(ValueError, match=r"y has 3 labels but Z has 4 rows"):
         C.cdnv(ZA, YA[:3])

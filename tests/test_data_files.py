@@ -4,6 +4,8 @@ The published checksums are patched (``monkeypatch`` on ``files.MD5``) so that f
 show that a wrong checksum refuses. Downloads read ``file://`` URLs; nothing touches the network.
 """
 import pickle
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -69,6 +71,36 @@ def test_download_with_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="md5 mismatch"):
         data.download("mnist", root=tmp_path / "local")
     assert list((tmp_path / "local").iterdir()) == []
+
+
+@pytest.mark.parametrize("name, url, wanted", [
+    ("mnist", "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    ("cifarfs", "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "cifar-100-binary.tar.gz")])
+def test_download_offline_names_the_url_and_how_to_place_the_files_by_hand(monkeypatch, tmp_path, name, url, wanted):
+    """No network: urlopen raises URLError (monkeypatched; nothing touches the network)."""
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError) as error:
+        data.download(name, root=tmp_path / "local")
+    message = str(error.value)
+    assert message.startswith(f"{files.folder_name(name)}: cannot download {url}: no network ([Errno -3] Temporary "
+                              "failure in name resolution). To work offline, get ")
+    for expected in [wanted, "root='<folder>'", "--data-root <folder>", "MINIGCNC_DATA=<folder>"]:
+        assert expected in message
+    assert "\n" not in message and error.value.__cause__ is None and error.value.__suppress_context__
+    assert list((tmp_path / "local").iterdir()) == []  # nothing half-written is left
+
+
+def test_download_reports_a_servers_http_error_as_it_is(monkeypatch, tmp_path):
+    def not_found(url, *args, **kwargs):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        data.download("mnist", root=tmp_path / "local")
 
 
 def test_cifar_archive_with_wrong_checksum_is_refused_before_reading(tmp_path):

@@ -142,6 +142,38 @@ def test_non_integer_labels_raise_value_error(problem):
         fit(model, params, X, y + 0.5)
 
 
+def test_string_labels_raise_value_error_saying_how_to_map_them(problem):
+    model, params, X, _ = problem
+    y = np.array(list("abc") * 13 + ["a"])
+    with pytest.raises(ValueError) as error:
+        fit(model, params, X, y)
+    assert str(error.value) == ("y must hold integer class labels; got strings (dtype <U1): map them to 0..k-1, "
+                                "e.g. numpy.unique(y, return_inverse=True)[1]")
+
+
+def test_params_of_another_model_are_refused_before_any_step(problem):
+    model, _, X, y = problem
+    calls = []
+    wider = models.mlp([D, 16, 5], K).init(0)
+    with pytest.raises(ValueError) as error:
+        fit(model, wider, X, y, on_eval=lambda step, p: calls.append(step))
+    assert str(error.value) == ("params were built for another model: layer 1 weight has shape (6, 16), the model "
+                                "needs (6, 8); build them with model.init(seed)")
+    assert calls == []
+    with pytest.raises(ValueError, match=r"the head bias has shape \(4,\), the model needs \(3,\)"):
+        fit(model, models.mlp([D, 8, 5], 4).init(0)[:-1] + [model.init(0)[-1][:1] + (np.zeros(4),)], X, y)
+    with pytest.raises(ValueError, match=r"^params were built for another model: they hold 4 arrays, the model "
+                                         r"needs 6; build them with model.init\(seed\)$"):
+        fit(model, models.mlp([D, 5], K).init(0), X, y)
+
+
+def test_mlp_784_128_params_given_to_an_mlp_784_256_name_the_layer_and_both_shapes(rng):
+    X, y = rng.standard_normal((8, 784)), np.arange(8) % 3
+    with pytest.raises(ValueError, match=r"layer 1 weight has shape \(784, 128\), the model needs \(784, 256\); "
+                                         r"build them with model.init\(seed\)"):
+        fit(models.mlp([784, 256, 10], 3), models.mlp([784, 128, 10], 3).init(0), X, y)
+
+
 # ---- divergence ----------------------------------------------------------------------------------------------
 def test_divergence_mid_run_is_reported_with_step_and_lr_without_raising(problem):
     model, params, X, y = problem
@@ -363,3 +395,90 @@ def test_the_update_overwrites_only_fresh_unaliased_host_arrays_and_rounds_like_
 def test_reuse_freed_memory_is_tried_once_and_says_whether_it_took_effect():
     first = train.reuse_freed_memory()
     assert isinstance(first, bool) and train.reuse_freed_memory() is first
+
+
+# ---- BLAS threads (minigcnc.threads) --------------------------------------------------------------------------
+def blas_threads_now():
+    from threadpoolctl import threadpool_info
+
+    return min(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_the_automatic_rule_gives_a_small_mlp_one_thread_on_numpy_and_leaves_a_device_alone(monkeypatch):
+    from minigcnc import threads
+
+    params = models.mlp([784, 256, 256, 64], 10).init(0)
+    work = 64 * sum(a.size for a in tree_leaves(params))  # fit's work: batch x parameters
+    assert work < threads.SMALL_WORK and threads.auto_threads(work) == 1 and threads.resolve(work=work) == 1
+    assert threads.auto_threads(threads.SMALL_WORK) is None  # big: BLAS left alone
+    assert threads.auto_threads(work, on_host=False) is None
+    for asked in (None, 1, 4, "all"):
+        assert threads.resolve(asked, work=work, on_host=False) is None
+    assert [threads.resolve(v, work=work) for v in (None, "auto", 3, 0, "all")] == [1, 1, 3, None, None]
+    monkeypatch.setenv("MINIGCNC_BLAS_THREADS", "all")
+    assert threads.resolve(work=work) is None and threads.resolve(2, work=work) == 2  # the keyword wins
+    monkeypatch.setenv("MINIGCNC_BLAS_THREADS", "3")
+    assert threads.resolve(work=work) == 3 and threads.resolve(work=work, on_host=False) is None
+    monkeypatch.setenv("MINIGCNC_BLAS_THREADS", "many")
+    with pytest.raises(ValueError, match="MINIGCNC_BLAS_THREADS must be None or 'auto'.*got 'many'"):
+        threads.resolve(work=work)
+    with pytest.raises(TypeError, match="blas_threads must be .* got float 1.5"):
+        threads.resolve(1.5)
+
+
+def test_blas_limit_limits_never_raises_a_users_limit_and_leaves_a_device_alone():
+    from threadpoolctl import threadpool_limits
+
+    from minigcnc import threads
+
+    before = blas_threads_now()
+    with threads.blas_limit(work=0) as n:
+        assert n == 1 and blas_threads_now() == 1
+    assert blas_threads_now() == before
+    with threads.blas_limit(1, on_host=False) as n:
+        assert n is None and blas_threads_now() == before
+    with threadpool_limits(1, user_api="blas"), threads.blas_limit(2):  # the user's own limit stays
+        assert blas_threads_now() == 1
+
+
+def test_fit_trains_under_the_thread_limit_and_its_float64_results_do_not_depend_on_it(rng):
+    """300-image MLP 784-256-256-64 (where multi-threaded BLAS does split the products): same numbers to 1e-12."""
+    from threadpoolctl import threadpool_limits
+
+    model = models.mlp([784, 256, 256, 64], 10)
+    X, y = rng.standard_normal((300, 784)), rng.integers(0, 10, 300)
+    seen = {}
+
+    def run(blas_threads):
+        def record(step, p):
+            seen.setdefault(blas_threads, blas_threads_now())
+
+        return fit(model, model.init(0), X, y, lr=0.01, batch_size=64, steps=10, momentum=0.9, on_eval=record,
+                   blas_threads=blas_threads)
+
+    alone, one, auto = run("all"), run(1), run(None)
+    assert seen == {"all": blas_threads_now(), 1: 1, None: 1}
+    for a, b, c in zip(tree_leaves(alone.params), tree_leaves(one.params), tree_leaves(auto.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        assert np.array_equal(b, c)  # the automatic rule is one thread here
+    np.testing.assert_allclose(alone.losses, one.losses, rtol=1e-12)
+    with threadpool_limits(1, user_api="blas"):
+        seen.clear()
+        run(4)
+    assert seen == {4: 1}  # a limit already in place is never raised
+
+
+def test_fit_on_a_device_leaves_blas_alone(rng):
+    import strict_device
+    from minigcnc import backend
+
+    strict_device.register()
+    model = models.mlp([D, 8, 5], K)
+    params = model.init(0, dtype="float64", backend="strict")
+    seen = []
+
+    def record(step, p):
+        seen.append(blas_threads_now())
+
+    fit(model, params, rng.standard_normal((N, D)), rng.integers(0, K, N), blas_threads=1, on_eval=record)
+    assert seen == [blas_threads_now()] * 2 and backend.get_backend() == "numpy"

@@ -115,7 +115,8 @@ def download(name, root=None):
     The only function here that uses the network. ``root`` defaults to ``~/.cache/minigcnc/data/<name>``, where
     ``load`` finds the files. Each file is checked against its published md5 after download and is only then
     moved into place. CIFAR downloads the binary archive (no pickle involved). ``"mnist5k"`` and ``"digits"``
-    ship with the code and need no download.
+    ship with the code and need no download. Offline it raises ConnectionError naming the URL and the way around
+    it: place the files in a folder and pass ``root=`` (``--data-root`` on the command line, or ``$MINIGCNC_DATA``).
     """
     _check_name(name)
     if name.endswith(ROTATED_SUFFIX):
@@ -356,7 +357,7 @@ def rotated_classes(classes, n_rotations=N_ROTATIONS):
 
 
 def _check_labels(param, y):
-    y = np.asarray(y)
+    y = checks.no_string_labels(y, param)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
         raise ValueError(f"{param}: received an array of shape {y.shape} and dtype {y.dtype}; expected a 1-D "
                          "array of non-negative integer labels")

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -226,16 +227,19 @@ def download_files(name, root=None):
     ``"cifarfs"`` (the CIFAR-100 archive). Files go into ``root`` (default ``~/.cache/minigcnc/data/<name>``,
     where ``search_dirs`` looks). A file already there is verified instead of fetched; a fetched file is
     checked against its published md5 and only then moved into place. CIFAR gets the binary archive (no pickle
-    involved).
+    involved). Without a network: a ConnectionError naming the URL and how to place the files by hand.
     """
     folder = folder_name(name)
     root = search_dirs(name, root)[0] if root is not None else CACHE_DIR.expanduser() / folder
     root.mkdir(parents=True, exist_ok=True)
+    return [_download_file(folder, filename, root) for filename in _download_names(folder)]
+
+
+def _download_names(folder):
+    """The files ``download_files`` fetches for ``folder``: the CIFAR binary archive, or the four IDX .gz files."""
     if folder in CIFAR_ARCHIVES:
-        filenames = [CIFAR_ARCHIVES[folder]["binary"]]
-    else:
-        filenames = [f + ".gz" for split in ("train", "test") for f in IDX_FILES[split]]
-    return [_download_file(folder, filename, root) for filename in filenames]
+        return [CIFAR_ARCHIVES[folder]["binary"]]
+    return [f + ".gz" for split in ("train", "test") for f in IDX_FILES[split]]
 
 
 def _download_file(folder, filename, root):
@@ -247,8 +251,22 @@ def _download_file(folder, filename, root):
     url = DOWNLOAD_URLS[folder] + filename
 
     def fetch(part):  # a failed or unverified download leaves nothing behind: write_atomically removes ``part``
-        with urllib.request.urlopen(url) as response, open(part, "wb") as out:
+        try:
+            response = urllib.request.urlopen(url)
+        except urllib.error.HTTPError:  # the server answered (404, 503...): its own message says it
+            raise
+        except urllib.error.URLError as error:  # no network (no DNS, no route, refused)
+            raise ConnectionError(_offline_message(folder, url, error.reason)) from None
+        with response, open(part, "wb") as out:
             shutil.copyfileobj(response, out)
         _check_md5(_checksummed_bytes(part, filename), MD5[folder][_md5_key(filename)], url)
 
     return checks.write_atomically(target, fetch)
+
+
+def _offline_message(folder, url, reason):
+    wanted = ", ".join(_download_names(folder))
+    return (f"{folder}: cannot download {url}: no network ({reason}). To work offline, get {wanted} on a machine "
+            f"that is online (from {DOWNLOAD_URLS[folder]} or {HOMEPAGES[folder]}), place the file(s) in a folder, "
+            f"then pass root='<folder>' to minigcnc.data.load(), --data-root <folder> on the command line, or set "
+            f"{ENV_VAR}=<folder>.")
