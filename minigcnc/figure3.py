@@ -150,8 +150,8 @@ def draw(histories, title):
     style()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-    ax.text(0.01, 0.02, "dotted line: error = 1; a bound above it is vacuous", transform=ax.transAxes,
-            va="bottom", ha="left", fontsize=7, color="gray")
+    ax.text(0.99, 0.8, "error = 1: a bound above this line is vacuous", transform=ax.get_yaxis_transform(),
+            va="top", ha="right", fontsize=7, color="gray")
     for metric, label, color, ls in BOUNDS:
         plot_band(ax, histories, metric, color, label=label, ls=ls)
     plot_band(ax, histories, ERROR, "C3", label="NCC test error (class-averaged)", lw=2.2)
