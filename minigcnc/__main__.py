@@ -1,15 +1,8 @@
 """`python -m minigcnc`: what can be run, the options every figure shares, and where to read on."""
-import importlib
 import textwrap
 
-FIGURES = [
-    ("figure1", "learning rate, batch size and L2 lower embedding GC, geometric collapse and NC (paper Fig. 1)"),
-    ("figure2", "GC estimators (sample subsets, Jacobian masking, output sampling) track the exact GC (Fig. 2)"),
-    ("figure3", "the GC-based bound tracks the nearest-class-centre test error (Fig. 3) -- the main job"),
-    ("figure4", "lower source GC gives lower target NC and better few-shot transfer (Fig. 4)"),
-    ("figure_gc_regularization", "an explicit GC penalty lowers GC, geometric collapse and NC (appendix)"),
-    ("figure_mnist", "Figure 1's sweeps on a convolutional net (appendix: VGG-11 on MNIST)"),
-]
+from .registry import FIGURES
+
 READ_ON = [  # (path in the source tree, what it is)
     ("notebooks/tutorial.ipynb", "the tutorial: GC, collapse and the bound on one small run, step by step"),
     ("docs/theory.md", "the mathematics: GC, neural collapse, the bound, and how each is computed"),
@@ -37,13 +30,8 @@ def shared_options():
 def main():
     print("minigcnc: geometric complexity and neural collapse (Munn, Dherin & Gonzalvo, NeurIPS 2024)\n")
     print("Figures:")
-    for name, what in FIGURES:
-        try:
-            importlib.import_module(f"minigcnc.{name}")
-            status = ""
-        except ImportError:
-            status = "  [not built yet]"
-        print(f"  python -m minigcnc.{name:<26s} {what}{status}")
+    for module, extra, what in FIGURES.values():  # in the order python -m minigcnc.reproduce runs them
+        print(f"  python -m minigcnc.{' '.join([module, *extra]):<26s} {what}")
     print("\nOptions every figure takes (python -m minigcnc.figureN --help adds the figure's own):")
     print("\n".join(shared_options()))
     print("\nEverything at once:\n  python -m minigcnc.reproduce                  every figure at its default scale, "

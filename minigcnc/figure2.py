@@ -3,10 +3,10 @@
     python -m minigcnc.figure2                  # laptop scale, a few minutes on 2 cores
     python -m minigcnc.figure2 --scale tiny     # seconds
 
-The default model is trained as in Figure 3 (MLP 784-256-256-64 on mnist5k, lr 0.05, batch 128, 3,000 steps,
-float32), here with five seeds. At every evaluation (every 150 steps) the exact embedding GC of the fixed
-evaluation subset (50 training images per class, N = 500) is computed together with one fresh draw of each
-unbiased estimator of ``gc.py`` (``measure.GC_ESTIMATOR_LEVELS``):
+The model is trained as in Figure 3 (``experiments.presets.training_run``), here with five seeds at laptop
+scale. At every evaluation the exact embedding GC of the fixed evaluation subset (at laptop scale 50 training
+images per class, N = 500) is computed together with one fresh draw of each unbiased estimator of ``gc.py``
+(``measure.GC_ESTIMATOR_LEVELS``):
 
 - (a) sample subsets: the mean over n = 100, 20, 5 of the N samples;
 - (b) Jacobian masking: each entry of J kept with probability q = 0.1, 0.01, 0.001, kept squares divided by q;
@@ -16,24 +16,24 @@ unbiased estimator of ``gc.py`` (``measure.GC_ESTIMATOR_LEVELS``):
 The claim table asks, for every estimator and level, whether each seed's estimated curve follows *that seed's*
 exact curve better than another seed's (Pearson over training; matched minus mismatched seeds, p exact over
 the 120 pairings of 5 seeds): within one run any two curves that both rise correlate, so a within-run
-correlation alone says nothing. (A rank version was run first: every GC curve here rises steadily, so every
-pairing of seeds gives Spearman 1 and no pairing can be told from another; Pearson, as in Figure 3, uses the
-values.) Below it, as checks, the median relative error against the exact GC over all checkpoints and seeds. A table
-of costs (and ``timings`` in the JSON) gives each estimator's median wall time per call against the exact
-GC's. What each saves: a subset of n images pulls back only those images (about n/N of the exact cost);
-output sampling pulls back only the m sampled rows of J (about m/p); Hutchinson pulls back ``probes`` random
-rows per image (about probes/p); masking saves nothing -- it needs every entry of J before it can drop
-entries, so it costs a little more than the exact GC and only shows that a sparse sample of J's entries
-keeps its norm. Scales: tiny = digits, MLP 64-32-16; paper =
-VGG-13 on CIFAR-10 (GPU).
+correlation alone says nothing. Below it, as checks, the median relative error against the exact GC over all
+checkpoints and seeds. A table of costs (and ``timings`` in the JSON) gives each estimator's median wall time
+per call against the exact GC's.
+
+The runs of each scale: the last lines of ``--help``. Why Pearson, and what each estimator saves:
+docs/figures.md#figure2.
 """
+import time
+
 import numpy as onp
 
 from .experiments import claims as C
+from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
-from .experiments.driver import training_figure
+from .experiments.driver import model_title, runs_epilog
 from .experiments.history import series
 from .experiments.measure import GC_ESTIMATOR_LEVELS, estimator_key
+from .experiments.presets import training_run
 
 NAME = "figure2"
 PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) masked Jacobian entries, keep prob. q", "q"),
@@ -43,16 +43,23 @@ PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) maske
 SEEDS = {"tiny": 1, "laptop": 5, "paper": 1}  # 5: the seed-pairing test needs 4 or more to reach p < 0.05
 
 
-def configs(scale, seeds=None, backend=None, data_root=None):
-    """The runs of Figure 2 at ``scale``: the training of Figure 3, recording one draw of every estimator too."""
-    if scale == "tiny":
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
+    """(base RunConfig, {} (no sweep), seeds) of Figure 2 at ``scale``: the training of Figure 3 recording one
+    draw of every estimator too, with the command line's backend and data root."""
+    if scale == "tiny":  # the scale's 200 steps: one seed, seconds
         base = scale_base("tiny")
     elif scale == "laptop":
-        base = scale_base("laptop", steps=3000, eval_every=150)
+        base = training_run("laptop")
     else:  # full Jacobians of VGG-13 are large: 10 images per class
-        base = scale_base("paper", lr=0.01, batch_size=128, eval_per_class=10)
+        base = training_run("paper").replace(eval_per_class=10)
     base = with_options(base.replace(extras=("gc_estimators",)), scale, backend, data_root)
-    return [base.replace(seed=s) for s in range(seeds or SEEDS[scale])]
+    return base, {}, list(range(seeds or SEEDS[scale]))
+
+
+def configs(scale, *, seeds=None, backend=None, data_root=None):
+    """The runs of Figure 2 at ``scale``: one config per seed."""
+    base, _, seeds = scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root)
+    return [base.replace(seed=s) for s in seeds]
 
 
 def _levels(histories, method):
@@ -138,14 +145,22 @@ def print_timings(histories):
 
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    levels = {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}
-    def claims_and_timings(histories):
-        print_timings(histories)
-        return make_claims(histories)
+    args = parse(figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup)), argv)
+    t0 = time.time()
+    cfgs = configs(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root)
+    histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
 
-    return training_figure(argv, NAME, __doc__, lambda a: configs(a.scale, a.seeds, a.backend, a.data_root),
-                           claims_and_timings, draw, summarize,
-                           lambda histories: {"levels": levels, "timings": timings(histories)})
+    print_timings(histories)
+    claims = make_claims(histories)
+
+    fig = draw(histories, f"{model_title(cfgs[0])}, {len(cfgs)} seeds")
+
+    png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+        "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
+        "levels": {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}, "timings": timings(histories),
+        "runs": summarize(histories)}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
+
 
 if __name__ == "__main__":
     main()

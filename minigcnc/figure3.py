@@ -24,8 +24,8 @@ What the table tests:
 After the table the command prints the final values (mean over seeds) and which bounds are vacuous. Across
 *runs that ended differently* the bound is tested in Figure 1 (``figure1_across_runs.png``).
 
-Scales: tiny = sklearn digits, MLP 64-32-16, 2 seeds, 300 steps; laptop = mnist5k, MLP 784-256-256-64,
-lr 0.05, batch 128, 3,000 steps, 5 seeds, float32; paper = VGG-13 on CIFAR-10, lr 0.01, batch 128, 5 seeds.
+The runs of each scale: the last lines of ``--help`` (the run is ``experiments.presets.training_run``, shared
+with Figure 2). More: docs/figures.md#figure3.
 """
 import io
 import time
@@ -34,9 +34,10 @@ import numpy as onp
 
 from .experiments import claims as C
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
-from .experiments.config import scale_base, with_options
-from .experiments.driver import model_title
+from .experiments.config import with_options
+from .experiments.driver import model_title, runs_epilog
 from .experiments.history import final, series
+from .experiments.presets import training_run
 
 NAME = "figure3"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 5}
@@ -49,19 +50,17 @@ BOUNDS = [  # (metric, label, colour, line style)
 ]
 
 
-def base_run(scale):
-    """The training run of Figures 2 and 3 at ``scale``: the scale's base run, longer, evaluated more often."""
-    if scale == "tiny":
-        return scale_base("tiny", steps=300)
-    if scale == "laptop":
-        return scale_base("laptop", steps=3000, eval_every=150)
-    return scale_base("paper", lr=0.01, batch_size=128)
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
+    """(base RunConfig, {} (no sweep), seeds) of Figure 3 at ``scale``: the shared training run
+    (``presets.training_run``) with the command line's backend and data root."""
+    base = with_options(training_run(scale), scale, backend, data_root)
+    return base, {}, list(range(seeds or SEEDS[scale]))
 
 
-def configs(scale, seeds=None, backend=None, data_root=None):
+def configs(scale, *, seeds=None, backend=None, data_root=None):
     """The runs of Figure 3 at ``scale``: one config per seed."""
-    base = with_options(base_run(scale), scale, backend, data_root)
-    return [base.replace(seed=s) for s in range(seeds or SEEDS[scale])]
+    base, _, seeds = scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root)
+    return [base.replace(seed=s) for s in seeds]
 
 
 def curves(runs, metric, start=1):
@@ -189,14 +188,17 @@ def summarize(histories):
 
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    args = parse(figure_parser(f"python -m minigcnc.{NAME}", __doc__), argv)
+    args = parse(figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup)), argv)
     t0 = time.time()
-    cfgs = configs(args.scale, args.seeds, args.backend, args.data_root)
-    histories = run_sweep(NAME, args, cfgs)
+    cfgs = configs(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root)
+    histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
+
     claims = make_claims(histories)
+
     fig = draw(histories, f"{model_title(cfgs[0])}, {len(cfgs)} seeds")
+
     means = final_means(histories)
-    png, js = write_figure(NAME, args.scale, args.out, fig, {
+    png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs], "final_means": means,
         "runs": summarize(histories)}, claims, t0)
     summary = io.StringIO()

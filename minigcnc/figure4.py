@@ -10,55 +10,20 @@
 Pre-train on source classes with plain SGD, sweeping one hyperparameter per row: the learning rate
 (increasing), the batch size (decreasing) and L2 (increasing), each from the same baseline. At every evaluation:
 the exact embedding GC on source training images (``gc``), the CDNV of the frozen embedding on the unseen target
-classes (``target_nc``), and the 5-way 5-shot nearest-class-centre accuracy on them (``fewshot5``: 600 episodes,
-15 queries per class, drawn with the run's seed, so runs of one seed see the same episodes; interval 1.96 sd /
-sqrt(600)); also 1-shot (``fewshot1``) and, with rotated classes, ``fewshot5_distinct``: episodes of 5 different
-digits, one rotation each (``fewshot.episodes(groups=...)``). The target pool is every image of the target
-classes, standardized with the source statistics. Claims, per sweep and over all runs: Spearman correlation of
-final source GC (and GCol) with final target NC (expected positive) and with final accuracy (expected negative),
-the mean of the per-seed coefficients, stratified permutation test (``experiments.claims``).
+classes (``target_nc``), and the 5-way 5-shot nearest-class-centre accuracy on them (``fewshot5``); also 1-shot
+(``fewshot1``), with rotated classes ``fewshot5_distinct`` (episodes of 5 different digits) and, unless
+``--no-probe``, a logistic-regression probe on L2-normalized features (``fewshot5_logreg``). Claims, per sweep
+and over all runs: Spearman correlation of final source GC (and GCol) with final target NC (expected positive)
+and with final accuracy (expected negative), the mean of the per-seed coefficients, stratified permutation test
+(``experiments.claims``).
 
-Splits (``--split``), laptop scale, ``mnist5k`` (400 train / 100 test images per digit), two designs of ours:
+Splits (``--split``): ``digits``, digits 0-4 are the 5 source classes, digits 5-9 the 5 target classes;
+``rotations`` (default), each digit at 0, 90, 180 and 270 degrees is its own class: 20 source, 20 target classes.
+The digit split was run first and went against the paper (lower source GC, lower few-shot accuracy); the
+rotation split was written after that result and made the default. Both are reported alike (figures/REPORT.md).
 
-- ``digits``: digits 0-4 are the 5 source classes, digits 5-9 the 5 target classes.
-- ``rotations`` (default): each digit at 0, 90, 180 and 270 degrees is its own class (``data.rotate_classes``, as
-  Omniglot benchmarks do): 20 source classes (digits 0-4), 20 target classes (digits 5-9), 5 of the 20 per
-  episode, most often with two rotations of one digit, what the source task trains; hence ``fewshot5_distinct``.
-
-The order, disclosed: the digit split was run first and went against the paper (lower source GC, lower few-shot
-accuracy); the rotation split was written after that result and made the default. Both are reported alike
-(``figures/REPORT.md``). A hypothesis for the difference, not tested here: 5 source classes can be separated by an
-embedding collapsed onto a 4-dimensional simplex that may discard what tells unseen digits apart; more, and more
-diverse, source classes may keep more of it.
-
-Near-duplicate target classes, a rule fixed before any transfer result (``near_duplicates``): a pair of rotated
-target classes whose 2-way pixel NCC error (``pair_confusability``) exceeds that of every pair of upright digits;
-the larger label of each is left out. On mnist5k none is (``NEAR_DUPLICATES``; tests/test_figure4.py recomputes
-it): upright maximum 3 vs 5, 0.13; among the 190 target pairs 7 vs 9 at one rotation 0.105, 6@r vs 7@(r+180)
-0.085, 6@r vs 8@(r+180) 0.08, 6@r vs 9@(r+180) 0.075 (all four r), a digit vs its own rotations 0.055 at most.
-
-Scales:
-- tiny: scikit-learn 8x8 digits (``digits_rot`` / ``digits``), MLP 64-32-16, 3 seeds, 120 steps, 50 episodes.
-- laptop: MLP 784-256-256-64 (ReLU) in float32, batch 128, 3,000 steps, evaluated every 500 steps, GC on
-  500 source training images (25 per class with rotations, 100 with digits), 5 seeds. Grids: lr
-  {0.05, 0.1, 0.2, 0.3} (batch 128), batch {512, 256, 128, 32} (lr 0.05), L2 {0, 1e-4, 5e-4, 1e-3, 5e-3}
-  (lr 0.05, batch 128; Figure 1's L2 grid); the baseline lr 0.05, batch 128, L2 0 is shared by the three rows.
-- paper: ResNet-18 (SkipInit, no batch norm) pre-trained on the 64 CIFAR-FS train classes (500 / 100 images per
-  class for training / testing the source task), target the 20 CIFAR-FS test classes (all 600 images each),
-  read from a local CIFAR-100 archive (``--data-root``); lr {0.005, 0.01, 0.02, 0.04} (batch 256),
-  batch {512, 256, 128, 64} (lr 0.02), L2 {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4} (the paper's grid, lr 0.02, batch 256),
-  20,000 steps, 3 seeds, CuPy, float32 (our choice: the paper gives no Figure 4 grid).
-
-``--source fashion_mnist``: pre-train on the 10 Fashion-MNIST classes (40 rotated with ``--split rotations``),
-transfer to the 10 (40) digit classes of ``mnist5k``; writes ``figure4_fashion*.png``. It needs the Fashion-MNIST
-IDX files (Debian's ``dataset-fashion-mnist`` puts them in ``/usr/share/datasets/fashion-mnist/``, or
-``--data-root``); without them it says where it looked and stops.
-
-The linear probe (``fewshot5_logreg``, ``fewshot1_logreg``; ``--no-probe``: left out, outputs
-``figure4*_noprobe*``): a logistic regression fitted on each episode's support set, on L2-normalized features
-(each embedding divided by its norm, the usual few-shot protocol, so that C = 1 regularizes alike runs whose
-embedding scale differs; NCC stays on raw features, as the paper's), scikit-learn's ``LogisticRegression()``
-problem solved exactly by ``fewshot.evaluate_embeddings`` on the same episodes as NCC.
+The runs and grids of each scale: the last lines of ``--help``. The splits, the near-duplicate rule, the probe
+and the Fashion-MNIST files in full: docs/figures.md#figure4.
 """
 import argparse
 import sys
@@ -73,7 +38,7 @@ from . import data as data_mod
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import scale_base, with_options
-from .experiments.driver import distinct_runs_per_seed
+from .experiments.driver import distinct_runs_per_seed, runs_epilog
 from .experiments.history import final, finals, series
 from .experiments.sweep import by_sweep, flat, sweep_configs
 
@@ -167,9 +132,9 @@ def classes_of(scale, split, source):
     return fields
 
 
-def scale_setup(scale="laptop", split="rotations", source="mnist5k", probe=True, seeds=None, backend=None,
-                data_root=None):
-    """(base RunConfig, {field: values in plotting order}, seeds) of Figure 4 (``probe``: the linear probe too)."""
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None, split="rotations", source="mnist5k", probe=True):
+    """(base RunConfig, {field: values in plotting order}, seeds) of Figure 4 (``probe``: the linear probe too),
+    with the command line's backend and data root."""
     if scale not in GRIDS:
         raise ValueError(f"scale must be one of 'tiny', 'laptop', 'paper'; got {scale!r}")
     base = with_options(base_run(scale).replace(**classes_of(scale, split, source)), scale, backend, data_root)
@@ -177,10 +142,10 @@ def scale_setup(scale="laptop", split="rotations", source="mnist5k", probe=True,
     return base, {f: list(v) for f, v in GRIDS[scale].items()}, list(range(seeds or SEEDS[scale]))
 
 
-def configs(scale="laptop", split="rotations", source="mnist5k", probe=True, seeds=None, backend=None,
-            data_root=None):
+def configs(scale, *, seeds=None, backend=None, data_root=None, split="rotations", source="mnist5k", probe=True):
     """Every run of Figure 4, flat (the shared baseline appears once per sweep; it trains once)."""
-    return flat(sweep_configs(*scale_setup(scale, split, source, probe, seeds, backend, data_root)))
+    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root, split=split,
+                                           source=source, probe=probe)))
 
 
 def per_value(hist_field):
@@ -388,7 +353,7 @@ def _fashion_missing(data_root):
 
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    p = figure_parser("python -m minigcnc.figure4", __doc__)
+    p = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
     p.add_argument("--split", choices=SPLITS, default=None,
                    help="rotations (default with mnist5k): 20 source / 20 target classes, each digit at 4 angles; "
                         "digits: 5 source / 5 target digits (with fashion_mnist, the default: the plain 10 classes)")
@@ -405,14 +370,16 @@ def main(argv=None):
         if reason:
             print(f"figure4: skipped, --source fashion_mnist needs the Fashion-MNIST files.\n{reason}", file=sys.stderr)
             return {"skipped": reason}
-    base, grid, seeds = scale_setup(args.scale, args.split, args.source, args.probe, args.seeds, args.backend,
-                                    args.data_root)
-    sweeps = sweep_configs(base, grid, seeds)
+    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root,
+                                    split=args.split, source=args.source, probe=args.probe)
+    sweeps = sweep_configs(base, grid, seeds)  # {field: [[config per value] per seed]}
     cfgs = flat(sweeps)
-    histories = run_sweep(NAME, args, cfgs)
-    hist = by_sweep(sweeps, histories)
+    histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
+    hist = by_sweep(sweeps, histories)  # {field: [[history per value] per seed]}
+
     distinct = args.split == "rotations" and args.scale != "paper"  # rotated digits: fewshot5_distinct recorded
     claims = make_claims(grid, hist, args.probe, distinct)
+
     title = _title(args.scale, args.split, args.source)
     variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits",
                ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[

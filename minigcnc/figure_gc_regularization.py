@@ -3,6 +3,7 @@
     python -m minigcnc.figure_gc_regularization                  # laptop scale, about 5 minutes on 2 quiet cores
     python -m minigcnc.figure_gc_regularization --scale tiny     # seconds
     python -m minigcnc.figure_gc_regularization --scale paper --data-root DIR   # VGG-13 on CIFAR-10, GPU
+    python -m minigcnc.figure_gc_regularization --gc-method exact   # the exact penalty: figure_gc_regularization_exact
 
 Training minimizes ``CE + lambda * GC(g, batch)`` (docs/theory.md#geometric-complexity, "GC regularization"; ``gc.make_gc_penalty``)
 with plain SGD, for lambda = 0 and a geometric grid of strengths. One row of three panels over the training
@@ -12,76 +13,72 @@ the strongest penalty. The claim table (over seeds): the Spearman correlation be
 GC and NC (expected negative), and between the final GC and the final NC and geometric collapse across the
 strengths (expected positive).
 
-The penalty's gradient: the exact GC of a batch costs one backward row per embedding coordinate (p = 64 for
-the laptop MLP), and differentiating it again made a training step about 30 times slower than a plain one
-here. The default is the Hutchinson estimate ``(1/N) sum_n ||v_n^T J(x_n)||^2`` with one fresh Gaussian probe
-per image (``gc_reg_method="hutchinson"``): its value and its parameter gradient are unbiased for the exact
-ones, averaged over the batch's images, and a step costs 2-4 plain ones. ``--gc-method exact`` uses the
-exact penalty.
+The penalty is by default the Hutchinson estimate ``(1/N) sum_n ||v_n^T J(x_n)||^2`` with one fresh Gaussian
+probe per image (``gc_reg_method="hutchinson"``): its value and its parameter gradient are unbiased for the exact
+ones; ``--gc-method exact`` uses the exact penalty. At strength 0 the run is Figure 1's base run (one cache entry).
 
-Scales (plain SGD, inputs standardized, no augmentation):
-
-- tiny: sklearn digits, MLP 64-32-16, lr 0.1, batch 32, 200 steps, lambda {0, 1e-2, 1e-1}, 2 seeds.
-- laptop (default): mnist5k, MLP 784-256-256-64, float32, lr 0.05, batch 128, 2,000 steps evaluated every
-  250 steps, 5 seeds, lambda {0, 1e-3, 3e-3, 1e-2, 3e-2}. lambda = 0 is the base run of Figure 1, so with
-  a shared cache it is trained once for both figures.
-- paper: VGG-13 on CIFAR-10, lr 0.01, batch 256, lambda {0, 1e-7, 1e-6, 1e-5, 1e-4} (the paper's
-  strengths), 20,000 steps, 3 seeds (GPU).
-
-Why these laptop strengths (a scan on mnist5k, seed 0; GC of the unregularized run is about 150 at the end):
-600 steps with lambda 1e-5 and 1e-4 moved the final GC by less than 5% and left NC and geometric collapse
-unchanged; after 2,000 steps 1e-3 lowers GC by 60% and NC by 11% but leaves the geometric collapse where
-it was (0.346 against 0.346): the penalty first shrinks the embedding's scale (the squared distances between
-class means fall 2.7-fold), which lowers GC but not the scale-free ratio GCol; from 3e-3 on all three
-fall, and 3e-2 lowers GC 40-fold. lambda 1e-1 had not reached 100% training
-accuracy by step 2,000 (99.8%), so the grid stops at 3e-2, where every run ends in the terminal phase.
-The laptop strengths are larger than the paper's because GC, the loss and the step size have other
-scales here. Cost: a penalized step costs 2-4 plain ones; the 12 penalized runs used 8 CPU minutes, about
-4-5 minutes on two quiet cores with ``--jobs 2`` (10.6 minutes when we measured it on a machine shared with
-other work); the 3 unpenalized runs come from Figure 1's cache, or add about half a minute.
+The runs and grids of each scale: the last lines of ``--help``. Why these strengths, and what a penalized step
+costs: docs/figures.md#figure_gc_regularization.
 """
-from .experiments.config import scale_base
-from .experiments.driver import sweep_figure
+import time
+
+from .experiments.cli import figure_parser, parse, run_sweep, write_figure
+from .experiments.config import scale_base, with_options
+from .experiments.driver import (claims_of_sweeps, draw_sweeps, model_title, print_finals, runs_epilog,
+                                 summarize_sweeps)
+from .experiments.history import train_seconds
+from .experiments.sweep import by_sweep, flat, sweep_configs
 
 NAME = "figure_gc_regularization"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
 STRENGTHS = {"tiny": (0.0, 1e-2, 1e-1), "laptop": (0.0, 1e-3, 3e-3, 1e-2, 3e-2),
              "paper": (0.0, 1e-7, 1e-6, 1e-5, 1e-4)}
+PREDICTORS = (("gc", "GC"), ("gcol", "GCol"))  # what the sweep's claims set against the final NC
 
 
-def scale_setup(scale, seeds=None, method="hutchinson"):
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None, gc_method="hutchinson"):
     """(base RunConfig, {"gc_reg": strengths in increasing order}, seeds) at ``scale``: Figure 1's base run
-    (at paper scale with lr 0.01, the paper's) and the penalty ``method``. At strength 0 the method has no
-    effect and is not part of the cache key, so that run is Figure 1's base run."""
-    base = scale_base(scale, gc_reg_method=method, **({"lr": 0.01} if scale == "paper" else {}))
+    (at paper scale with lr 0.01, the paper's) and the penalty ``gc_method``, with the command line's backend
+    and data root. At strength 0 the method has no effect and is not part of the cache key, so that run is
+    Figure 1's base run."""
+    base = scale_base(scale, gc_reg_method=gc_method, **({"lr": 0.01} if scale == "paper" else {}))
+    base = with_options(base, scale, backend, data_root)
     return base, {"gc_reg": STRENGTHS[scale]}, list(range(seeds or SEEDS[scale]))
 
 
-def configs(scale, seeds=None, method="hutchinson"):
+def configs(scale, *, seeds=None, backend=None, data_root=None, gc_method="hutchinson"):
     """The runs of the figure at ``scale``, seed by seed."""
-    from .experiments.sweep import flat, sweep_configs
-
-    return flat(sweep_configs(*scale_setup(scale, seeds, method)))
-
-
-def add_options(parser):
-    parser.add_argument("--gc-method", choices=("hutchinson", "exact"), default="hutchinson",
-                        help="the penalty: Hutchinson (one Gaussian probe per image, unbiased; default) or exact")
-
-
-def setup(args):
-    return scale_setup(args.scale, args.seeds, args.gc_method)
-
-
-def out_name(args, base):
-    return NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
+    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root,
+                                           gc_method=gc_method)))
 
 
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    # GC falls 50-fold across the strengths: a log axis keeps the strong penalties readable
-    return sweep_figure(argv, NAME, __doc__, setup, add_options=add_options, out_name=out_name, log=("gc",),
-                        predictors=(("gc", "GC"), ("gcol", "GCol")))
+    parser = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
+    parser.add_argument("--gc-method", choices=("hutchinson", "exact"), default="hutchinson",
+                        help="the penalty: Hutchinson (one Gaussian probe per image, unbiased; default) or exact")
+    args = parse(parser, argv)
+    t0 = time.time()
+    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root,
+                                    gc_method=args.gc_method)
+    sweeps = sweep_configs(base, grid, seeds)  # {"gc_reg": [[config per strength] per seed]}
+    cfgs = flat(sweeps)
+    histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
+    hist = by_sweep(sweeps, histories)  # {"gc_reg": [[history per strength] per seed]}
+
+    claims = claims_of_sweeps(NAME, grid, hist, PREDICTORS)
+
+    stem = NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
+    title = f"{model_title(base)}, {len(seeds)} seeds"
+    fig = draw_sweeps(grid, hist, title, log=("gc",))  # GC falls 50-fold across the strengths: a log axis
+
+    print_finals(grid, hist)
+    print()
+    png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
+        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
+        "train_seconds": train_seconds(histories)}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 
 if __name__ == "__main__":

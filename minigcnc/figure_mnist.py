@@ -6,47 +6,22 @@
 
 The paper's appendix repeats Figure 1 with another architecture and dataset, VGG-11 on MNIST, to show that
 the effect is not a property of one network: a higher learning rate, a smaller batch and more L2 each end
-training with a lower embedding GC, a lower geometric collapse and a lower NC. This module uses Figure 1's
-driver (``experiments.driver.sweep_figure``: the same three sweeps from one base run, the same panels, the
-same claim table) with a convolutional model; only the scales differ.
+training with a lower embedding GC, a lower geometric collapse and a lower NC. This module runs Figure 1's
+steps (the same three sweeps from one base run, the same panels, the same claim table per sweep, from
+``experiments.driver``) with a convolutional model; only the scales differ, and the bands are the standard
+error of the mean over seeds.
 
-Scales (plain SGD, cross-entropy, no augmentation, inputs standardized with the training statistics):
-
-- tiny: sklearn digits (8x8), convnet [4, 8] channels + dense 16, 3 values per sweep, 2 seeds, 60 steps (a test of
-  the plumbing).
-- laptop (default): mnist5k, convnet [conv3x3 8 - maxpool - conv3x3 16 - maxpool - dense 64] (the embedding
-  is the 64-unit dense layer), float32, 5 seeds, base run lr 0.05, batch 64, L2 5e-4;
-  lr {0.01, 0.02, 0.05, 0.1, 0.2}, batch {512, 256, 128, 64, 32}, L2 {0, 1e-4, 5e-4, 1e-3, 5e-3};
-  1,000 steps, evaluated every 250 steps (exact GC on 20 images per class).
-- paper: VGG-11 on MNIST (``mnist`` from local IDX files, ``--data-root``), float32 on CuPy, base run lr
-  0.02, batch 256, no L2; lr {0.005, 0.01, 0.02, 0.04, 0.08}, batch {512, 256, 128, 64, 32}, L2
-  {0, 1e-4, 2.5e-4, 5e-4, 7.5e-4}; 10,000 steps, 3 seeds.
-
-What the laptop run shows (5 seeds; ``figures/figure_mnist.json``): 11 of the 12 claims hold. GC falls from
-150 to 94 across lr 0.01 -> 0.2, from 168 to 105 across batch 512 -> 32 and from 148 to 56 across L2
-0 -> 5e-3, and NC with it (0.49 -> 0.27, 0.40 -> 0.30, 0.33 -> 0.31). Across batch sizes the geometric
-collapse stays flat (0.195-0.206): smaller batches lower GC by 37%, but the squared distances between class
-means shrink about as much, so that claim is "not supported" (seeds split +0.8 / -1.0). These runs are not in
-the terminal phase: NC still rises at the end of 58 of the 75 runs and GC still grows in 68. The run took
-11.1-11.7 minutes from scratch with ``--jobs 2`` (two fresh runs).
-
-Why these laptop choices (from pilot runs on mnist5k, one seed each):
-
-- a convolutional step costs far more than the MLP's on a CPU (32 ms against 6.5 ms per float32 step at batch
-  128 on one core, before the fused layers), so the network is narrow and the runs are half as long as
-  Figure 1's; every run reaches a training accuracy of 95.8% or more (99.7% or more from lr 0.05 up) by its last
-  evaluation.
-- the base run carries L2 5e-4 (a usual weight decay for VGG nets, and a value of the paper's L2 grid).
-  Without it, learning rates from 0.05 to 0.2 at batch 128 ended with the same GC (130-137) and NC
-  (0.34-0.36), and lr 0.4 destabilized training (GC 598). The convnet's GC grows with the scale of its
-  weights throughout these short runs (column 1 of the figure rises to the end), and weight decay, which
-  shrinks the weights by lr * L2 every step, lets the step size show: GC fell from 101 to 75 across
-  lr 0.02 -> 0.2 in the pilot.
-- the learning-rate grid is lower than Figure 1's (0.01 -> 0.2): the convnet trains at smaller steps, and
-  its GC and NC fall most between 0.01 and 0.05. The batch and L2 grids are Figure 1's.
+The runs and grids of each scale: the last lines of ``--help``. What the laptop run shows and why these
+choices: docs/figures.md#figure_mnist.
 """
-from .experiments.config import scale_base
-from .experiments.driver import sweep_figure
+import time
+
+from .experiments.cli import figure_parser, parse, run_sweep, write_figure
+from .experiments.config import scale_base, with_options
+from .experiments.driver import (claims_of_sweeps, dataset_and_model_options, draw_sweeps, model_title, print_finals,
+                                 runs_epilog, summarize_sweeps)
+from .experiments.history import train_seconds
+from .experiments.sweep import by_sweep, flat, sweep_configs
 
 NAME = "figure_mnist"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
@@ -59,8 +34,9 @@ GRIDS = {
 }
 
 
-def scale_setup(scale, seeds=None):
-    """(base RunConfig, {field: values in sweep order}, seeds) of the MNIST appendix figure at ``scale``."""
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None, dataset=None, model=None):
+    """(base RunConfig, {field: values in sweep order}, seeds) of the MNIST appendix figure at ``scale``, with the
+    command line's backend, data root and (``dataset``, ``model``) in place of the scale's."""
     if scale == "tiny":
         base = scale_base("tiny", model="convnet", channels=(4, 8), hidden=(16,), steps=60, eval_every=30,
                           eval_per_class=4)
@@ -69,20 +45,41 @@ def scale_setup(scale, seeds=None):
                           steps=1000, eval_per_class=20)
     else:
         base = scale_base("paper", dataset="mnist", model="vgg11", steps=10000)
+    base = with_options(base, scale, backend, data_root, dataset, model)
     return base, GRIDS[scale], list(range(seeds or SEEDS[scale]))
 
 
-def configs(scale, seeds=None):
+def configs(scale, *, seeds=None, backend=None, data_root=None, dataset=None, model=None):
     """The runs of the figure at ``scale`` (with repeats of the shared base run, which trains once)."""
-    from .experiments.sweep import flat, sweep_configs
-
-    return flat(sweep_configs(*scale_setup(scale, seeds)))
+    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root,
+                                           dataset=dataset, model=model)))
 
 
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
-    return sweep_figure(argv, NAME, __doc__, lambda args: scale_setup(args.scale, args.seeds), dataset_and_model=True,
-                        band="sem")  # the seeds' min-max bands of this convnet overlap into one mass
+    parser = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
+    args = parse(dataset_and_model_options(parser), argv)
+    t0 = time.time()
+    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root,
+                                    dataset=args.dataset, model=args.model)
+    sweeps = sweep_configs(base, grid, seeds)  # {field: [[config per value] per seed]}
+    cfgs = flat(sweeps)
+    histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
+    hist = by_sweep(sweeps, histories)  # {field: [[history per value] per seed]}
+
+    claims = claims_of_sweeps(NAME, grid, hist)
+
+    stem = f"{NAME}_{base.model}_{base.dataset}" if args.dataset or args.model else NAME
+    title = f"{model_title(base)}, {len(seeds)} seeds"
+    fig = draw_sweeps(grid, hist, title, band="sem")  # the seeds' min-max bands of this convnet overlap into one mass
+
+    print_finals(grid, hist)
+    print()
+    png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
+        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
+        "train_seconds": train_seconds(histories)}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
     python -m minigcnc.reproduce --only figure3 figure2 --jobs 2 --out figures
     python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run)
 
-Runs, in this order, Figure 3 (the main job), Figure 2, Figure 1, the GC-regularization appendix, Figure 4
-(rotations) and Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), and the
-VGG/convnet appendix (``figure_mnist``), each by its own ``main([...])`` with ``--scale``, ``--out``,
-``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some of them.
+Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the GC-regularization
+appendix, Figure 4 (rotations) and Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split
+digits``), and the VGG/convnet appendix (``figure_mnist``), each by its own ``main([...])`` with ``--scale``,
+``--out``, ``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some
+of them.
 
 Resumable: every training run is kept in the result cache (``--cache DIR``, else ``$MINIGCNC_CACHE``, else
 ``OUT/cache``, handed to every figure as ``--cache``: a figure run alone does not look in ``OUT``), so running
@@ -22,7 +23,6 @@ reported as such and the others still run; the command then exits with status 1 
 """
 import argparse
 import datetime
-import importlib
 import os
 import sys
 import time
@@ -35,18 +35,7 @@ from .checks import write_atomically
 from .experiments.cache import versions
 from .experiments.claims import claim_table
 from .experiments.config import SCALES
-
-# name -> (module, extra arguments, what it shows)
-FIGURES = {
-    "figure3": ("figure3", [], "bounds on the nearest-class-centre test error over training, and whether each tracks it beyond the shared trend (paper Fig. 3)"),
-    "figure2": ("figure2", [], "cheap GC estimators against the exact GC over training (paper Fig. 2)"),
-    "figure1": ("figure1", [], "learning rate, batch size and L2 lower GC, geometric collapse and NC (paper Fig. 1)"),
-    "figure_gc_regularization": ("figure_gc_regularization", [], "an explicit GC penalty lowers GC and NC (appendix)"),
-    "figure4": ("figure4", [], "lower source GC gives lower target NC and better few-shot transfer (paper Fig. 4)"),
-    "figure4_digits": ("figure4", ["--split", "digits"], "Figure 4 on 5 source / 5 target digits"),
-    "figure_mnist": ("figure_mnist", [], "Figure 1's sweeps on a convolutional net (appendix)"),
-}
-
+from .registry import FIGURES, figure_module
 
 def parser():
     """The command line of ``python -m minigcnc.reproduce``."""
@@ -82,7 +71,7 @@ def run_figure(name, args):
     entry = {"name": name, "what": what, "command": " ".join(["python -m minigcnc." + module] + argv)}
     t0 = time.time()
     try:
-        result = importlib.import_module(f"minigcnc.{module}").main(argv)
+        result = figure_module(module).main(argv)
     except (Exception, SystemExit) as e:  # a figure's SystemExit carries its one-line message
         entry["error"] = (str(e) or type(e).__name__) if isinstance(e, SystemExit) else traceback.format_exc(limit=3)
         result = None

@@ -82,11 +82,12 @@ def test_bench_estimators_times_every_level_against_the_exact_gc():
 
 def test_bench_floor_sums_every_reproduce_run_steps_per_figure():
     from minigcnc.bench.floor import bench_floor, reproduce_configs
+    from minigcnc.registry import FIGURES
 
     printed, reports = [], []
     out = bench_floor(lambda name, s, note: reports.append((name, s)), quick=True, printer=printed.append)
     configs = reproduce_configs("tiny")
-    assert list(out["figures"]) == list(configs)  # every figure reproduce makes, in its order
+    assert list(out["figures"]) == list(configs) == list(FIGURES)  # every figure reproduce makes, in its order
     for name, row in out["figures"].items():
         assert row["steps"] == sum(c.steps for c in configs[name])  # distinct runs, each counted once per figure
         assert row["minigcnc_s"] > 0

@@ -119,13 +119,6 @@ def test_an_unknown_activation_is_refused_before_any_run(tmp_path, monkeypatch):
         check_config(good.replace(model="vgg11", activation="tanh"))
 
 
-def test_config_activations_are_the_layers_own():
-    from minigcnc import layers
-    from minigcnc.experiments import config
-
-    assert config.ACTIVATIONS == layers.ACTIVATIONS
-
-
 # ---- Ctrl-C ------------------------------------------------------------------------------------------------
 
 def test_ctrl_c_ends_with_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys):
@@ -323,6 +316,10 @@ def test_python_m_minigcnc_lists_every_shared_option_the_cache_commands_and_wher
     for option in options:
         assert f"\n  {option} " in out, option
     assert "python -m minigcnc.experiments.cache --info" in out and "--prune [--dry-run]" in out
+    from minigcnc.registry import FIGURES
+
+    for module, extra, what in FIGURES.values():  # every figure reproduce runs, with its extra arguments
+        assert f"\n  python -m minigcnc.{' '.join([module, *extra])} " in out and what in out
     root = Path(menu.__file__).resolve().parents[1]
     for path in ("notebooks/tutorial.ipynb", "docs/theory.md", "docs/api.md", "figures/REPORT.md"):
         assert f"\n  {path} " in out and (root / path).exists(), path

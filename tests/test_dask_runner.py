@@ -6,7 +6,7 @@ import pytest
 from minigcnc.experiments import sweep
 from minigcnc.experiments.cache import load_run, run_path
 from minigcnc.experiments.config import RunConfig
-from minigcnc.experiments.dask_runner import check_address, worker_checkpoint_dir
+from minigcnc.experiments.dask_runner import check_address, run_on_dask, worker_checkpoint_dir
 
 TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=60, eval_every=20,
                  eval_per_class=5)
@@ -71,6 +71,20 @@ def test_the_histories_of_a_worker_running_other_code_are_refused(tmp_path, monk
         with pytest.raises(ValueError, match="a worker ran other code"):
             sweep.run_many([TINY], tmp_path, dask=cl.scheduler_address, progress=False)
     assert not list(tmp_path.rglob("*.json"))
+
+
+def echo_task(config_dict, checkpoint_dir, fresh):
+    """A stand-in for ``sweep.train_in_worker``: what the worker was given."""
+    return {"seed": config_dict["seed"], "checkpoint_dir": checkpoint_dir, "fresh": fresh}
+
+
+def test_run_on_dask_runs_the_task_it_is_given_on_every_config():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        out = list(run_on_dask(echo_task, [TINY.replace(seed=s) for s in range(3)], cl.scheduler_address, True,
+                               checkpoint_dir="ckpts"))
+    assert sorted(o["seed"] for o in out) == [0, 1, 2]  # in the order they finish
+    assert all(o["checkpoint_dir"] == "ckpts" and o["fresh"] is True for o in out)
 
 
 def test_a_figure_with_dask_local_end_to_end(tmp_path, capsys):

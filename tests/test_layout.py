@@ -2,13 +2,22 @@
 
 - no module imports or calls a private (``_name``) of another module;
 - no figure module imports another figure module;
+- the core (the library: ``minigcnc/*.py`` but the figures, ``reproduce``, ``__main__`` and ``registry``, and
+  ``minigcnc/data/``) imports nothing from the engine (``minigcnc.experiments``), the figures, the benchmarks
+  or ``reproduce``; the engine imports no figure module;
+- no import cycle among the package's modules (imports inside functions count too);
+- only the modules of ``DYNAMIC_IMPORTS`` load a module by name (``importlib.import_module``, ``__import__``);
+- every module has a test file ``tests/test_<module>.py`` (or an entry with its reason in ``NO_TEST_FILE``);
 - one atomic writer (``checks.write_atomically``), one rng coercer (``checks.as_rng``);
 - each test file mirrors one module or one figure; no test asserts a wall-clock time;
 - the public names of ``minigcnc`` are importable, listed by ``dir``, and submodules are attributes.
+
+Every file is read and parsed once per session (``modules``); the rules walk the parsed trees.
 """
 import ast
 import importlib
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -18,9 +27,29 @@ import minigcnc
 PACKAGE = Path(minigcnc.__file__).parent
 TESTS = Path(__file__).parent
 
+# modules that may load a module by its name, and why (a registry of things chosen at run time)
+DYNAMIC_IMPORTS = {
+    "minigcnc": "the lazy public names and submodules (LAZY, SUBMODULES) are imported on first use",
+    "minigcnc.registry": "the figure registry: a figure's module is imported by its name",
+    "minigcnc.bench.__main__": "runs the benchmark sections chosen with --only, by module name",
+}
+# modules without their own tests/test_<module>.py, and where they are tested instead
+NO_TEST_FILE = {
+    "minigcnc": "the package: its public names are checked in this file",
+    "minigcnc.__main__": "`python -m minigcnc` is run by test_cli.py",
+    "minigcnc.experiments": "an empty package: each of its modules has its own test file",
+    "minigcnc.threads": "the BLAS-thread rule is tested through fit in test_train.py (section 'BLAS threads')",
+    "minigcnc.figure_gc_regularization": "tested with Figure 1, whose steps it takes, in test_figure1.py",
+    "minigcnc.figure_mnist": "tested with Figure 1, whose steps it takes, in test_figure1.py",
+    "minigcnc.bench.__main__": "`python -m minigcnc.bench --help` is run by test_bench.py",
+    "minigcnc.bench.gpu": "needs a CUDA GPU: test_gpu.py (-m gpu), and test_gpu_dryrun.py with a fake CuPy",
+    "minigcnc.bench.gc": "not tested yet: a timing table only (python -m minigcnc.bench --only gc)",
+}
 
+
+@lru_cache(maxsize=1)
 def modules():
-    """{dotted module name: parsed tree} of every module of the package."""
+    """{dotted module name: (path, parsed tree)} of every module of the package, read and parsed once."""
     out = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE.parent).with_suffix("")
@@ -31,12 +60,45 @@ def modules():
     return out
 
 
+def is_package(module):
+    return (PACKAGE / Path(*module.split(".")[1:]) / "__init__.py").exists()
+
+
 def resolve(module, level, target):
     """The absolute name of a relative import ``from <level dots><target> import ...`` inside ``module``."""
-    package = module.split(".") if (PACKAGE / Path(*module.split(".")[1:]) / "__init__.py").exists() \
-        else module.split(".")[:-1]
+    package = module.split(".") if is_package(module) else module.split(".")[:-1]
     base = package[: len(package) - (level - 1)] if level else []
     return ".".join(base + ([target] if target else [])) if level else target
+
+
+def is_figure(module):
+    return module.split(".")[-1].startswith("figure")
+
+
+@lru_cache(maxsize=1)
+def import_graph():
+    """{module: {module of the package it imports: line of the first such import}}, from every ``import`` and
+    ``from ... import`` anywhere in the file (inside functions too). ``from pkg import sub`` counts as an import
+    of the submodule ``pkg.sub``; ``import a.b.c`` as one of the longest prefix that is a module."""
+    known = modules()
+    graph = {}
+    for name, (_, tree) in known.items():
+        edges = {}
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    parts = a.name.split(".")
+                    targets += [next((".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                                      if ".".join(parts[:i]) in known), None)]
+            elif isinstance(node, ast.ImportFrom):
+                source = resolve(name, node.level, node.module) or ""
+                targets += [f"{source}.{a.name}" if f"{source}.{a.name}" in known else source for a in node.names]
+            for t in targets:
+                if t in known and t != name:
+                    edges.setdefault(t, node.lineno)
+        graph[name] = edges
+    return graph
 
 
 def private_uses(name, tree):
@@ -66,18 +128,143 @@ def test_no_module_imports_or_calls_a_private_name_of_another_module():
 
 
 def test_no_figure_module_imports_another_figure_module():
-    for name, (_, tree) in modules().items():
-        if not name.split(".")[-1].startswith("figure"):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                source = resolve(name, node.level, node.module) or ""
-                imported = [source] + [f"{source}.{a.name}" for a in node.names]  # a module, or a module's member
-                assert not any(s in modules() and s.split(".")[-1].startswith("figure") for s in imported), \
-                    (name, source)
-            elif isinstance(node, ast.Import):
-                assert not any(a.name.split(".")[-1].startswith("figure") for a in node.names), name
+    bad = [f"{name} (line {line}) imports {target}" for name, edges in import_graph().items() if is_figure(name)
+           for target, line in edges.items() if is_figure(target)]
+    assert not bad, f"a figure module imports another figure module (move the shared part to the engine): {bad}"
 
+
+# ---- which layer may import which --------------------------------------------------------------------------
+
+APPLICATION = ("minigcnc.reproduce", "minigcnc.__main__", "minigcnc.registry")  # above the engine: run figures
+
+
+def is_core(module):
+    """The library: ``minigcnc/*.py`` (and the package itself) but the figures and the application modules,
+    and ``minigcnc/data/``."""
+    parts = module.split(".")
+    top_level = len(parts) == 1 or (len(parts) == 2 and not is_package(module))
+    return (top_level and not is_figure(module) and module not in APPLICATION) or parts[:2] == ["minigcnc", "data"]
+
+
+def above_the_core(module):
+    """The engine, the figures, the benchmarks and the application modules: what the core must not import."""
+    return (module == "minigcnc.experiments" or module.startswith(("minigcnc.experiments.", "minigcnc.bench")) or
+            is_figure(module) or module in APPLICATION)
+
+
+def test_the_core_imports_nothing_from_the_engine_the_figures_the_benchmarks_or_reproduce():
+    graph = import_graph()
+    assert "minigcnc.gc" in graph and is_core("minigcnc.gc") and is_core("minigcnc.data.files")
+    assert not any(map(is_core, ("minigcnc.figure1", "minigcnc.experiments", "minigcnc.bench", "minigcnc.reproduce")))
+    bad = [f"{name} (line {line}) imports {target}" for name, edges in graph.items() if is_core(name)
+           for target, line in edges.items() if above_the_core(target)]
+    assert not bad, ("the core library must not import the engine (minigcnc.experiments), a figure, the benchmarks "
+                     f"or reproduce; move the shared code down into the core: {bad}")
+
+
+def test_the_engine_imports_no_figure_module():
+    bad = [f"{name} (line {line}) imports {target}" for name, edges in import_graph().items()
+           if name.startswith("minigcnc.experiments") for target, line in edges.items() if is_figure(target)]
+    assert not bad, f"the engine (minigcnc/experiments/) must not import a figure module; a figure passes it what it needs: {bad}"
+
+
+def import_cycles(graph):
+    """The strongly connected components of more than one module (Tarjan), each as a sorted list."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_import_cycles_are_found():
+    assert import_cycles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b": 1}, "b": {}}) == []
+
+
+def test_no_import_cycle_among_the_modules_even_through_imports_inside_functions():
+    graph = import_graph()
+    cycles = import_cycles(graph)
+    detail = [[f"{a} -> {b} (line {graph[a][b]})" for a in c for b in c if b in graph[a]] for c in cycles]
+    assert not cycles, (f"import cycles (pass a function as an argument, or move the shared part into the lower "
+                        f"module): {detail}")
+
+
+def dynamic_imports(tree):
+    """Lines where ``tree`` loads a module by name: ``import_module(...)``, ``importlib.import_module(...)``,
+    ``__import__(...)`` or ``from importlib import import_module`` (``importlib.util``/``metadata`` only look)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Name) and f.id in ("import_module", "__import__")) or \
+                    (isinstance(f, ast.Attribute) and f.attr == "import_module"):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "importlib" and \
+                any(a.name == "import_module" for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_registries_load_a_module_by_name():
+    assert dynamic_imports(ast.parse("import importlib\nimportlib.import_module('x')\n__import__('y')")) == [2, 3]
+    assert dynamic_imports(ast.parse("import importlib.util\nimportlib.util.find_spec('sklearn')")) == []
+    bad = {name: lines for name, (_, tree) in modules().items()
+           if name not in DYNAMIC_IMPORTS and (lines := dynamic_imports(tree))}
+    assert not bad, (f"modules that load a module by name (lines): {bad}; import it plainly, or add the module to "
+                     "DYNAMIC_IMPORTS with the reason it needs a registry")
+
+
+def files_testing(module):
+    """The test files that may test ``module``: ``test_<path with _>`` (``minigcnc.data.files``:
+    ``test_data_files.py``), for the engine's modules ``test_<name>`` (``experiments.sweep``: ``test_sweep.py``),
+    for a benchmark ``test_bench.py`` when it names the module."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return []
+    files = [TESTS / f"test_{'_'.join(parts)}.py"]
+    if parts[0] == "experiments" and len(parts) > 1:
+        files.append(TESTS / f"test_{parts[-1]}.py")
+    bench = TESTS / "test_bench.py"
+    if parts[0] == "bench" and len(parts) > 1 and bench.exists() and f"bench.{parts[-1]}" in bench.read_text():
+        files.append(bench)
+    return files
+
+
+def test_every_module_has_a_test_file():
+    assert TESTS / "test_sweep.py" in files_testing("minigcnc.experiments.sweep")
+    assert files_testing("minigcnc.data.files") == [TESTS / "test_data_files.py"]
+    missing = sorted(name for name in modules()
+                     if name not in NO_TEST_FILE and not any(f.exists() for f in files_testing(name)))
+    assert not missing, (f"modules without a test file: {missing}; add tests/test_<module>.py (see files_testing), "
+                         "or an entry with the reason to NO_TEST_FILE")
+    stale = sorted(name for name in NO_TEST_FILE if name not in modules())
+    assert not stale, f"NO_TEST_FILE names modules that no longer exist: {stale}"
+
+
+# ---- one way to do a thing; tests mirror modules ---------------------------------------------------------
 
 def test_one_atomic_writer_and_one_rng_coercer():
     for name, (path, _) in modules().items():

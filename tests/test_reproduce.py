@@ -4,6 +4,7 @@ import re
 import pytest
 
 from minigcnc import reproduce
+from minigcnc.registry import FIGURES
 
 
 def test_reproduce_writes_a_report_with_each_figures_claim_table_and_wall_time(tmp_path, capsys):
@@ -52,9 +53,10 @@ def test_a_failing_figure_is_reported_and_the_others_still_run(tmp_path, monkeyp
 
 
 def test_reproduce_lists_every_figure_and_refuses_unknown_names(capsys):
-    assert list(reproduce.FIGURES) == ["figure3", "figure2", "figure1", "figure_gc_regularization", "figure4",
-                                       "figure4_digits", "figure_mnist"]
-    assert reproduce.FIGURES["figure4_digits"][1] == ["--split", "digits"]
+    assert list(FIGURES) == ["figure3", "figure2", "figure1", "figure_gc_regularization", "figure4",
+                             "figure4_digits", "figure_mnist"]
+    assert FIGURES["figure4_digits"][:2] == ("figure4", ["--split", "digits"])
+    assert reproduce.parser().parse_args(["--only", "figure4_digits"]).only == ["figure4_digits"]
     with pytest.raises(SystemExit):
         reproduce.main(["--only", "figure9"])
     with pytest.raises(SystemExit):

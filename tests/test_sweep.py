@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minigcnc.experiments import sweep
-from minigcnc.experiments.cache import load_run, run_path
+from minigcnc.experiments.cache import load_run, run_key, run_path
 from minigcnc.experiments.config import RunConfig
 from minigcnc.experiments.history import final
 
@@ -127,6 +127,29 @@ def test_parallel_sweep_matches_sequential(tmp_path):
     seq = sweep.run_many(cfgs, tmp_path / "seq", jobs=1, progress=False)
     assert [h["evals"] for h in par] == [h["evals"] for h in seq]
 
+
+
+def test_a_sweep_reads_each_cached_run_once_and_a_repeated_config_gets_its_own_copy(tmp_path, monkeypatch):
+    cfgs = [TINY.replace(seed=s) for s in range(2)]
+    sweep.run_many(cfgs, tmp_path, jobs=1, progress=False)
+    real, reads = sweep.load_run, []
+    monkeypatch.setattr(sweep, "load_run", lambda config, cache_dir=None: reads.append(config.seed) or
+                        real(config, cache_dir))
+    plan = sweep.cached_and_todo(cfgs + cfgs[:1], tmp_path)  # what cli.run_sweep counts before the sweep starts
+    assert sorted(reads) == [0, 1] and sorted(plan[0]) == sorted(map(run_key, cfgs)) and plan[1] == []
+    hs = sweep.run_many(cfgs + cfgs[:1], tmp_path, jobs=1, progress=False, plan=plan)
+    assert sorted(reads) == [0, 1]  # the sweep read no file again
+    assert hs[2] == hs[0] and hs[2] is not hs[0] and [h["config"]["seed"] for h in hs] == [0, 1, 0]
+    reads.clear()
+    assert sweep.run_many(cfgs, tmp_path, jobs=1, progress=False) == hs[:2] and sorted(reads) == [0, 1]
+    reads.clear()
+    assert sweep.cached_and_todo(cfgs, tmp_path, fresh=True) == ({}, cfgs)
+    assert reads == []  # fresh: nothing is read, everything trains
+    bigger = sweep.cached_and_todo(cfgs + [TINY.replace(seed=2)], tmp_path)  # a plan for more configs
+    assert sweep.run_many(cfgs, tmp_path, jobs=1, progress=False, plan=bigger) == hs[:2]
+    assert not run_path(TINY.replace(seed=2), tmp_path).exists()  # only the configs given are trained
+    with pytest.raises(ValueError, match=r"^run_many: plan was made for other configs"):
+        sweep.run_many(cfgs, tmp_path, jobs=1, progress=False, plan=sweep.cached_and_todo(cfgs[:1], tmp_path))
 
 
 def test_sweep_configs_sweeps_any_field_and_by_sweep_lays_histories_out_alike():

@@ -3,7 +3,7 @@
 Run ``python -m minigcnc.bench.floor [--scale laptop] [--jobs 2] [--repeats 15]``; ``python -m minigcnc.bench
 --only floor`` calls ``bench_floor(report)``.
 
-Every distinct run of every figure that ``reproduce`` makes (``reproduce.FIGURES``, the same configs, a run
+Every distinct run of every figure that ``reproduce`` makes (``registry.FIGURES``, the same configs, a run
 shared by two figures counted in each, as REPORT.md does) is grouped by the network and the batch it trains
 (model, widths, batch size, dtype, classes, input shape). For each group one SGD step is timed, with one BLAS
 thread (what each of ``reproduce``'s jobs has when the jobs fill the cores, as its default 2 jobs do on 2 cores;
@@ -15,7 +15,6 @@ at every checkpoint (exact GC, collapse metrics, few-shot episodes). A GC-regula
 step, so its floor is a lower bound. Median over ``--repeats`` steps; compare ratios, not seconds.
 """
 import argparse
-import importlib
 import time
 from collections import Counter, defaultdict
 
@@ -26,12 +25,11 @@ from .train import minigcnc_step, optional_torch, torch_step
 
 def reproduce_configs(scale="laptop"):
     """{figure name: [RunConfig of each distinct run]} of every figure ``python -m minigcnc.reproduce`` makes."""
-    from ..reproduce import FIGURES
+    from ..registry import FIGURES, figure_configs
 
     out = {}
-    for name, (module, extra, _) in FIGURES.items():
-        options = {flag.lstrip("-"): value for flag, value in zip(extra[::2], extra[1::2])}  # e.g. --split digits
-        cfgs = importlib.import_module(f"minigcnc.{module}").configs(scale, **options)
+    for name in FIGURES:
+        cfgs = figure_configs(name, scale)  # the figure's configs(scale, **options), e.g. split="digits"
         out[name] = list({c.key(): c for c in cfgs}.values())
     return out
 

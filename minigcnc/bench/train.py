@@ -40,11 +40,8 @@ import os
 import sys
 import time
 
-import autograd.numpy as anp
 import numpy as onp
-from autograd import grad, value_and_grad
-from autograd.scipy.signal import convolve
-from autograd.scipy.special import logsumexp
+from autograd import value_and_grad
 
 from ..backend import tree_leaves
 from ..models import convnet, mlp
@@ -67,46 +64,6 @@ def make_model(kind):
     if kind == "convnet":
         return convnet((1, 28, 28), 10)
     raise ValueError(f"model must be one of {MODELS}; got {kind!r}")
-
-
-def _ref_conv_relu(x, W, b):
-    """relu(cross-correlation of x (N, C, H, W) with W (O, C, 3, 3), 'same' padding, + b) -> (N, O, H, W)."""
-    x = anp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="constant")
-    z = convolve(x, W[:, :, ::-1, ::-1], axes=([2, 3], [2, 3]), dot_axes=([1], [1]), mode="valid")  # (N, O, H, W)
-    return anp.maximum(z + anp.reshape(b, (1, -1, 1, 1)), 0.0)
-
-
-def _ref_maxpool2(x):
-    N, C, H, W = x.shape
-    return anp.max(anp.reshape(x, (N, C, H // 2, 2, W // 2, 2)), axis=(3, 5))
-
-
-def ref_convnet_logits(params, X):
-    """convnet((1, 28, 28), 10) in plain autograd; params in minigcnc's layout (pool/flatten entries are ())."""
-    (W1, b1), _, (W2, b2), _, _, (W3, b3), (W, b) = params
-    h = _ref_maxpool2(_ref_conv_relu(X, W1, b1))  # (N, 16, 14, 14)
-    h = _ref_maxpool2(_ref_conv_relu(h, W2, b2))  # (N, 32, 7, 7)
-    h = anp.reshape(h, (h.shape[0], -1))  # (N, 1568)
-    h = anp.maximum(anp.dot(h, W3) + b3, 0.0)  # (N, 128): the embedding
-    return anp.dot(h, W) + b
-
-
-def ref_loss(params, X, y):
-    """Mean cross-entropy of the plain-autograd convnet: mean over n of logsumexp(z_n) - z_n[y_n]."""
-    z = ref_convnet_logits(params, X)
-    return anp.mean(logsumexp(z, axis=1) - z[onp.arange(z.shape[0]), y])
-
-
-def check_same_loss_and_gradient(model, params, X, y, rtol=1e-4):
-    """Raise AssertionError unless minigcnc's convnet and the plain-autograd (scipy convolve) one agree."""
-    ours, ref = model.loss(params, X, y), ref_loss(params, X, y)
-    if not onp.allclose(ours, ref, rtol=rtol):
-        raise AssertionError(f"losses differ: minigcnc {ours} vs plain autograd {ref}")
-    for a, b in zip(tree_leaves(grad(model.loss)(params, X, y)), tree_leaves(grad(ref_loss)(params, X, y))):
-        scale = float(onp.max(onp.abs(b))) or 1.0
-        if onp.max(onp.abs(a - b)) > rtol * scale:
-            raise AssertionError(f"gradients differ by {onp.max(onp.abs(a - b)):.3g} (scale {scale:.3g})")
-    return float(ours), float(ref)
 
 
 # --------------------------------------------------------------------------------------------------

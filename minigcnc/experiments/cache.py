@@ -35,7 +35,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "experiments/cli.py",
                       "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
                       "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
-                      "experiments/progress.py", "experiments/dask_runner.py")
+                      "experiments/progress.py", "experiments/dask_runner.py", "experiments/presets.py", "registry.py")
 # functions of the modules above that do change a run's numbers (the glue from a RunConfig to ``train.fit``)
 RESULT_FUNCTIONS = {"experiments/sweep.py": ("train_run",)}
 

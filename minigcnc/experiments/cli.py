@@ -3,10 +3,10 @@
     python -m minigcnc.figureN [--scale tiny|laptop|paper] [--seeds N] [--jobs N] [--fresh] [--out DIR]
                                [--cache DIR] [--backend numpy|cupy] [--data-root DIR] [--quiet] [--dask ADDRESS]
 
-- ``figure_parser(prog, doc)``: the shared options; ``parse(parser, argv)`` parses and checks them (``--jobs``
-  at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask`` address of the
-  accepted forms) so that a mistake ends the command with one line before anything trains. The cache is
-  ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: ``--out`` moves only the PNG and JSON.
+- ``figure_parser(prog, doc, epilog=None)``: the shared options; ``parse(parser, argv)`` parses and checks them
+  (``--jobs`` at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask``
+  address of the accepted forms) so that a mistake ends the command with one line before anything trains. The
+  cache is ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: ``--out`` moves only the PNG and JSON.
 - ``run_sweep(name, args, configs)``: checks every field of every config (``sweep.check_configs``) and loads
   the backends, says how many runs come from the cache and how many will train and where the cache is, then
   runs them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was
@@ -22,17 +22,19 @@ from pathlib import Path
 
 from ..checks import write_atomically
 from .cache import default_cache_dir, load_run, run_key, run_path, versions, write_json
-from .config import SCALES
+from .config import SCALES, check_config  # noqa: F401 - check_config is part of this module's interface
 
-DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them, check_config  # noqa: F401 - check_config is part of this module's interface
+DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them
 
 
-def figure_parser(prog, description, default_seeds=None):
-    """argparse parser with the options every ``python -m minigcnc.figureN`` takes."""
-    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+def figure_parser(prog, description, epilog=None):
+    """argparse parser with the options every ``python -m minigcnc.figureN`` takes; ``epilog``: the last lines of
+    ``--help`` (a figure's runs at every scale, ``driver.runs_epilog``)."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=SCALES, default="laptop",
                    help="tiny: seconds (tests); laptop: the default, minutes on 2 cores; paper: the paper's models (GPU)")
-    p.add_argument("--seeds", type=int, default=default_seeds,
+    p.add_argument("--seeds", type=int, default=None,
                    help="number of seeds, 0..N-1 (default: the scale's own)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs (default: 2)")
     p.add_argument("--fresh", action="store_true", help="recompute runs even if cached")
@@ -88,11 +90,6 @@ def parse(parser, argv):
     return args
 
 
-def seeds_of(args, default):
-    """``range`` of ``--seeds`` or of the figure's default count."""
-    return list(range(args.seeds if getattr(args, "seeds", None) else default))
-
-
 def resolve_cache(args):
     """The cache folder: ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``. Never inside ``--out``:
     a figure written elsewhere reuses the same runs."""
@@ -109,7 +106,7 @@ def run_sweep(name, args, configs):
     SIGHUP with one line saying what was kept (the workers are stopped too).
     """
     from ..backend import backend_module
-    from .sweep import check_configs, run_many, todo
+    from .sweep import cached_and_todo, check_configs, run_many
 
     cache = resolve_cache(args)
     options = {f: "--" + f for f in ("dataset", "model", "backend") if getattr(args, f, None)}  # the fields they set
@@ -119,12 +116,13 @@ def run_sweep(name, args, configs):
             backend_module(b)
     except ValueError as e:
         raise SystemExit(f"{name}: {e}") from None
-    distinct = {run_key(c) for c in configs}
-    left = todo(configs, cache, args.fresh)
-    print(f"{name}: scale={args.scale}, {len(distinct)} runs: {len(distinct) - len(left)} from the cache, "
+    plan = cached_and_todo(configs, cache, args.fresh)  # (the cached histories, the runs to train): read once
+    cached, left = plan
+    print(f"{name}: scale={args.scale}, {len(cached) + len(left)} runs: {len(cached)} from the cache, "
           f"{len(left)} to train; cache {cache}", file=sys.stderr)
     try:
-        return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask)
+        return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask,
+                        plan=plan)
     except FileNotFoundError as e:
         raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
     except ValueError as e:

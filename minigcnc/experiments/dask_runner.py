@@ -1,8 +1,9 @@
 """Sweeps on a Dask cluster: ``local[:N]`` starts a LocalCluster here, ``tcp://host:port`` uses a running one.
 
-Each run is one task, ``sweep.train_in_worker``: the worker trains and sends the history back; the client
-writes it to its own cache, so workers need no shared file system (only ``minigcnc`` installed, the same
-version, and the data). Start a cluster by hand with::
+Each run is one task, the function the caller hands ``run_on_dask`` (a sweep hands ``sweep.train_in_worker``):
+the worker trains and sends the history back; the client writes it to its own cache, so workers need no shared
+file system (only ``minigcnc`` installed, the same version, and the data). This module imports nothing of the
+engine: the task comes in as an argument. Start a cluster by hand with::
 
     dask scheduler                          # prints the address, e.g. tcp://10.0.0.5:8786
     dask worker tcp://10.0.0.5:8786 --nworkers 4 --nthreads 1    # on each machine
@@ -50,14 +51,13 @@ def worker_checkpoint_dir():
     return str(Path(base) / "minigcnc-checkpoints")
 
 
-def run_on_dask(configs, address, fresh, checkpoint_dir=None, timeout=30):
+def run_on_dask(task, configs, address, fresh, checkpoint_dir=None, timeout=30):
     """Yield the history of every config as its task finishes on the cluster at ``address``.
 
-    ``checkpoint_dir``: a folder on the workers' disks for the checkpoints of runs in progress (default: each
-    worker's own local directory, ``worker_checkpoint_dir``).
+    ``task(config_dict, checkpoint_dir, fresh) -> history``: trains one run in a worker (``sweep.train_in_worker``;
+    a module-level function, so that Dask can send it). ``checkpoint_dir``: a folder on the workers' disks for the
+    checkpoints of runs in progress (None: each worker's own local directory, ``worker_checkpoint_dir``).
     """
-    from .sweep import train_in_worker
-
     check_address(address)
     distributed = import_distributed()
     m = LOCAL.match(address)
@@ -76,7 +76,7 @@ def run_on_dask(configs, address, fresh, checkpoint_dir=None, timeout=30):
                                  "one with `dask scheduler` and workers with `dask worker ADDRESS`, or use "
                                  "--dask local") from None
         with client:
-            futures = [client.submit(train_in_worker, c.to_dict(), checkpoint_dir, fresh, pure=False) for c in configs]
+            futures = [client.submit(task, c.to_dict(), checkpoint_dir, fresh, pure=False) for c in configs]
             for future in distributed.as_completed(futures):
                 yield future.result()
     finally:

@@ -1,25 +1,28 @@
-"""The two shapes a figure takes, so that each figure script only says what it runs and what it claims.
+"""The pieces a figure's ``main`` is written from, so that each figure script reads top to bottom: parse,
+runs, train, claims, draw, write.
 
-- ``sweep_figure``: rows of sweeps (Figure 1, its convnet appendix, the GC-regularization appendix, your own
-  sweep): each row changes one ``RunConfig`` field over a grid of values from one base run; columns are
-  metrics over training (embedding GC, geometric collapse, NC by default); the claim table has four rank
-  correlations per row (``sweep_claims``).
-- ``training_figure``: curves over training, one run per seed (Figures 2 and 3).
+- claims: ``sweep_claims`` (one sweep: four rank correlations), ``claims_of_sweeps`` (every row of a grid),
+  ``cross_run_claims`` (the bound against the error across every run of every sweep);
+- pictures: ``draw_sweeps`` (one row per sweep, one column per metric), ``draw_cross_run``;
+- the JSON and the terminal: ``summarize_sweeps``, ``print_finals``;
+- the command line: ``dataset_and_model_options`` (``--dataset``/``--model``), ``runs_epilog`` (the runs of
+  every scale, printed from the code at the end of ``--help``), ``model_title``.
 
-A figure gives a ``setup(args) -> (base RunConfig, {field: values}, seeds)`` (any field can be swept; the
-direction each sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table).
+A sweep figure (Figure 1, its convnet appendix, the GC-regularization appendix, your own) has a
+``scale_setup(scale) -> (base RunConfig, {field: values}, seeds)`` (any field can be swept; the direction each
+sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table); ``sweep.sweep_configs``,
+``sweep.flat`` and ``sweep.by_sweep`` turn it into runs and back; ``cli.figure_parser``, ``cli.parse``,
+``cli.run_sweep`` and ``cli.write_figure`` are the command line, the training and the outputs.
 """
 import sys
-import time
+import textwrap
 
 import numpy as onp
 
 from . import claims as C
-from .cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
-from .config import with_options
-from .history import final, finals, series, train_seconds
+from .config import SCALES
+from .history import final, finals, series
 from .plotting import BANDS, fmt_value
-from .sweep import by_sweep, flat, sweep_configs
 
 # field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
 # and a stronger GC penalty lower GC)
@@ -69,6 +72,16 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name, predict
             out.append(C.rank_correlation_claim(
                 figure, f"{label} sweep: lower final {name} goes with lower geometric collapse", pred, gcol, +1,
                 metric, "gcol"))
+    return out
+
+
+def claims_of_sweeps(figure, grid, hist_by_field, predictors=(("gc", "GC"),), directions=None):
+    """``sweep_claims`` of every row of ``grid`` in its order, each with its label and expected sign from
+    ``direction_of(field, directions)``."""
+    out = []
+    for field, values in grid.items():
+        label, sign = direction_of(field, directions)
+        out += sweep_claims(figure, label, values, hist_by_field[field], sign, field, predictors)
     return out
 
 
@@ -219,76 +232,33 @@ def print_finals(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "train_
                   file=out)
 
 
-def sweep_figure(argv, name, doc, setup, *, add_options=None, directions=None, out_name=None, log=(),
-                 predictors=(("gc", "GC"),), make_claims=None, cross_run=False, dataset_and_model=False,
-                 band="minmax"):
-    """Run, draw and check a sweep figure; returns {"png", "json", "claims", "histories", "by_sweep"}.
-
-    ``setup(args) -> (base, {field: values}, seeds)`` from the parsed command line (``args.scale``,
-    ``args.seeds`` and the figure's own options); the command line's backend and data root are applied to the
-    base here (``config.with_options``). ``dataset_and_model`` adds ``--dataset``/``--model`` (replacing the
-    scale's; the outputs are then named ``<name>_<model>_<dataset>``); ``add_options(parser)`` adds the
-    figure's own options; ``out_name(args, base)`` names the outputs (default ``name``);
-    ``make_claims(grid, hist_by_field)`` replaces the default claims (``sweep_claims`` per row, with
-    ``predictors`` of the final NC); ``cross_run`` adds the claims and the picture (``<name>_across_runs.png``)
-    of the bound across runs; ``band`` the spread drawn around each mean (``plotting.BANDS``).
-    """
-    p = figure_parser(f"python -m minigcnc.{name}", doc)
-    if dataset_and_model:
-        p.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist, cifar10)")
-        p.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11, vgg13)")
-    if add_options:
-        add_options(p)
-    args = parse(p, argv)
-    t0 = time.time()
-    base, grid, seeds = setup(args)
-    variant = dataset_and_model and (args.dataset or args.model)
-    base = with_options(base, args.scale, args.backend, args.data_root, *((args.dataset, args.model) if variant else ()))
-    sweeps = sweep_configs(base, grid, seeds)
-    cfgs = flat(sweeps)
-    histories = run_sweep(name, args, cfgs)
-    hist = by_sweep(sweeps, histories)
-    if make_claims:
-        claims = make_claims(grid, hist)
-    else:
-        claims = [c for field in grid for c in sweep_claims(name, direction_of(field, directions)[0], grid[field],
-                                                             hist[field], direction_of(field, directions)[1], field,
-                                                             predictors)]
-    if cross_run:
-        claims += cross_run_claims(name, hist)
-    stem = out_name(args, base) if out_name else (f"{name}_{base.model}_{base.dataset}" if variant else name)
-    title = f"{model_title(base)}, {len(seeds)} seeds"
-    fig = draw_sweeps(grid, hist, title, directions, log=log, band=band)
-    extra_png = None
-    if cross_run:
-        extra_png = figure_outputs(f"{stem}_across_runs", args.scale, args.out)[0]
-        save_figure(draw_cross_run(hist, title), extra_png)
-    print_finals(grid, hist)
-    print()
-    png, js = write_figure(stem, args.scale, args.out, fig, {
-        "figure": name, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": list(seeds),
-        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
-        "train_seconds": train_seconds(histories), **({"across_runs_png": str(extra_png)} if extra_png else {})},
-        claims, t0)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
+def dataset_and_model_options(parser):
+    """Add ``--dataset`` and ``--model`` (replacing the scale's; a figure names its outputs
+    ``<name>_<model>_<dataset>`` when either is given) to a figure's ``parser``; returns the parser."""
+    parser.add_argument("--dataset", default=None, help="dataset instead of the scale's default (e.g. mnist, cifar10)")
+    parser.add_argument("--model", default=None, help="model instead of the scale's default (e.g. vgg11, vgg13)")
+    return parser
 
 
-def training_figure(argv, name, doc, configs_of, make_claims, draw, summarize, extra=None):
-    """Run, draw and check a figure of curves over training, one run per seed (Figures 2 and 3).
+def describe_run(config):
+    """One line on a run: the network and data, floats, learning rate, batch, L2, steps and evaluations."""
+    return (f"{model_title(config)}, {config.dtype}, lr {config.lr:g}, batch {config.batch_size}, L2 {config.l2:g}, "
+            f"{config.steps:,} steps, eval every {config.eval_every:,}")
 
-    ``configs_of(args)`` gives the runs; ``make_claims``, ``draw(histories, title)`` and ``summarize`` turn
-    their histories into the claim table, the figure and the JSON's ``runs``; ``extra`` (a dict, or a
-    function of the histories giving one) adds fields to the JSON.
-    """
-    args = parse(figure_parser(f"python -m minigcnc.{name}", doc), argv)
-    t0 = time.time()
-    cfgs = configs_of(args)
-    histories = run_sweep(name, args, cfgs)
-    claims = make_claims(histories)
-    title = f"{model_title(cfgs[0])}, {len(cfgs)} seeds"
-    fig = draw(histories, title)
-    png, js = write_figure(name, args.scale, args.out, fig, {
-        "figure": name, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
-        **(extra(histories) if callable(extra) else (extra or {})),
-        "runs": summarize(histories)}, claims, t0)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
+
+def runs_epilog(scale_setup):
+    """The end of a figure's ``--help``: at every scale the base run, the seeds and the values each sweep takes,
+    printed from ``scale_setup(scale) -> (base RunConfig, {field: values}, seeds)`` (so they stay true)."""
+    label = lambda v: f"{v:g}" if isinstance(v, float) else fmt_value(v)  # noqa: E731 - 0.00025, not 3e-04
+    setups = {scale: scale_setup(scale) for scale in SCALES}
+    swept = any(grid for _, grid, _ in setups.values())
+    lines = ["runs at each scale (--scale), from the code"
+             + (": the base run, then each sweep's values" if swept else "")]
+    for scale, (base, grid, seeds) in setups.items():
+        lines += textwrap.wrap(f"{describe_run(base)}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}", 124,
+                               initial_indent=f"  {scale:<7s} ", subsequent_indent=" " * 10)
+        if grid:
+            lines += textwrap.wrap("; ".join(f"{field} {' '.join(label(v) for v in values)}"
+                                             for field, values in grid.items()), 124,
+                                   initial_indent=" " * 10 + "sweeps: ", subsequent_indent=" " * 18)
+    return "\n".join(lines)

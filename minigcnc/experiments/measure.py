@@ -3,7 +3,7 @@
 ``measure(model, params, data, fewshot_episodes, seed)`` returns a flat dict of floats (and a few short
 lists) for one checkpoint. The quantities, with the module that computes each:
 
-- ``train_loss``, ``train_acc``, ``test_acc``: the classifier head on all train / test images;
+- ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``: the classifier head on all train / test images;
 - ``gc``: exact embedding GC on the fixed evaluation subset of training images, ``class_gc`` per class
   (``gc.class_gc``), ``logit_gc`` the same for the logits (Dherin et al.'s GC); ``gc_test`` and
   ``class_gc_test`` on the fixed subset of test images;
@@ -11,10 +11,12 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 - ``nc_train``, ``nc_test``: CDNV (the paper's NC) of train / test embeddings; ``nc1`` .. ``nc4`` (Papyan);
 - ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
   ``ncc_test_error_balanced`` its class average ``(1/k) sum_c P(error | c)``, which the bounds bound;
+  ``ncc_train_error`` the same classifier on the training images;
 - bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
   ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
-  class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs;
+  class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs
+  (``rho_max`` their maximum);
   ``nc_gc_bound = max rho * gcol``; the implied constants ``implied_rho = nc_train / gcol`` and, per class,
   ``implied_rho_test = Var_test,c / GC_test,c`` (``implied_rho_test_max`` their maximum); the margin of the
   Poincare step ``poincare_margin = rho_c GC_test,c / Var_test,c`` per class (``poincare_margin_min``: the

@@ -4,11 +4,13 @@
   returns the run's history (see ``history.py``); a finished run is read from the cache instead, an
   interrupted one resumes from its checkpoint.
 - ``run_many(configs, ...)``: the histories of a list of configs, training only what the cache lacks, longest
-  runs first. ``jobs > 1`` runs them in parallel processes (joblib); ``dask="local[:N]"`` on a ``LocalCluster``
-  of N workers, ``dask="tcp://host:port"`` on a running scheduler. Workers send each history back and the
-  client writes the cache, so Dask workers need no shared disk. A diverged run is recorded as diverged and
-  the sweep goes on. Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) all stop the sweep the same
-  way: the workers are stopped, every finished run and the last checkpoint of each run in progress are kept.
+  runs first (``cached_and_todo``: what the cache holds and what is left, each run's file read once).
+  ``jobs > 1`` runs them in parallel processes (joblib); ``dask="local[:N]"`` on a ``LocalCluster`` of N
+  workers, ``dask="tcp://host:port"`` on a running scheduler (``dask_runner.run_on_dask``, handed the task
+  ``train_in_worker``). Workers send each history back and the client writes the cache, so Dask workers need
+  no shared disk. A diverged run is recorded as diverged and the sweep goes on. Ctrl-C, ``kill PID`` (SIGTERM)
+  and a closed terminal (SIGHUP) all stop the sweep the same way: the workers are stopped, every finished run
+  and the last checkpoint of each run in progress are kept.
 - ``check_configs(configs)``: every field of every config checked before any run trains (``run_many`` calls it),
   one ValueError naming the field, the bad value, what is accepted and the fix.
 - ``sweep_configs(base, grid, seeds)``: the one sweep layout every figure uses,
@@ -20,6 +22,7 @@ import time
 
 from .cache import code_hash, load_run, run_key, run_path, versions, write_json
 from .config import RunConfig, check_config
+from .dask_runner import run_on_dask, worker_checkpoint_dir
 
 
 def train_run(config, checkpoint=None, progress=True):
@@ -78,8 +81,6 @@ def train_in_worker(config_dict, checkpoint_dir, fresh):
     """
     from pathlib import Path
 
-    from .dask_runner import worker_checkpoint_dir
-
     config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config_dict.items()})
     checkpoint_dir = checkpoint_dir or worker_checkpoint_dir()
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def field_checks(config):
     from numbers import Integral
 
     from .. import checks, data
-    from ..backend import _named_devices  # (the device backends registered so far: cupy, once loaded, and others)
+    from ..backend import backend_module
     from ..gc import PENALTY_METHODS
     from .measure import EXTRAS
 
@@ -120,6 +121,15 @@ def field_checks(config):
         if not isinstance(v, (tuple, list)):
             raise TypeError(f"{name} must be a tuple; got {type(v).__name__} {v!r}")
         return v
+
+    def backend(v):
+        """numpy, cupy (CuPy itself is loaded, and checked, when the backends load) or a device backend
+        registered with ``backend.register_device`` (``backend_module`` names them all when ``v`` is unknown)."""
+        if v in ("numpy", "cupy"):
+            return
+        if not isinstance(v, str) or v != v.lower():
+            checks.one_of("backend", v, ("numpy", "cupy"))
+        backend_module(v)
 
     def sizes(name):
         return lambda v: [checks.integer(f"{name}[{i}]", x, minimum=1) for i, x in enumerate(sequence(name, v))]
@@ -158,7 +168,7 @@ def field_checks(config):
         ("extras", lambda v: [checks.one_of("extras", x, tuple(EXTRAS)) for x in sequence("extras", v)]),
         ("seed", lambda v: checks.integer("seed", v, minimum=0)),
         ("dtype", lambda v: checks.one_of("dtype", v, ("float32", "float64"))),
-        ("backend", lambda v: checks.one_of("backend", v, tuple(dict.fromkeys(("numpy", "cupy", *_named_devices))))),
+        ("backend", backend),
     ]
 
 
@@ -196,33 +206,46 @@ def _fix_of(field, i, configs, options):
     return f"; fix: set {field} to an accepted value in run {i + 1} of {n} (seed {configs[i].seed}) of the sweep"
 
 
+def cached_and_todo(configs, cache_dir=None, fresh=False):
+    """({key: history} of the distinct configs of ``configs`` the cache holds (none with ``fresh``), [the distinct
+    configs that must be trained, longest first]); each run's file is read once."""
+    unique = {run_key(c): c for c in configs}
+    cached = {} if fresh else {k: h for k, c in unique.items() if (h := load_run(c, cache_dir)) is not None}
+    left = [c for k, c in unique.items() if k not in cached]
+    return cached, sorted(left, key=lambda c: -(c.steps * c.batch_size * (3 if c.gc_reg else 1)))
+
+
 def todo(configs, cache_dir=None, fresh=False):
     """The distinct configs of ``configs`` that must be trained (all with ``fresh``), longest first."""
-    unique = {run_key(c): c for c in configs}
-    left = [c for c in unique.values() if fresh or load_run(c, cache_dir) is None]
-    return sorted(left, key=lambda c: -(c.steps * c.batch_size * (3 if c.gc_reg else 1)))
+    return cached_and_todo(configs, cache_dir, fresh)[1]
 
 
-def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=None):
+def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=None, plan=None):
     """Histories of every config (in order), training only those not already cached.
 
     ``jobs > 1``: parallel processes (joblib, one BLAS thread each when they fill the cores). ``dask``: a
     scheduler address ``tcp://host:port`` or ``local[:N]`` (a LocalCluster started here). An interrupted sweep
-    keeps every finished run; rerunning the same command resumes.
+    keeps every finished run; rerunning the same command resumes. ``plan``: ``cached_and_todo(configs,
+    cache_dir, fresh)`` when the caller has it already (``cli.run_sweep`` counts the runs with it first), so
+    that the cache is read once; a plan made for more configs trains only these, one made for others is refused.
     """
+    import copy
+
     from .progress import RunsBar
 
     configs = list(configs)
     check_configs(configs)  # a run that cannot be built stops the sweep before any run trains
-    left = todo(configs, cache_dir, fresh)
+    cached, left = plan if plan is not None else cached_and_todo(configs, cache_dir, fresh)
+    keys = {run_key(c) for c in configs}
+    cached, left = {k: h for k, h in cached.items() if k in keys}, [c for c in left if run_key(c) in keys]
+    if len(cached) + len(left) != len(keys):
+        raise ValueError("run_many: plan was made for other configs; give cached_and_todo(configs, cache_dir, fresh)")
     if left:
         watch = [(run_path(c, cache_dir).with_suffix(".ckpt.npz"), c.steps) for c in left]
         with stop_signals_interrupt(), \
                 RunsBar(len(left), jobs=jobs, dask=dask, enabled=progress, configs=watch) as bar:
             if dask:
-                from .dask_runner import run_on_dask
-
-                for history in run_on_dask(left, dask, fresh):
+                for history in run_on_dask(train_in_worker, left, dask, fresh):
                     theirs = history.get("versions", {}).get("code_hash")
                     if theirs != code_hash():  # the client's cache must only hold runs of the client's code
                         raise ValueError(f"--dask: a worker ran other code (code hash {theirs}, here {code_hash()}); "
@@ -236,7 +259,12 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
             else:
                 for history in run_parallel(left, cache_dir, jobs, fresh):
                     bar.finished(history)
-    return [load_run(c, cache_dir) for c in configs]
+    histories = {**cached, **{run_key(c): load_run(c, cache_dir) for c in left}}  # as written to the cache
+    out, seen = [], set()
+    for key in map(run_key, configs):
+        out.append(copy.deepcopy(histories[key]) if key in seen else histories[key])  # a repeat: its own copy
+        seen.add(key)
+    return out
 
 
 @contextlib.contextmanager

@@ -1,0 +1,147 @@
+"""experiments/measure.py: every metric a run records equals the library's own function called directly.
+
+One tiny run (rotated 8x8 digits: 3 source digits in 4 rotations each, 5 other digits as unseen target classes),
+an untrained MLP, and ``measure.measure`` against ``minigcnc.gc``, ``collapse``, ``bounds`` and ``fewshot`` on
+the same arrays. Every recorded key must be checked here (a new metric needs its line).
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from minigcnc import bounds, collapse, fewshot, gc
+from minigcnc.backend import to_numpy
+from minigcnc.experiments import measure
+from minigcnc.experiments.config import scale_base
+from minigcnc.experiments.prepare import build_model, prepare_data
+
+EPISODES = 4
+CONFIG = scale_base("tiny", dataset="digits_rot", classes=tuple(range(12)), target_classes=tuple(range(20, 40)),
+                    hidden=(16, 8), eval_per_class=4, fewshot_episodes=EPISODES, fewshot_probe=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def run():
+    """(model, params, data, the record of ``measure`` at step 0)."""
+    data = prepare_data(CONFIG)
+    model = build_model(CONFIG, data.n_classes, data.input_shape)
+    params = model.init(CONFIG.seed, dtype=CONFIG.dtype, backend=CONFIG.backend)
+    rec = measure.measure(model, params, data, CONFIG.fewshot_episodes, CONFIG.seed, probe=True)
+    return model, params, data, rec
+
+
+def close(a, b, what=""):
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-9, atol=1e-12,
+                               err_msg=what)
+
+
+def direct(model, params, data):
+    """{metric: value} computed here with the library's functions, the way the module docstring defines them."""
+    Ztr, Zte = to_numpy(model.embed(params, data.X_train)), to_numpy(model.embed(params, data.X_test))
+    ytr, yte = data.y_train, data.y_test
+    means, test_means = collapse.class_means(Ztr, ytr), collapse.class_means(Zte, yte)
+    class_gc = gc.class_gc(model, params, data.X_eval, data.y_eval)  # training images
+    class_gc_test = gc.class_gc(model, params, data.X_eval_test, data.y_eval_test)  # test images
+    var_test, rho = collapse.class_variances(Zte, yte), data.rho
+    out = {}
+    for split, Z, y in (("train", Ztr, ytr), ("test", Zte, yte)):
+        logits = to_numpy(model.head(params, Z))
+        out[f"{split}_loss"] = np.mean(logsumexp(logits, axis=1) - logits[np.arange(len(y)), y])
+        out[f"{split}_acc"] = np.mean(logits.argmax(axis=1) == y)
+    out.update({
+        "gc": gc.geometric_complexity(model, params, data.X_eval),  # the mean over the whole subset
+        "class_gc": class_gc,
+        "logit_gc": gc.geometric_complexity(model, params, data.X_eval, target="logits"),
+        "gc_test": gc.geometric_complexity(model, params, data.X_eval_test),
+        "class_gc_test": class_gc_test,
+        "gcol": collapse.geometric_collapse(class_gc, means),
+        "nc_train": collapse.cdnv(Ztr, ytr),
+        "nc_test": collapse.cdnv(Zte, yte),
+        "nc1": collapse.nc1(Ztr, ytr),
+        "nc2_equinorm": collapse.nc2_equinorm(Ztr, ytr),
+        "nc2_equiangularity": collapse.nc2_equiangularity(Ztr, ytr),
+        "nc2_maxangle": collapse.nc2_maxangle(Ztr, ytr),
+        "nc3": collapse.nc3_self_duality(to_numpy(params[-1][0]), Ztr, ytr),
+        "nc4": collapse.nc4_ncc_mismatch(to_numpy(model.head(params, Ztr)), Ztr, ytr),
+        "ncc_test_error": collapse.ncc_error(Zte, yte, means=means),
+        "ncc_test_error_balanced": collapse.ncc_error(Zte, yte, means=means, balanced=True),
+        "ncc_train_error": collapse.ncc_error(Ztr, ytr, means=means),
+        "bound_markov": bounds.ncc_error_bound(Zte, yte, means=means, kind="markov").value,
+        "bound_directional": bounds.ncc_error_bound(Zte, yte, means=means, kind="directional").value,
+        "rho": rho,
+        "rho_max": np.max(rho),
+        "offset_sq": np.sum((test_means - means) ** 2, axis=1),
+        "bound_gc": bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means).value,
+        "bound_gc_directional": bounds.ncc_error_bound_directional_gc(
+            gc.directional_gc(model, params, data.X_eval_test, data.y_eval_test, means), means, rho, test_means).value,
+        "nc_gc_bound": bounds.nc_gc_bound(class_gc, means, rho).value,
+        "implied_rho": bounds.implied_rho(Ztr, ytr, class_gc),
+        "implied_rho_test": var_test / class_gc_test,
+        "implied_rho_test_max": np.max(var_test / class_gc_test),
+        "poincare_margin": bounds.poincare_margins(class_gc_test, var_test, rho),
+        "poincare_margin_min": np.min(bounds.poincare_margins(class_gc_test, var_test, rho)),
+    })
+    Zt = to_numpy(model.embed(params, data.X_target))
+    out["target_nc"] = collapse.cdnv(Zt, data.y_target)
+    for classifier, suffix in (("ncc", ""), ("logreg", "_logreg")):
+        for shots in (5, 1):
+            res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=5, shots=shots, queries=15, n_episodes=EPISODES,
+                                              rng=CONFIG.seed, classifier=classifier)
+            out[f"fewshot{shots}{suffix}"], out[f"fewshot{shots}{suffix}_ci95"] = res.mean, res.ci95
+    res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=5, shots=5, queries=15, n_episodes=EPISODES,
+                                      rng=CONFIG.seed, groups=data.target_groups)
+    out["fewshot5_distinct"], out["fewshot5_distinct_ci95"] = res.mean, res.ci95
+    return out
+
+
+def test_every_recorded_metric_equals_the_library_function_called_directly(run):
+    model, params, data, rec = run
+    assert "warnings" not in rec, rec.get("warnings")
+    expected = direct(model, params, data)
+    assert set(rec) == set(expected), f"recorded but not checked here: {set(rec) - set(expected)}; checked but " \
+                                      f"not recorded: {set(expected) - set(rec)}"
+    for key, value in expected.items():
+        close(rec[key], value, key)
+    assert all(isinstance(v, (float, list)) for v in rec.values())  # JSON-able: floats and lists of floats
+
+
+def test_the_gc_bound_is_built_from_the_test_images_class_gc_not_the_training_images(run):
+    model, params, data, rec = run
+    Ztr, Zte = to_numpy(model.embed(params, data.X_train)), to_numpy(model.embed(params, data.X_test))
+    means, test_means = collapse.class_means(Ztr, data.y_train), collapse.class_means(Zte, data.y_test)
+    train_gc = gc.class_gc(model, params, data.X_eval, data.y_eval)
+    test_gc = gc.class_gc(model, params, data.X_eval_test, data.y_eval_test)
+    assert not np.allclose(train_gc, test_gc, rtol=1e-3)  # the two subsets differ, so a slip would show
+    wrong_gc = bounds.ncc_error_bound_gc(train_gc, means, data.rho, test_means).value
+    wrong_offsets = bounds.ncc_error_bound_gc(test_gc, means, data.rho, means).value  # offsets of 0
+    right = bounds.ncc_error_bound_gc(test_gc, means, data.rho, test_means).value
+    assert rec["bound_gc"] == pytest.approx(right, rel=1e-9)
+    assert not np.isclose(rec["bound_gc"], wrong_gc, rtol=1e-6) and not np.isclose(rec["bound_gc"], wrong_offsets,
+                                                                                    rtol=1e-6)
+    assert rec["class_gc_test"] == pytest.approx(test_gc.tolist(), rel=1e-9)
+
+
+def test_the_fewshot_metrics_are_left_out_without_target_classes_or_episodes(run):
+    model, params, data, _ = run
+    no_target = dataclasses.replace(data, X_target=None, y_target=None, n_target_classes=0, target_groups=None)
+    rec = measure.measure(model, params, no_target, fewshot_episodes=EPISODES, seed=CONFIG.seed)
+    assert not [k for k in rec if k.startswith(("fewshot", "target_"))]
+    rec = measure.measure(model, params, data, fewshot_episodes=0, seed=CONFIG.seed)
+    assert "target_nc" in rec and not [k for k in rec if k.startswith("fewshot")]
+
+
+def test_a_metric_that_cannot_be_computed_is_nan_with_its_reason_and_the_run_goes_on(run):
+    model, _, data, _ = run
+    dead = [tuple(0.0 * np.asarray(a) for a in layer) for layer in model.init(0)]  # every embedding is 0
+    rec = measure.measure(model, dead, data)
+    assert np.isnan(rec["nc_train"]) and any(w.startswith("nc_train:") for w in rec["warnings"])
+    assert np.isfinite(rec["train_loss"])
+
+
+def test_an_unknown_extra_is_refused_and_a_registered_one_is_recorded(run, monkeypatch):
+    model, params, data, _ = run
+    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['gc_estimators'\]"):
+        measure.measure(model, params, data, extras=("nope",))
+    monkeypatch.setitem(measure.EXTRAS, "mine", lambda model, params, data, seed, step: {"mine": float(seed + step)})
+    assert measure.measure(model, params, data, seed=2, extras=("mine",), step=5)["mine"] == 7.0
