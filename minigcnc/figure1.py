@@ -29,8 +29,7 @@ import time
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, cross_run_claims, dataset_and_model_options, draw_cross_run,
-                                 draw_sweeps, model_title, print_finals, runs_epilog, summarize_sweeps)
-from .experiments.history import train_seconds
+                                 draw_sweeps, model_title, print_finals, runs_epilog, sweep_record)
 from .experiments.sweep import by_sweep, flat, sweep_configs
 
 NAME = "figure1"
@@ -81,9 +80,7 @@ def main(argv=None):
     print_finals(grid, hist)
     print()
     png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
-        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
-        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
-        "train_seconds": train_seconds(histories), "across_runs_png": str(across)}, claims, t0)
+        **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), "across_runs_png": str(across)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

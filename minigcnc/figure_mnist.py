@@ -19,8 +19,7 @@ import time
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, dataset_and_model_options, draw_sweeps, model_title, print_finals,
-                                 runs_epilog, summarize_sweeps)
-from .experiments.history import train_seconds
+                                 runs_epilog, sweep_record)
 from .experiments.sweep import by_sweep, flat, sweep_configs
 
 NAME = "figure_mnist"
@@ -76,9 +75,7 @@ def main(argv=None):
     print_finals(grid, hist)
     print()
     png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
-        "figure": NAME, "scale": args.scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
-        "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
-        "train_seconds": train_seconds(histories)}, claims, t0)
+        **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories)}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

@@ -21,7 +21,7 @@ import numpy as onp
 
 from . import claims as C
 from .config import SCALES
-from .history import final, finals, series
+from .history import final, finals, series, train_seconds
 from .plotting import BANDS, fmt_value
 
 # field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
@@ -200,6 +200,14 @@ def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, lo
     fig.suptitle(f"{title}: lines = mean over seeds, bands = {BANDS[band]}; x = a diverged run", y=1.0)
     fig.tight_layout()
     return fig
+
+
+def sweep_record(figure, scale, base, grid, seeds, cfgs, hist, histories):
+    """The JSON record of a sweep figure: what ran (base, grid, seeds, every config), each run's curves and
+    finals (``summarize_sweeps``) and the training time of the distinct runs."""
+    return {"figure": figure, "scale": scale, "base": base.to_dict(), "grid": grid, "seeds": seeds,
+            "configs": [c.to_dict() for c in cfgs], "runs": summarize_sweeps(grid, hist),
+            "train_seconds": train_seconds(histories)}
 
 
 def summarize_sweeps(grid, hist_by_field, metrics=("gc", "gcol", "nc_train", "nc_test", "train_acc", "test_acc",
