@@ -31,7 +31,8 @@ LAZY = {
                "ncc_error_bound_directional_gc", "nc_gc_bound", "cdnv_bound_gc", "implied_rho", "BoundResult"],
     "fewshot": ["episodes", "evaluate", "evaluate_embeddings", "FewShotResult"],
     "experiments.config": ["RunConfig"],
-    "experiments.sweep": ["run", "run_many"],
+    "experiments.run": ["run"],
+    "experiments.sweep": ["run_many"],
 }
 SUBMODULES = ("backend", "ops", "layers", "models", "train", "data", "checks", "jacobians", "gc", "classes",
               "collapse", "bounds", "fewshot", "experiments", "bench")

@@ -30,7 +30,7 @@ from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, sa
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, cross_run_claims, dataset_and_model_options, draw_cross_run,
                                  draw_sweeps, model_title, print_finals, runs_epilog, sweep_record)
-from .experiments.sweep import by_sweep, flat, sweep_configs
+from .experiments.grid import by_sweep, flat, sweep_configs
 
 NAME = "figure1"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}

@@ -40,7 +40,7 @@ from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, sa
 from .experiments.config import scale_base, with_options
 from .experiments.driver import distinct_runs_per_seed, runs_epilog
 from .experiments.history import final, finals, series
-from .experiments.sweep import by_sweep, flat, sweep_configs
+from .experiments.grid import by_sweep, flat, sweep_configs
 
 NAME = "figure4"
 SPLITS = ("rotations", "digits")

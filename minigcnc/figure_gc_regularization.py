@@ -26,7 +26,7 @@ from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, draw_sweeps, model_title, print_finals, runs_epilog,
                                  sweep_record)
-from .experiments.sweep import by_sweep, flat, sweep_configs
+from .experiments.grid import by_sweep, flat, sweep_configs
 
 NAME = "figure_gc_regularization"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}

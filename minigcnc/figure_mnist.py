@@ -20,7 +20,7 @@ from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, dataset_and_model_options, draw_sweeps, model_title, print_finals,
                                  runs_epilog, sweep_record)
-from .experiments.sweep import by_sweep, flat, sweep_configs
+from .experiments.grid import by_sweep, flat, sweep_configs
 
 NAME = "figure_mnist"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}

@@ -9,6 +9,7 @@ a discrete Dirichlet energy: the mean over samples of the plain sum of all squar
 division by p or D). ``target="embed"`` measures the embedding g (the penultimate features, the paper's GC);
 ``target="logits"`` measures the logits (Dherin et al.'s logit GC). Images are flattened: D = C*H*W.
 
+- ``reference_gc``: GC as the definition reads, from the full Jacobians (the tests' oracle);
 - ``geometric_complexity`` (float; ``gc_value`` keeps the device scalar): GC exactly, or one of the paper's
   unbiased estimators (sample subsets, Jacobian masks, output sampling, Hutchinson probes);
   ``gc_estimator_variance``: each estimator's exact variance.
@@ -17,7 +18,8 @@ division by p or D). ``target="embed"`` measures the embedding g (the penultimat
 - ``gc_penalty`` / ``make_gc_penalty``: GC of a batch as a differentiable regularizer.
 
 The Jacobians themselves come from ``jacobians.py`` (one forward pass, then the identity of the output space
-pulled back through the layers as one batched tensor); ``input_jacobian`` and ``jacobian_sq_norms`` are
+pulled back through the layers as one batched tensor), the fast exact GC from its ``jacobian_sq_norms`` route (in
+passes, with the exact savings of ``jacobian_passes.py``); ``input_jacobian`` and ``jacobian_sq_norms`` are
 re-exported here. Every function refuses a non-finite X (a NaN sample would otherwise count as zero).
 Everything runs on the backend of ``params``, and autograd can differentiate the penalty.
 """
@@ -28,17 +30,16 @@ import numpy as onp
 from . import checks, ops
 from .backend import get_xp, to_numpy
 from .classes import Classes, rows_of_classes
+from .jacobian_passes import ranges
 from .jacobians import (  # noqa: F401 - input_jacobian and jacobian_sq_norms are part of gc's public API
-    TARGETS,
+    Cotangents,
     batched_sq_norms,
     check_target,
     forward,
-    identity_cotangents,
     input_jacobian,
     jacobian_blocks,
     jacobian_sq_norms,
     output_dim,
-    ranges,
     sq_norms,
 )
 
@@ -114,6 +115,17 @@ def _probes(rng, shape, dist, dtype, xp):
 # --------------------------------------------------------------------------------------------------
 # GC and its unbiased estimators
 # --------------------------------------------------------------------------------------------------
+def reference_gc(model, params, X, target="embed"):
+    """Return GC by its definition, plainly, as a float: the Jacobians J (N, q, D) of all samples at once
+    (``input_jacobian``), squared, summed over the output and input axes, averaged over the samples.
+
+    No passes, no savings: it holds the whole J (N x q x D values), so it is for small problems (tests, the
+    tutorial). ``geometric_complexity`` gives the same number, faster.
+    """
+    J = to_numpy(input_jacobian(model, params, X, target=target))  # (N, q, D)
+    return float(onp.mean(onp.sum(J ** 2, axis=(1, 2))))
+
+
 def gc_value(model, params, X, *, method="exact", target="embed", rng=None, n=None, q=None, m=None, probes=None,
              dist=None, chunk=None, batch_size=None):
     """Return GC or an unbiased estimate of it as a 0-d array on the params' backend (no host transfer).
@@ -126,26 +138,22 @@ def gc_value(model, params, X, *, method="exact", target="embed", rng=None, n=No
     _check_levels(method, N, p, n, q, m, probes, dist)
     Xc = _checked_inputs(model, Xc)
     if method == "exact":
-        norms = batched_sq_norms(model, params, Xc, p, identity_cotangents(p), target, chunk, batch_size, presort=True)
-        return ops.mean(norms)
+        return ops.mean(batched_sq_norms(model, params, Xc, Cotangents.rows(onp.arange(p)), target, chunk, batch_size))
     gen = _rng(rng, method)
     W = params[-1][0]
     xp = get_xp(W)
     if method == "subset":  # the mean of ||J||^2 over n samples drawn without replacement
         idx = onp.sort(gen.choice(N, size=n, replace=False))
         Xs = Xc[xp.asarray(idx)]
-        return ops.mean(batched_sq_norms(model, params, Xs, p, identity_cotangents(p), target, chunk, batch_size,
-                                         presort=True))
+        return ops.mean(batched_sq_norms(model, params, Xs, Cotangents.rows(onp.arange(p)), target, chunk, batch_size))
     if method == "outputs":  # (p/m) x the squared norms of m random rows of J
         rows = onp.sort(gen.choice(p, size=m, replace=False))
-        norms = batched_sq_norms(model, params, Xc, m, lambda s, e, a, b: ("rows", rows[a:b]), target, chunk,
-                                 batch_size, presort=True)
+        norms = batched_sq_norms(model, params, Xc, Cotangents.rows(rows), target, chunk, batch_size)
         return ops.mean(norms) * (p / m)
     if method == "hutchinson":  # the mean over probes v (E v v^T = I) of ||v^T J||^2
         k = 1 if probes is None else int(probes)
         V = _probes(gen, (N, k, p), dist, W.dtype, xp)  # (N, probes, p)
-        norms = batched_sq_norms(model, params, Xc, k, lambda s, e, a, b: ("per_sample", V[s:e, a:b]), target,
-                                 chunk, batch_size)
+        norms = batched_sq_norms(model, params, Xc, Cotangents.per_sample(V), target, chunk, batch_size)
         return ops.mean(norms) / k
     # mask: keep each entry of J independently with probability q; sum the kept squares, divide by q
     total = None
@@ -237,8 +245,7 @@ def class_gc(model, params, X, y, *, target="embed", chunk=None, batch_size=None
     y = _labels(y, Xc.shape[0])
     q = output_dim(model, target)
     Xc = _checked_inputs(model, Xc)
-    sq = to_numpy(batched_sq_norms(model, params, Xc, q, identity_cotangents(q), target, chunk, batch_size,
-                                   presort=True))
+    sq = to_numpy(batched_sq_norms(model, params, Xc, Cotangents.rows(onp.arange(q)), target, chunk, batch_size))
     return onp.array([sq[y == c].mean() for c in onp.unique(y)])
 
 
@@ -272,8 +279,8 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
     for i in range(k):
         Xi = Xc[xp.asarray(onp.flatnonzero(classes.index == i))]
         Ui = xp.asarray(U[i].astype(W.dtype))  # (k, p)
-        per = batched_sq_norms(model, params, Xi, k, lambda s, e, a, b: ("shared", Ui[a:b]), "embed", None,
-                               batch_size, per_row=True)  # (n_i, k)
+        per = batched_sq_norms(model, params, Xi, Cotangents.shared(Ui), "embed", None, batch_size,
+                               per_row=True)  # (n_i, k)
         out[i] = to_numpy(per).mean(axis=0)
     out[~off] = 0.0
     return out
@@ -294,17 +301,16 @@ def _penalty(model, params, Xc, method, target, probes, dist, rng, chunk):
     Z, caches, _ = forward(model, params, Xc)
     N = Z.shape[0]
     if method == "exact":
-        rows, r, scale = onp.arange(q), q, 1.0
-        cot_for = lambda a, b: ("rows", rows[a:b])  # noqa: E731
+        cot, r, scale = Cotangents.rows(onp.arange(q)), q, 1.0
     else:
         r = checks.integer("probes", probes, meaning="probe vectors per sample")
         if dist not in PROBE_DISTS:
             raise ValueError(f"dist must be 'gaussian' or 'rademacher'; got dist={dist!r}")
         V = _probes(_rng(rng, "hutchinson"), (N, r, q), dist, Z.dtype, get_xp(Z))
-        cot_for, scale = (lambda a, b: ("per_sample", V[:, a:b])), 1.0 / r
+        cot, scale = Cotangents.per_sample(V), 1.0 / r
     total = None
     for a, b in ranges(r, chunk or r):
-        part = ops.sum(sq_norms(model, params, Z, caches, cot_for(a, b), target))
+        part = ops.sum(sq_norms(model, params, Z, caches, cot.select(a, b), target))
         total = part if total is None else total + part
     return total * (scale / N)
 

@@ -10,7 +10,7 @@ A layer is a ``Layer`` with three pure functions:
   holds q cotangents per sample; the result ``(N, q, *in_shape)`` is ``T_n J_n`` for each sample n,
   computed for all q at once (one matrix product for dense and conv layers).
 - ``forward(params, x) -> y``: the training fast path, the output of ``apply`` without its cache, built
-  from the fused primitives of ``ops`` (``dense_act``, ``conv2d_act``, ...): one tape node per layer
+  from the fused primitives of ``fused`` (``dense_act``, ``conv2d_act``, ...): one tape node per layer
   instead of three, and no jtp cache made. Same values as ``apply``; a layer made without one uses
   ``apply(params, x)[0]``.
 
@@ -18,25 +18,39 @@ Exact input Jacobians come from pushing the identity of the output space back th
 (see ``jacobians.py``). All functions are written with ``ops`` primitives, so autograd can differentiate the
 Jacobian itself with respect to the parameters (the GC regularizer).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as onp
 from autograd.tracer import getval
 
-from . import ops
+from . import fused, ops
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer: ``init``, ``apply``, ``jtp`` as described in the module docstring."""
+    """One layer: ``init``, ``apply``, ``jtp`` and ``forward`` as described in the module docstring.
+
+    Optional fields, read by the input-Jacobian engine and by ``Serial.forward`` (defaults: none):
+
+    - ``kind``: "dense", "conv", "pool" or "residual" ("" for the rest). ``jacobians`` pulls identity rows
+      through a top "dense" layer without a GEMM, and sizes its passes by the "conv" and "residual" layers;
+    - ``pre_linear_jtp(params, cache, T)``: a dense layer's jtp up to its weight matrix, the activation part
+      alone (the first-layer Gram route of ``jacobian_passes``);
+    - ``forward_pool(params, x, size)``: ``forward`` of this convolution and of a ``MaxPool(size)`` after it, as one
+      fused primitive (``Serial.forward`` takes it);
+    - ``pool_size``: a ``MaxPool``'s window, for that fusion.
+    """
 
     name: str
     init: Callable
     apply: Callable
     jtp: Callable
-    info: dict = field(default_factory=dict)
     forward: Callable = None
+    kind: str = ""
+    pre_linear_jtp: Callable = None
+    forward_pool: Callable = None
+    pool_size: int = None
 
     def __post_init__(self):
         if self.forward is None:
@@ -111,8 +125,8 @@ def DenseAct(out_dim, activation="relu", init="he"):
     """Dense layer followed by an activation: y = act(x W + b); params (W (n, out_dim), b (out_dim,)).
 
     The activation sits in the same layer so that an MLP's parameters are a plain list of (W, b) pairs.
-    ``info['pre_linear_jtp']`` exposes the activation part of the jtp alone: for a first dense layer
-    ``||J||_F^2 = sum((M @ (W^T W)) * M)`` with M that cotangent (the Gram saving in ``jacobians.py``).
+    ``pre_linear_jtp`` is the activation part of the jtp alone: for a first dense layer
+    ``||J||_F^2 = sum((M @ (W^T W)) * M)`` with M that cotangent (the Gram route of ``jacobian_passes``).
     """
     _activation_apply(activation, onp.zeros(1))
     if init == "he" and activation != "relu":
@@ -136,10 +150,10 @@ def DenseAct(out_dim, activation="relu", init="he"):
 
     def forward(params, x):
         W, b = params
-        return ops.dense_act(x, W, b, activation)
+        return fused.dense_act(x, W, b, activation)
 
-    info = {"pre_linear_jtp": pre_linear_jtp, "kind": "dense"}
-    return Layer(f"dense{out_dim}-{activation}", init_fn, apply, jtp, info, forward)
+    return Layer(f"dense{out_dim}-{activation}", init_fn, apply, jtp, forward, kind="dense",
+                 pre_linear_jtp=pre_linear_jtp)
 
 
 def Dense(out_dim, init="lecun"):
@@ -187,15 +201,14 @@ def Conv(out_channels, kernel=3, stride=1, padding=None, activation="relu", init
         return ops.reshape(T, (N, q) + in_shape)
 
     def forward(params, x):
-        return ops.conv2d_act(x, params[0], params[1] if bias else None, stride, padding, activation)
+        return fused.conv2d_act(x, params[0], params[1] if bias else None, stride, padding, activation)
 
-    info = {"kind": "conv"}
-    if stride == 1 and activation in ("relu", "identity"):
-        def forward_pool(params, x, size):  # this layer and a MaxPool(size) after it, fused (see Serial)
-            return ops.conv2d_act_pool(x, params[0], params[1] if bias else None, padding, activation, size)
+    def forward_pool(params, x, size):  # this layer and a MaxPool(size) after it, fused (see Serial)
+        return fused.conv2d_act_pool(x, params[0], params[1] if bias else None, padding, activation, size)
 
-        info["forward_pool"] = forward_pool
-    return Layer(f"conv{out_channels}k{kernel}s{stride}-{activation}", init_fn, apply, jtp, info, forward)
+    fusable = stride == 1 and activation in ("relu", "identity")
+    return Layer(f"conv{out_channels}k{kernel}s{stride}-{activation}", init_fn, apply, jtp, forward, kind="conv",
+                 forward_pool=forward_pool if fusable else None)
 
 
 def _pool_init(size, kind):
@@ -224,9 +237,9 @@ def MaxPool(size=2):
         return ops.maxpool2d_input_grad(T, mask, size, raw.shape[2], raw.shape[3])  # (N,q,C,Ho,Wo) -> (N,q,C,H,W)
 
     def forward(params, x):
-        return ops.maxpool2d_train(x, size)
+        return fused.maxpool2d_train(x, size)
 
-    return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, {"kind": "pool", "maxpool": size}, forward)
+    return Layer(f"maxpool{size}", _pool_init(size, "MaxPool"), apply, jtp, forward, kind="pool", pool_size=size)
 
 
 def AvgPool(size=None):
@@ -243,7 +256,7 @@ def AvgPool(size=None):
         T = ops.avgpool2d_input_grad(T, s, H, W)
         return ops.reshape(T, (N, q) + tuple(T.shape[1:]))
 
-    return Layer("avgpool" if size else "globalavgpool", _pool_init(size, "AvgPool"), apply, jtp, {"kind": "pool"})
+    return Layer("avgpool" if size else "globalavgpool", _pool_init(size, "AvgPool"), apply, jtp, kind="pool")
 
 
 def Flatten():
@@ -292,16 +305,16 @@ def Serial(*layers):
     def forward(params, x):
         i = 0
         while i < len(layers):
-            fuse = layers[i].info.get("forward_pool")
-            if fuse is not None and i + 1 < len(layers) and "maxpool" in layers[i + 1].info:
-                x = fuse(params[i], x, layers[i + 1].info["maxpool"])  # conv + max-pooling as one primitive
+            fuse = layers[i].forward_pool
+            if fuse is not None and i + 1 < len(layers) and layers[i + 1].pool_size is not None:
+                x = fuse(params[i], x, layers[i + 1].pool_size)  # conv + max-pooling as one primitive
                 i += 2
             else:
                 x = layers[i].forward(params[i], x)
                 i += 1
         return x
 
-    return Layer("serial", init, apply, jtp, {"layers": layers}, forward)
+    return Layer("serial", init, apply, jtp, forward)
 
 
 def Residual(main, shortcut=None):
@@ -337,4 +350,4 @@ def Residual(main, shortcut=None):
         pm, ps, alpha = params
         return ops.relu(shortcut.forward(ps, x) + alpha * main.forward(pm, x))
 
-    return Layer("residual", init, apply, jtp, {"kind": "residual"}, forward)
+    return Layer("residual", init, apply, jtp, forward, kind="residual")

@@ -13,7 +13,7 @@ list, one entry per body layer, then the head ``(W (p, k), b (k,))`` last. For `
   of its input with no train/eval modes.
 
 Two routes compute the same functions: ``fused=True`` (the default of ``embed``, ``logits`` and ``loss``) runs
-each layer's ``forward``, built from the fused primitives of ``ops`` (one autograd node per layer, the head
+each layer's ``forward``, built from the fused primitives of ``minigcnc.fused`` (one autograd node per layer, the head
 and the cross-entropy as one node, no jtp caches), the training fast path; ``fused=False`` runs each layer's
 ``apply``, one primitive per operation, the reference (and the route ``embed_with_cache`` and the
 input-Jacobian engine take). Their values and parameter gradients agree to round-off (tests/test_models.py).
@@ -21,6 +21,7 @@ input-Jacobian engine take). Their values and parameter gradients agree to round
 import numpy as onp
 
 from . import checks, ops
+from .fused import linear_cross_entropy
 from .backend import default_dtype, get_backend, to_device
 from .layers import AvgPool, Conv, DenseAct, Flatten, MaxPool, Residual, Serial
 
@@ -32,7 +33,7 @@ class Model:
     ``layers`` (the body), ``input_dim`` (D = prod(input_shape), the size Jacobians are taken against).
     """
 
-    def __init__(self, name, input_shape, layers, n_classes, config=None):
+    def __init__(self, name, input_shape, layers, n_classes):
         if not isinstance(n_classes, (int, onp.integer)) or n_classes < 2:
             raise ValueError(f"n_classes must be an integer >= 2; got {n_classes!r}")
         self.name = name
@@ -40,7 +41,6 @@ class Model:
         self.layers = tuple(layers)
         self.body = Serial(*self.layers)
         self.n_classes = int(n_classes)
-        self.config = dict(config or {})
         out_shape, _ = self.body.init(onp.random.default_rng(0), self.input_shape, "float32")
         if len(out_shape) != 1:
             raise ValueError(f"{name}: the body must end in flat features (p,); it ends in {out_shape}")
@@ -112,7 +112,7 @@ class Model:
         if not fused:
             return ops.cross_entropy(self.logits(params, X, fused=False), y)
         W, b = params[-1]
-        return ops.linear_cross_entropy(self.embed(params, X), W, b, y)
+        return linear_cross_entropy(self.embed(params, X), W, b, y)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def mlp(sizes, n_classes, activation="relu"):
         raise ValueError(f"mlp sizes must be [D, h1, ..., p] with positive integers and at least one hidden layer; got {sizes}")
     layers = [DenseAct(h, activation) for h in sizes[1:]]
     name = f"mlp{'-'.join(map(str, sizes))}"
-    return Model(name, (sizes[0],), layers, n_classes, {"kind": "mlp", "sizes": sizes, "activation": activation})
+    return Model(name, (sizes[0],), layers, n_classes)
 
 
 def convnet(input_shape=(1, 28, 28), n_classes=10, channels=(16, 32), hidden=(128,), activation="relu"):
@@ -135,8 +135,7 @@ def convnet(input_shape=(1, 28, 28), n_classes=10, channels=(16, 32), hidden=(12
     for c in channels:
         layers += [Conv(c, 3, activation=activation), MaxPool(2)]
     layers += [Flatten()] + [DenseAct(h, activation) for h in hidden]
-    cfg = {"kind": "convnet", "channels": list(channels), "hidden": list(hidden), "activation": activation}
-    return Model(f"convnet{'-'.join(map(str, channels))}", input_shape, layers, n_classes, cfg)
+    return Model(f"convnet{'-'.join(map(str, channels))}", input_shape, layers, n_classes)
 
 
 VGG_CONFIGS = {
@@ -163,8 +162,7 @@ def vgg(name="vgg13", input_shape=(3, 32, 32), n_classes=10, width=1.0, hidden=5
         else:
             layers.append(Conv(max(1, int(round(v * width))), 3))
     layers += [Flatten(), DenseAct(max(1, int(round(hidden * width))))]
-    cfg = {"kind": "vgg", "name": name, "width": width, "hidden": hidden}
-    return Model(name if width == 1 else f"{name}x{width:g}", input_shape, layers, n_classes, cfg)
+    return Model(name if width == 1 else f"{name}x{width:g}", input_shape, layers, n_classes)
 
 
 def _basic_block(channels, stride, in_channels):
@@ -190,8 +188,7 @@ def resnet18(input_shape=(3, 32, 32), n_classes=10, width=1.0):
             layers.append(_basic_block(c, stride, c_in))
             c_in = c
     layers += [AvgPool(None), Flatten()]
-    cfg = {"kind": "resnet18", "width": width}
-    return Model("resnet18" if width == 1 else f"resnet18x{width:g}", input_shape, layers, n_classes, cfg)
+    return Model("resnet18" if width == 1 else f"resnet18x{width:g}", input_shape, layers, n_classes)
 
 
 def build(kind, input_shape, n_classes, **kwargs):

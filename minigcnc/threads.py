@@ -4,7 +4,7 @@ NumPy's BLAS (OpenBLAS, MKL) starts one thread per core for every matrix product
 laptop-scale training step that costs more than it gains: the threads wake up, synchronise and spin between
 products while the step's elementwise work waits for a core. Measured with ``python -m minigcnc.bench --only
 threads`` (300 steps of an MLP 784-256-256-64, batch 64, on a busy 2-core machine): 9-19 s with BLAS left
-alone against 1-2 s with one thread. So ``train.fit`` and the exact-Jacobian passes (``jacobians.run_passes``:
+alone against 1-2 s with one thread. So ``train.fit`` and the exact-Jacobian passes (``jacobian_passes.run_passes``:
 exact GC and its estimators, class GC, directional GC) run their loops inside ``blas_limit``, and the collapse
 metrics ``collapse.cdnv`` and ``collapse.nc1`` run inside it through ``host_limited`` (work N p^2):
 
@@ -12,7 +12,7 @@ metrics ``collapse.cdnv`` and ``collapse.nc1`` run inside it through ``host_limi
   ``SMALL_WORK`` multiply-adds, on the host NumPy backend only; otherwise BLAS is left alone. ``fit``'s work is
   batch_size x the number of parameters (the multiply-adds of a dense net's forward pass; a conv net does
   more, as every kernel is reused at every position). Exact-Jacobian passes are cache-sized by their planner
-  (``jacobians.plan``), so they always count as small (and passes that run in parallel threads always get one
+  (``jacobian_passes.plan``), so they always count as small (and passes that run in parallel threads always get one
   BLAS thread each). A device backend (CuPy) is never touched.
 - overrides, in this order: the caller's ``blas_threads`` keyword (``fit(..., blas_threads=...)``), then the
   environment variable ``MINIGCNC_BLAS_THREADS``, then the rule. Values: ``None`` / ``"auto"``: the rule; an
@@ -28,6 +28,8 @@ import functools
 import math
 import os
 from numbers import Integral
+
+from .backend import is_device_array
 
 ENV_VAR = "MINIGCNC_BLAS_THREADS"
 SMALL_WORK = 2**27  # multiply-adds (~134 M): below it one loop call takes ~10 ms or less on one core
@@ -80,7 +82,7 @@ def host_limited(fn):
     def run(Z, *args, **kwargs):
         shape = getattr(Z, "shape", ())
         work = int(math.prod(shape)) * (int(shape[-1]) if len(shape) > 1 else 1)
-        with blas_limit(work=work, on_host=type(Z).__module__.split(".")[0] == "numpy"):
+        with blas_limit(work=work, on_host=not is_device_array(Z)):
             return fn(Z, *args, **kwargs)
 
     return run

@@ -12,29 +12,26 @@ draws) as one that never stopped. Bad arguments, non-finite inputs included, rai
 non-finite objective during training stops the run and is reported (``FitResult.diverged``); it never raises,
 so a sweep goes on.
 
-Speed (the training step is the hot loop of every figure): the loss is the model's fused route
-(``model.loss(..., fused=True)``, one autograd node per layer; ``fit(..., fused=False)`` trains on the
-one-op-per-primitive reference instead), ``value_and_grad_leaves`` traces every parameter array as its own
-root (no container boxes, no zero-filled gradient containers), and on the host the update is written over
-the fresh gradient arrays when nothing else can hold them. On the host a small problem trains with one BLAS
-thread (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or ``$MINIGCNC_BLAS_THREADS`` to change it).
+The step itself is ``value, g = loss_and_grad(params, X_b, y_b)`` (autograd) and ``theta <- theta - lr * g``
+(with momentum, ``v``); ``minigcnc.fast_step`` computes both bit for bit as autograd and those expressions do,
+only faster (speed code: per-leaf gradients, in-place updates, malloc tuning). The loss is the model's fused
+route (``model.loss(..., fused=True)``, one autograd node per layer, ``minigcnc.fused``); ``fit(...,
+fused=False)`` trains on the one-op-per-primitive reference instead. On the host a small problem trains with
+one BLAS thread (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or ``$MINIGCNC_BLAS_THREADS``).
 """
-import ctypes
 import itertools
 import json
 import math
 import os
-import sys
 import time
 import weakref
 from dataclasses import dataclass, field
 
 import numpy as onp
-from autograd.core import VJPNode, add_outgrads, vspace
-from autograd.tracer import isbox, new_box, toposort, trace_stack
 from tqdm.auto import tqdm
 
 from . import checks, ops, threads
+from .fast_step import reuse_freed_memory, sgd_update, value_and_grad_leaves
 from .backend import get_xp, is_device_array, to_numpy, tree_leaves, tree_map, tree_unflatten
 
 
@@ -217,10 +214,10 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
             value = value + (penalty(p, Xb, yb, step=step) if takes_step else penalty(p, Xb, yb))
         return value
 
-    grad_fn = value_and_grad_leaves(objective)
+    loss_and_grad = value_and_grad_leaves(objective)  # autograd's value_and_grad, per parameter array
     reuse_freed_memory()
     # the update may overwrite the gradient arrays only when every VJP that made them is ours (no penalty)
-    own_grads = penalty is None
+    grads_owned = penalty is None
     velocity = tree_map(lambda a: a * 0, params) if momentum else None
     start, history, losses = 0, [], []
     if checkpoint and os.path.exists(checkpoint):
@@ -246,7 +243,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
         try:
             for step, idx in zip(range(start + 1, steps + 1), stream):
                 idx = xp.asarray(idx) if is_device_array(X) else idx
-                value, g = grad_fn(params, X[idx], y_dev[idx], step)
+                value, g = loss_and_grad(params, X[idx], y_dev[idx], step)
                 loss = float(to_numpy(value))
                 first_loss = losses[0] if losses else loss
                 if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):
@@ -256,11 +253,8 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
                     step -= 1
                     break
                 losses.append(loss)
-                if momentum:
-                    velocity = axpy_tree(momentum, velocity, g, into_x=True)  # v <- momentum v + g (v is fit's own)
-                    params = axpy_tree(-lr, velocity, params, scratch=g if own_grads else None)
-                else:
-                    params = axpy_tree(-lr, g, params, into_x=own_grads)
+                # theta <- theta - lr * g  (momentum: v <- momentum * v + g; theta <- theta - lr * v)
+                params, velocity = sgd_update(params, velocity, g, lr=lr, momentum=momentum, grads_owned=grads_owned)
                 bar.update(1)
                 if step % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}")
@@ -275,104 +269,6 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     if checkpoint:
         _save_checkpoint(checkpoint, params, velocity, step, history, losses)
     return FitResult(params, step, diverged, message, history, losses, time.time() - t0)
-
-
-_MALLOC_TUNED = None
-
-
-def reuse_freed_memory():
-    """Ask glibc's malloc to keep freed memory for reuse (Linux only); True when it took effect.
-
-    A training step allocates and frees the same large temporaries every step (patches, activations, their
-    gradients: megabytes each). By default glibc returns such blocks to the OS when they are freed, and the
-    next step's first touch of every page faults again: thousands of page faults per step, a third of a
-    convnet step's time on two cores. Here blocks up to 32 MiB come from the heap (``M_MMAP_THRESHOLD``) and
-    up to 512 MiB of free heap is kept (``M_TRIM_THRESHOLD``), so a step reuses the previous step's pages.
-    The process keeps that much memory once it has used it. Called by ``fit``; once per process; set
-    ``MINIGCNC_KEEP_MALLOC=1`` to leave malloc alone.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED is None:
-        _MALLOC_TUNED = False
-        if sys.platform.startswith("linux") and os.environ.get("MINIGCNC_KEEP_MALLOC", "") in ("", "0"):
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-                _MALLOC_TUNED = bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(
-                    libc.mallopt(M_TRIM_THRESHOLD, 512 << 20))
-            except (OSError, AttributeError):  # not glibc
-                pass
-    return _MALLOC_TUNED
-
-
-def axpy_tree(a, x, y, into_x=False, scratch=None):
-    """a * x + y over matching parameter trees (the same rounding as the expression ``a * x + y``).
-
-    ``into_x``: written over the leaves of x, ``scratch``: over the leaves of that tree, wherever such a leaf is
-    a host array that owns its memory, is writable and appears once (a fresh gradient or fit's own velocity);
-    elsewhere a new array.
-    """
-    xs, ys = tree_leaves(x), tree_leaves(y)
-    target = x if into_x else scratch
-    outs = tree_leaves(target) if target is not None else [None] * len(xs)
-    usable = _overwritable(outs)
-    new = []
-    for xi, yi, oi, ok in zip(xs, ys, outs, usable):
-        if ok and oi.shape == yi.shape and oi.dtype == onp.result_type(xi, yi):
-            onp.multiply(xi, a, out=oi)
-            onp.add(oi, yi, out=oi)
-            new.append(oi)
-        else:
-            new.append(a * xi + yi)
-    return tree_unflatten(y, new)
-
-
-def _overwritable(arrays):
-    """For each array: may it be overwritten? A host ndarray owning its writable memory, not seen twice."""
-    seen = {}
-    for a in arrays:
-        seen[id(a)] = seen.get(id(a), 0) + 1
-    return [type(a) is onp.ndarray and a.flags.owndata and a.flags.writeable and seen[id(a)] == 1 for a in arrays]
-
-
-def value_and_grad_leaves(fun):
-    """``value_and_grad`` of ``fun(params, *args)`` in ``params``, with every array leaf traced as its own root.
-
-    autograd's ``value_and_grad`` boxes the whole parameter list: every ``params[i]`` inside ``fun`` is then a
-    node of its own, and its backward pass fills a zero copy of the entire tree for each and adds them up. Here
-    each leaf is boxed alone and one backward pass collects the gradient of every leaf (zeros for a leaf
-    the value does not depend on). ``fun`` sees a plain tree of boxes. Returns ``(value, grads)`` with grads
-    shaped like params.
-    """
-
-    def value_and_grad(params, *args, **kwargs):
-        leaves = tree_leaves(params)
-        with trace_stack.new_trace() as t:
-            roots = [VJPNode.new_root() for _ in leaves]
-            boxed = tree_unflatten(params, [new_box(a, t, r) for a, r in zip(leaves, roots)])
-            end = fun(boxed, *args, **kwargs)
-            traced = isbox(end) and end._trace == t
-        if not traced:
-            return end, tree_unflatten(params, [vspace(a).zeros() for a in leaves])
-        value, end_node = end._value, end._node
-        vs = vspace(value)
-        if vs.size != 1:
-            raise TypeError(f"value_and_grad_leaves: fun must return a scalar; got shape {vs.shape}")
-        index = {r: i for i, r in enumerate(roots)}
-        grads = [None] * len(leaves)
-        outgrads = {end_node: (vs.ones(), False)}
-        for node in toposort(end_node):
-            g = outgrads.pop(node)[0]
-            i = index.get(node)
-            if i is not None:
-                grads[i] = g
-                continue
-            for parent, ingrad in zip(node.parents, node.vjp(g)):
-                outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
-        grads = [vspace(a).zeros() if gi is None else gi for a, gi in zip(leaves, grads)]
-        return value, tree_unflatten(params, grads)
-
-    return value_and_grad
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -52,11 +52,13 @@ READING_ORDER = [
     "minigcnc.threads", "minigcnc.jacobians", "minigcnc.gc", "minigcnc.classes", "minigcnc.collapse",
     "minigcnc.bounds", "minigcnc.fewshot", "minigcnc.checks", "minigcnc.data", "minigcnc.data.*",
     "minigcnc.experiments", "minigcnc.experiments.config", "minigcnc.experiments.prepare",
-    "minigcnc.experiments.measure", "minigcnc.experiments.cache", "minigcnc.experiments.sweep",
+    "minigcnc.experiments.measure", "minigcnc.experiments.cache", "minigcnc.experiments.run",
+    "minigcnc.experiments.grid", "minigcnc.experiments.sweep",
     "minigcnc.experiments.dask_runner", "minigcnc.experiments.progress", "minigcnc.experiments.history",
     "minigcnc.experiments.claims", "minigcnc.experiments.plotting", "minigcnc.experiments.presets",
     "minigcnc.experiments.cli", "minigcnc.experiments.driver", "minigcnc.experiments.*",
-    "minigcnc.registry", "minigcnc.figure*", "minigcnc.reproduce", "minigcnc.*",
+    "minigcnc.registry", "minigcnc.figure*", "minigcnc.reproduce",
+    "minigcnc.fused", "minigcnc.fast_step", "minigcnc.jacobian_passes", "minigcnc.*",  # speed code, off the path
     "minigcnc.bench", "minigcnc.bench.train", "minigcnc.bench.gc", "minigcnc.bench.estimators",
     "minigcnc.bench.collapse", "minigcnc.bench.threads", "minigcnc.bench.floor", "minigcnc.bench.gpu",
     "minigcnc.bench.*",
@@ -317,7 +319,7 @@ def metric_rows():
 def render_metrics():
     """The table of the metrics a run records (``metric_rows``)."""
     lines = ["## The metrics a run records\n",
-             "Each evaluation of a run (`sweep.run`, every `eval_every` steps) records these keys "
+             "Each evaluation of a run (`run.run`, every `eval_every` steps) records these keys "
              "(`experiments/measure.py`); the text is that module's docstring.\n",
              "| keys | what they are |", "| --- | --- |"]
     for keys, meaning in metric_rows():

@@ -5,7 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+import autograd.numpy as anp
 from autograd import make_vjp
+from autograd.scipy.special import logsumexp
 
 sys.path.insert(0, os.path.dirname(__file__))  # so that `import strict_device` works
 
@@ -71,3 +73,41 @@ def assert_vjp_matches_fd(f, x, rng, rtol=1e-6, repeats=2):
     for _ in range(repeats):
         fd, exact = vjp_and_fd(f, x, rng)
         assert abs(fd - exact) <= rtol * max(1.0, abs(exact)), (fd, exact)
+
+
+def check_against_finite_differences(f, args, rng, argnums=None):
+    """``assert_vjp_matches_fd`` for each argument in ``argnums`` (default: all) of ``f(*args)``."""
+    argnums = range(len(args)) if argnums is None else argnums
+    for i in argnums:
+        def fi(a, i=i):
+            full = list(args)
+            full[i] = a
+            return f(*full)
+
+        assert_vjp_matches_fd(fi, args[i], rng)
+
+
+# ---- independent references of the primitives (autograd.numpy), shared by test_ops and test_fused ----------
+def conv2d_loop(x, W, stride=1, padding=0):
+    """Cross-correlation as a sum over kernel offsets (i, j) of shifted, strided slices times W[:, :, i, j]."""
+    O, C, kh, kw = W.shape
+    x = anp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode="constant")
+    Ho, Wo = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
+    out = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, :, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride]
+            out = out + anp.einsum("nchw,oc->nohw", patch, W[:, :, i, j])
+    return out
+
+
+def maxpool_reshape(x, s):
+    """Max-pooling by reshaping (windows of s x s; a remainder row/column dropped), in autograd.numpy."""
+    N, C, H, W = x.shape
+    x = x[:, :, : H // s * s, : W // s * s]
+    return anp.max(anp.reshape(x, (N, C, H // s, s, W // s, s)), axis=(3, 5))
+
+
+def cross_entropy_logsumexp(z, y):
+    """Mean cross-entropy of logits z (N, K) and labels y by logsumexp, in autograd.numpy."""
+    return anp.mean(logsumexp(z, axis=1) - z[np.arange(z.shape[0]), y])

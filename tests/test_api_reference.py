@@ -57,8 +57,8 @@ def test_the_modules_come_in_reading_order_and_the_benchmarks_last():
     names = [name for name, _ in api.public_modules()]
     chain = ["backend", "ops", "layers", "models", "train", "jacobians", "gc", "classes", "collapse", "bounds",
              "fewshot", "checks", "data", "data.files", "experiments", "experiments.config", "experiments.prepare",
-             "experiments.measure", "experiments.cache", "experiments.sweep", "experiments.claims", "figure1",
-             "figure_mnist", "reproduce", "bench"]
+             "experiments.measure", "experiments.cache", "experiments.run", "experiments.sweep", "experiments.claims",
+             "figure1", "figure_mnist", "reproduce", "bench"]
     positions = [names.index(f"minigcnc.{m}") for m in chain]
     assert positions == sorted(positions), [chain[i] for i in range(len(chain) - 1) if positions[i] > positions[i + 1]]
     assert names[0] == "minigcnc" and all(n.startswith("minigcnc.bench") for n in names[names.index("minigcnc.bench"):])

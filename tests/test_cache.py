@@ -7,6 +7,7 @@ import pytest
 
 from minigcnc.experiments import cache, sweep
 from minigcnc.experiments.config import RunConfig
+from minigcnc.experiments.run import run
 
 TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=60, eval_every=20,
                  eval_per_class=5)
@@ -36,6 +37,8 @@ def test_the_hash_of_the_copy_is_the_hash_of_the_package(package_copy):
     assert hash_of(package_copy) == cache.code_hash() == cache.code_hash(cache.PACKAGE)
     assert "train.py" in cache.result_modules(package_copy) and "gc.py" in cache.result_modules(package_copy)
     assert not any(m.startswith("figure") for m in cache.result_modules(package_copy))
+    assert "experiments/run.py" in cache.result_modules() and "experiments/config.py" in cache.result_modules()
+    assert not {"experiments/sweep.py", "experiments/grid.py"} & set(cache.result_modules())  # schedule, lay out
 
 
 def test_comments_and_docstrings_do_not_change_the_hash(package_copy):
@@ -55,14 +58,14 @@ def test_a_line_of_code_changes_the_hash(package_copy):
     (package_copy / "gc.py").write_text((package_copy / "gc.py").read_text() + "\nSTUDENT = 1\n")
     after_gc = hash_of(package_copy)
     assert after_gc != before
-    edit(package_copy / "experiments" / "sweep.py", "steps=config.steps,", "steps=config.steps + 1,")
+    edit(package_copy / "experiments" / "run.py", "steps=config.steps,", "steps=config.steps + 1,")
     assert hash_of(package_copy) not in (before, after_gc)  # the glue from a config to fit is part of it too
 
 
 def test_figures_the_readme_and_the_scheduling_do_not_change_the_hash(package_copy):
     before = hash_of(package_copy)
     for name in ("figure1.py", "figure3.py", "experiments/cli.py", "experiments/progress.py",
-                 "experiments/dask_runner.py"):
+                 "experiments/dask_runner.py", "experiments/grid.py"):
         (package_copy / name).write_text((package_copy / name).read_text() + "\nSTUDENT = 1\n")
     edit(package_copy / "experiments" / "sweep.py", "def run_many(", "def unused():\n    pass\n\n\ndef run_many(")
     (package_copy.parent / "README.md").write_text("# rewritten\n")
@@ -75,14 +78,14 @@ def test_a_run_of_other_code_is_not_reused(tmp_path, monkeypatch):
     real_fit, trained = minigcnc.train.fit, []
     monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: (trained.append(1), real_fit(*a, **k))[1])
     monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-a")
-    first = sweep.run(TINY, tmp_path, progress=False)
-    assert sweep.run(TINY, tmp_path, progress=False) == first and len(trained) == 1  # same code: reused
+    first = run(TINY, tmp_path, progress=False)
+    assert run(TINY, tmp_path, progress=False) == first and len(trained) == 1  # same code: reused
     monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-b")
     assert cache.load_run(TINY, tmp_path) is None and sweep.todo([TINY], tmp_path) == [TINY]
-    second = sweep.run(TINY, tmp_path, progress=False)
+    second = run(TINY, tmp_path, progress=False)
     assert len(trained) == 2 and second["key"] != first["key"] and second["versions"]["code_hash"] == "code-b"
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2  # the old run stays, for the old code
-    assert sweep.run(TINY, tmp_path, progress=False) == second and len(trained) == 2
+    assert run(TINY, tmp_path, progress=False) == second and len(trained) == 2
 
 
 @pytest.mark.parametrize("content,kinds", [
@@ -91,7 +94,7 @@ def test_a_run_of_other_code_is_not_reused(tmp_path, monkeypatch):
     (b'{"status": "finished", "evals": [{"st', ["JSONDecodeError: Unterminated string"]),
 ], ids=["empty-object", "binary", "truncated"])
 def test_an_unreadable_cache_file_is_named_and_recomputed(tmp_path, content, kinds):
-    good = sweep.run(TINY, tmp_path, progress=False)
+    good = run(TINY, tmp_path, progress=False)
     path = cache.run_path(TINY, tmp_path)
     path.write_bytes(content)
     with pytest.warns(UserWarning, match="cannot be read") as caught:
@@ -137,23 +140,23 @@ def test_the_cache_is_the_option_else_the_variable_else_the_home_folder_never_ou
 def test_a_valid_run_file_under_another_runs_name_is_refused_and_recomputed(tmp_path):
     """Seed 1's file copied over seed 0's key: the stored key and config say it is another run."""
     seed0, seed1 = TINY, TINY.replace(seed=1)
-    first = sweep.run(seed0, tmp_path, progress=False)
-    sweep.run(seed1, tmp_path, progress=False)
+    first = run(seed0, tmp_path, progress=False)
+    run(seed1, tmp_path, progress=False)
     cache.run_path(seed0, tmp_path).write_bytes(cache.run_path(seed1, tmp_path).read_bytes())
     with pytest.warns(UserWarning, match="holds another run"):
         assert cache.load_run(seed0, tmp_path) is None
-    again = sweep.run(seed0, tmp_path, progress=False)  # (named once per file, above)
+    again = run(seed0, tmp_path, progress=False)  # (named once per file, above)
     assert again["evals"] == first["evals"] and again["config"]["seed"] == 0
     assert cache.load_run(seed0, tmp_path)["config"]["seed"] == 0  # the file is seed 0's again
 
 
 def test_prune_deletes_the_runs_of_other_code_and_info_counts_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-a")
-    sweep.run(TINY, tmp_path, progress=False)
+    run(TINY, tmp_path, progress=False)
     old = cache.run_path(TINY, tmp_path)
     old.with_suffix(".ckpt.npz").write_bytes(b"left beside a run of other code")
     monkeypatch.setattr(cache, "code_hash", lambda root=None: "code-b")
-    new = sweep.run(TINY, tmp_path, progress=False)
+    new = run(TINY, tmp_path, progress=False)
     interrupted = tmp_path / "runs" / "0123456789abcdef.ckpt.npz"
     interrupted.write_bytes(b"a run in progress")
     damaged = tmp_path / "runs" / "fedcba9876543210.json"

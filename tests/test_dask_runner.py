@@ -74,7 +74,7 @@ def test_the_histories_of_a_worker_running_other_code_are_refused(tmp_path, monk
 
 
 def echo_task(config_dict, checkpoint_dir, fresh):
-    """A stand-in for ``sweep.train_in_worker``: what the worker was given."""
+    """A stand-in for ``run.train_in_worker``: what the worker was given."""
     return {"seed": config_dict["seed"], "checkpoint_dir": checkpoint_dir, "fresh": fresh}
 
 

@@ -7,7 +7,7 @@ from minigcnc.experiments.cli import figure_parser, parse, run_sweep, write_figu
 from minigcnc.experiments.config import scale_base
 from minigcnc.experiments.driver import (claims_of_sweeps, draw_sweeps, runs_epilog, summarize_sweeps,
                                          sweep_positions)
-from minigcnc.experiments.sweep import by_sweep, flat, sweep_configs
+from minigcnc.experiments.grid import by_sweep, flat, sweep_configs
 
 
 def test_sweep_positions_are_the_values_or_their_order():

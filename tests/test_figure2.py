@@ -28,7 +28,7 @@ def test_figure2_tiny_writes_every_estimator_curve_and_its_claims(tmp_path):
 
 
 def test_estimator_draws_differ_between_checkpoints_but_repeat_for_the_run(tmp_path):
-    from minigcnc.experiments import sweep as runs
+    from minigcnc.experiments import run as runs
 
     cfg = figure2.configs("tiny")[0].replace(steps=40, eval_every=20)
     a = runs.run(cfg, tmp_path / "a", progress=False)
@@ -39,7 +39,7 @@ def test_estimator_draws_differ_between_checkpoints_but_repeat_for_the_run(tmp_p
 
 
 def test_unknown_extra_metric_names_what_is_registered(tmp_path):
-    from minigcnc.experiments import sweep as runs
+    from minigcnc.experiments import run as runs
 
     cfg = figure2.configs("tiny")[0].replace(steps=10, eval_every=10, extras=("nope",))
     with pytest.raises(ValueError, match="gc_estimators"):

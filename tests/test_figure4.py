@@ -105,7 +105,7 @@ def test_digits_split_is_five_source_digits_and_the_five_others_as_target():
 
 def test_fashion_source_without_its_files_is_skipped_with_a_message_naming_where_it_looked(monkeypatch, tmp_path,
                                                                                            capsys):
-    monkeypatch.setitem(data_mod.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "nowhere",))
+    monkeypatch.setitem(data_mod.files.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "nowhere",))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MINIGCNC_DATA", raising=False)
     out = figure4.main(["--scale", "tiny", "--source", "fashion_mnist", "--out", str(tmp_path), "--quiet"])

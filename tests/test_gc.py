@@ -1,16 +1,32 @@
 """gc.py: GC's definition, its unbiased estimators, class and directional GC, the GC penalty (docs/theory.md#geometric-complexity).
 
-Oracles: closed forms (affine maps, one hidden layer), the exact Jacobian (whose own tests against autograd
-``make_vjp`` and finite differences are in test_jacobians.py), finite differences of the penalty, the estimators'
-documented variances, and the strict stand-in device. All in float64.
+Oracles: ``reference_gc`` (GC as defined, from the whole Jacobian, whose own tests against autograd ``make_vjp``
+and finite differences are in test_jacobians.py), closed forms (affine maps, one hidden layer), finite differences
+of the penalty, the estimators' documented variances, and the strict stand-in device. All in float64.
 """
 import numpy as np
 import pytest
 from autograd import grad
 
+from conftest import SMALL, perturbed_params
 from gc_problems import build, with_random_biases
 from minigcnc import gc, layers, models
 from minigcnc.backend import to_numpy, tree_leaves, tree_unflatten
+
+
+# ---- the definition -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["embed", "logits"])
+@pytest.mark.parametrize("kind", ["mlp-relu", "mlp-tanh", "convnet", "resnet18"])
+def test_exact_gc_by_the_fast_passes_equals_the_definition(rng, kind, target):
+    m = SMALL[kind]()
+    P = perturbed_params(m, rng)  # float64; residual scales away from 0
+    X = rng.standard_normal((7,) + m.input_shape)
+    J = gc.input_jacobian(m, P, X, target=target)
+    reference = gc.reference_gc(m, P, X, target=target)
+    assert reference == np.mean(np.sum(J ** 2, axis=(1, 2))) > 0
+    for kwargs in [{}, {"chunk": 2, "batch_size": 3}]:
+        assert gc.geometric_complexity(m, P, X, method="exact", target=target, **kwargs) == \
+            pytest.approx(reference, rel=1e-12)
 
 
 # ---- closed forms ---------------------------------------------------------------------------------------------
@@ -63,7 +79,7 @@ def small_problem():
 @pytest.mark.parametrize("method,level", ESTIMATORS, ids=[f"{m}-{list(lv.values())}" for m, lv in ESTIMATORS])
 def test_each_estimator_is_unbiased_with_the_documented_variance(small_problem, method, level):
     m, P, X = small_problem
-    exact = gc.geometric_complexity(m, P, X)
+    exact = gc.reference_gc(m, P, X)
     var = gc.gc_estimator_variance(m, P, X, method=method, **level)
     draws = np.array([gc.geometric_complexity(m, P, X, method=method, rng=seed, **level) for seed in range(400)])
     se = np.sqrt(var / len(draws))
@@ -74,7 +90,7 @@ def test_each_estimator_is_unbiased_with_the_documented_variance(small_problem, 
 
 def test_estimators_are_reproducible_and_exact_at_full_level(small_problem):
     m, P, X = small_problem
-    exact = gc.geometric_complexity(m, P, X)
+    exact = gc.reference_gc(m, P, X)
     assert gc.geometric_complexity(m, P, X, method="subset", n=len(X), rng=0) == pytest.approx(exact, rel=1e-12)
     assert gc.geometric_complexity(m, P, X, method="mask", q=1.0, rng=0) == pytest.approx(exact, rel=1e-12)
     assert gc.geometric_complexity(m, P, X, method="outputs", m=m.embed_dim, rng=0) == pytest.approx(exact, rel=1e-12)
@@ -87,9 +103,9 @@ def test_class_gc_and_directional_gc_match_the_jacobian():
     m, P, X = build("convnet")
     X = np.concatenate([X, X[::-1] * 0.5, X + 0.1])  # 9 samples
     y = np.array([2, 0, 1, 1, 2, 0, 0, 1, 2])
+    np.testing.assert_allclose(gc.class_gc(m, P, X, y), [gc.reference_gc(m, P, X[y == c]) for c in range(3)],
+                               rtol=1e-12)
     J = gc.input_jacobian(m, P, X)
-    sq = (J ** 2).sum(axis=(1, 2))
-    np.testing.assert_allclose(gc.class_gc(m, P, X, y), [sq[y == c].mean() for c in range(3)], rtol=1e-12)
     Z = m.embed(P, X)
     means = np.stack([Z[y == c].mean(axis=0) for c in range(3)])
     D = gc.directional_gc(m, P, X, y, means)
@@ -119,7 +135,7 @@ def inner(a, b):
 def test_gc_penalty_gradient_matches_finite_differences(name, target):
     m, P, X = build(name)
     f = lambda p: gc.gc_penalty(m, p, X, target=target)  # noqa: E731
-    assert float(f(P)) == pytest.approx(gc.geometric_complexity(m, P, X, target=target), rel=1e-12)
+    assert float(f(P)) == pytest.approx(gc.reference_gc(m, P, X, target=target), rel=1e-12)
     g = grad(f)(P)
     rng = np.random.default_rng(11)
     for _ in range(2):
@@ -145,7 +161,7 @@ def test_hutchinson_penalty_value_and_gradient_are_unbiased():
 def test_make_gc_penalty_scales_by_strength_and_draws_its_probes_from_seed_and_step():
     m, P, X = build("mlp-tanh")
     exact = gc.make_gc_penalty(m, 1e-3)
-    assert float(exact(P, X, None)) == pytest.approx(1e-3 * gc.geometric_complexity(m, P, X), rel=1e-12)
+    assert float(exact(P, X, None)) == pytest.approx(1e-3 * gc.reference_gc(m, P, X), rel=1e-12)
     assert float(exact(P, X, None, step=7)) == float(exact(P, X, None))  # the exact penalty ignores the step
     p1 = gc.make_gc_penalty(m, 0.5, method="hutchinson", seed=4)
     p2 = gc.make_gc_penalty(m, 0.5, method="hutchinson", seed=4)
@@ -165,7 +181,7 @@ def test_two_seeds_draw_different_hutchinson_probes_at_the_same_step():
 
 
 def test_train_run_seeds_the_gc_penalty_with_the_runs_seed(monkeypatch):
-    from minigcnc.experiments import sweep
+    from minigcnc.experiments import run
     from minigcnc.experiments.config import RunConfig
 
     class Stop(Exception):
@@ -182,7 +198,7 @@ def test_train_run_seeds_the_gc_penalty_with_the_runs_seed(monkeypatch):
         config = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=2,
                            gc_reg=1e-3, gc_reg_method="hutchinson", seed=seed)
         with pytest.raises(Stop):
-            sweep.train_run(config, progress=False)
+            run.train_run(config, progress=False)
     assert [(kw["method"], kw["seed"]) for kw in seen] == [("hutchinson", 0), ("hutchinson", 1)]
 
 
@@ -283,6 +299,7 @@ GC_CALLS = {
     "geometric_complexity": lambda m, P, X, y, mu: gc.geometric_complexity(m, P, X),
     "geometric_complexity-subset": lambda m, P, X, y, mu: gc.geometric_complexity(m, P, X, method="subset", n=2, rng=0),
     "gc_value": lambda m, P, X, y, mu: gc.gc_value(m, P, X),
+    "reference_gc": lambda m, P, X, y, mu: gc.reference_gc(m, P, X),
     "class_gc": lambda m, P, X, y, mu: gc.class_gc(m, P, X, y),
     "directional_gc": lambda m, P, X, y, mu: gc.directional_gc(m, P, X, y, mu),
     "jacobian_sq_norms": lambda m, P, X, y, mu: gc.jacobian_sq_norms(m, P, X),

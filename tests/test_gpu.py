@@ -9,11 +9,11 @@ with a strict stand-in for a device array, is ``test_strict_device.py``.
 - float64 parity (numpy vs cupy, relative error below 1e-8): every primitive of ``ops`` and its VJP, then on
   an MLP, a convnet and a narrow ResNet-18 the forward pass, the loss gradient, exact GC (both targets, Gram
   route and direct, chunked), the GC estimators, the gradient of the GC penalty, ``train.fit`` steps (host
-  data moved to the device once), and a whole cached run (``experiments.sweep.run``) with its metrics;
+  data moved to the device once), and a whole cached run (``experiments.run.run``) with its metrics;
 - float32 at paper scale: VGG-13, VGG-11 and ResNet-18 at full width on 3x32x32 inputs, one SGD step at batch
   128 and an exact GC on a few inputs; results finite, parameters still float32 cupy arrays, float32 GC
   within 1e-3 of float64 GC on the device; the Hutchinson GC penalty's gradient on VGG-13; a float32 run of a
-  (narrow) VGG-11 through ``experiments.sweep.run`` with every metric of ``measure``.
+  (narrow) VGG-11 through ``experiments.run.run`` with every metric of ``measure``.
 """
 import inspect
 import os
@@ -23,7 +23,7 @@ import pytest
 from autograd import grad, make_vjp
 
 from minigcnc import backend, gc, models, ops, train
-from minigcnc.experiments import sweep
+from minigcnc.experiments import run as runs
 from minigcnc.experiments.config import RunConfig
 from minigcnc.backend import to_device, to_numpy, tree_leaves, tree_map
 
@@ -67,7 +67,7 @@ def cp():
 
 @pytest.fixture
 def keep_backend(monkeypatch):
-    """Whatever a test selects (``experiments.sweep.run`` calls ``set_backend``), the backend is restored afterwards."""
+    """Whatever a test selects (``experiments.run.run`` calls ``set_backend``), the backend is restored afterwards."""
     monkeypatch.setattr(backend, "_current", backend.get_backend())
 
 
@@ -265,8 +265,8 @@ def _close_records(dev, host):
 def test_a_cached_run_on_cupy_records_the_same_metrics_as_on_numpy(cp, keep_backend, tmp_path):
     base = RunConfig(dataset="mnist5k", model="mlp", hidden=(32, 16), lr=0.05, batch_size=32, steps=4,
                      eval_every=2, eval_per_class=5, dtype="float64")
-    dev = sweep.run(base.replace(backend="cupy"), cache_dir=tmp_path, progress=False)
-    host = sweep.run(base, cache_dir=tmp_path, progress=False)
+    dev = runs.run(base.replace(backend="cupy"), cache_dir=tmp_path, progress=False)
+    host = runs.run(base, cache_dir=tmp_path, progress=False)
     assert dev["key"] != host["key"] and dev["status"] == host["status"] == "finished"
     np.testing.assert_allclose(dev["losses"], host["losses"], rtol=TOL)
     assert len(dev["evals"]) == len(host["evals"]) == 3
@@ -322,7 +322,7 @@ def test_paper_scale_gc_penalty_gradient_by_hutchinson_probes_stays_on_the_devic
 def test_a_float32_convolutional_run_on_cupy_measures_finite_metrics(cp, keep_backend, tmp_path):
     config = RunConfig(dataset="mnist5k", model="vgg11", width=1 / 8, lr=0.01, batch_size=64, steps=2,
                        eval_every=2, eval_per_class=5, backend="cupy", dtype="float32")
-    history = sweep.run(config, cache_dir=tmp_path, progress=False)
+    history = runs.run(config, cache_dir=tmp_path, progress=False)
     assert history["status"] == "finished"
     last = history["evals"][-1]
     for key in ("train_loss", "test_acc", "gc", "logit_gc", "nc_train", "ncc_test_error", "bound_gc_directional"):

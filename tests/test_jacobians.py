@@ -1,9 +1,9 @@
-"""jacobians.py: the batched transpose-Jacobian engine against the reference path, and its pass planning.
+"""jacobians.py: exact input Jacobians and their squared norms against the reference path; the ``Cotangents`` type.
 
 Reference (``gc_problems.reference_jacobian``): autograd ``make_vjp`` with one-hot cotangents, one backward
-pass per output coordinate, independent of the engine; central finite differences where cheap. Every fast
-path (the top dense layer without GEMM, row compaction, the first-layer Gram saving, chunks, sample batches,
-threads, the strict stand-in device) must agree with it in float64.
+pass per output coordinate, independent of the engine; central finite differences where cheap. The norms by the
+fast route (``jacobian_passes``: chunks, sample batches, the savings; each tested alone in test_jacobian_passes.py)
+and on the strict stand-in device must agree with it in float64.
 """
 import numpy as np
 import pytest
@@ -42,62 +42,6 @@ def test_jacobian_sq_norms_equal_the_sum_of_squares_of_the_reference_jacobian(na
         np.testing.assert_allclose(jacobians.jacobian_sq_norms(m, P, X, target=target, **kwargs), expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_threaded_sample_batches_give_the_reference_norms_in_the_order_of_x(monkeypatch, threads):
-    monkeypatch.setattr(jacobians, "HOST_THREADS", threads)
-    m, P, _ = build("convnet")
-    X = np.random.default_rng(4).standard_normal((7, 1, 8, 8))
-    expected = (reference_jacobian(m, P, X) ** 2).sum(axis=(1, 2))
-    np.testing.assert_allclose(jacobians.jacobian_sq_norms(m, P, X, batch_size=2, chunk=3), expected, rtol=1e-12)
-
-
-def test_run_passes_keeps_the_order_of_the_tasks_with_threads(monkeypatch):
-    monkeypatch.setattr(jacobians, "HOST_THREADS", 4)
-    tasks = list(jacobians.ranges(50, 7))
-    assert tasks[0] == (0, 7) and tasks[-1] == (49, 50)
-    assert jacobians.run_passes(lambda t: t[0] * 10, tasks, on_host=True) == [a * 10 for a, _ in tasks]
-    assert jacobians.run_passes(lambda t: t[1], tasks, on_host=False) == [b for _, b in tasks]
-
-
-def test_rows_of_inactive_top_relu_units_are_dropped_and_the_norms_stay_exact():
-    m, P, X = build("mlp-relu")
-    Z, caches, _ = jacobians.forward(m, P, X)
-    d = caches[-1]  # (N, p) ReLU derivative of the embedding layer
-    assert 0 < d.sum() < d.size  # some units inactive, some active
-    W = P[-2][0]
-    T = jacobians._compact_rows(W.T.copy(), d, np)
-    assert T.shape == (X.shape[0], int(d.sum(axis=1).max()), W.shape[0])
-    full = d[:, :, None] * W.T[None]  # every identity row through the top layer
-    np.testing.assert_allclose((T ** 2).sum(axis=(1, 2)), (full ** 2).sum(axis=(1, 2)), rtol=1e-12)
-    assert jacobians._compact_rows(W.T.copy(), np.ones_like(d), np) is None  # nothing to drop
-    # through the public pull-back: fewer rows, the same squared norms as the reference
-    rows = ("rows", np.arange(m.embed_dim))
-    Jc = jacobians.pull_back(m, P, caches, Z, rows, "embed", compact=True)
-    assert Jc.shape[1] < m.embed_dim
-    np.testing.assert_allclose((Jc ** 2).sum(axis=(1, 2)), (reference_jacobian(m, P, X) ** 2).sum(axis=(1, 2)),
-                               rtol=1e-12)
-
-
-def test_samples_batched_by_active_count_come_back_in_their_own_order():
-    m, P, _ = build("mlp-relu")
-    X = np.random.default_rng(2).standard_normal((24, 9))
-    perm = jacobians._order_by_active_rows(m, P, X, 5)
-    assert perm is not None and np.any(perm != np.arange(24))  # the presort really reorders
-    expected = (reference_jacobian(m, P, X) ** 2).sum(axis=(1, 2))
-    np.testing.assert_allclose(jacobians.jacobian_sq_norms(m, P, X, batch_size=5), expected, rtol=1e-12)
-    np.testing.assert_allclose(gc.class_gc(m, P, X, np.arange(24) % 4, batch_size=5),
-                               [expected[c::4].mean() for c in range(4)], rtol=1e-12)
-
-
-def test_the_gram_route_is_taken_when_the_first_dense_layer_is_narrower_than_the_input():
-    m, P, _ = build("mlp-relu")
-    assert jacobians._dense_gram_applies(m, P)
-    m2, P2, _ = build("mlp-tanh")
-    assert not jacobians._dense_gram_applies(m2, P2)
-    mc, Pc, _ = build("convnet")  # a convolutional stem takes the direct route
-    assert not jacobians._dense_gram_applies(mc, Pc)
-
-
 @pytest.mark.parametrize("cot", ["shared", "per_sample"])
 def test_shared_and_per_sample_cotangents_give_the_norms_of_v_times_j(cot):
     m, P, X = build("mlp-relu")
@@ -107,8 +51,21 @@ def test_shared_and_per_sample_cotangents_give_the_norms_of_v_times_j(cot):
     VJ = np.einsum("rp,npd->nrd", V, J) if cot == "shared" else np.einsum("nrp,npd->nrd", V, J)
     Z, caches, _ = jacobians.forward(m, P, X)
     for gram in (True, False):
-        per_row = jacobians.sq_norms(m, P, Z, caches, (cot, V), "embed", gram=gram, per_row=True)
+        per_row = jacobians.sq_norms(m, P, Z, caches, jacobians.Cotangents(cot, V), "embed", gram=gram, per_row=True)
         np.testing.assert_allclose(per_row, (VJ ** 2).sum(axis=2), rtol=1e-12)
+
+
+def test_cotangents_are_made_by_their_constructors_and_cut_into_the_parts_of_a_pass():
+    V = np.arange(24.0).reshape(2, 3, 4)  # 2 samples, 3 cotangents, q = 4
+    rows, shared, per_sample = (jacobians.Cotangents.rows([1, 3]), jacobians.Cotangents.shared(V[0]),
+                                jacobians.Cotangents.per_sample(V))
+    assert (rows.kind, shared.kind, per_sample.kind) == ("rows", "shared", "per_sample")
+    assert (rows.count, shared.count, per_sample.count) == (2, 3, 3)
+    np.testing.assert_array_equal(rows.select(1, 2).values, [3])
+    np.testing.assert_array_equal(shared.select(0, 2, slice(1, 2)).values, V[0, :2])  # the same for every sample
+    np.testing.assert_array_equal(per_sample.select(1, 3, slice(1, 2)).values, V[1:2, 1:3])
+    with pytest.raises(ValueError, match="Cotangents kind must be 'rows', 'shared' or 'per_sample'"):
+        jacobians.Cotangents("columns", V)
 
 
 def test_jacobian_blocks_tile_every_sample_and_output_row():
@@ -118,31 +75,6 @@ def test_jacobian_blocks_tile_every_sample_and_output_row():
     assert [b.shape[:2] for b in blocks] == [(4, 2), (4, 1), (2, 2), (2, 1)]
     J = np.concatenate([np.concatenate(blocks[:2], axis=1), np.concatenate(blocks[2:], axis=1)])
     assert rel_err(J, reference_jacobian(m, P, X, "logits")) < 1e-8
-
-
-# ---- pass planning ---------------------------------------------------------------------------------------------
-HOST_PARAMS = [(np.zeros((2, 2)), np.zeros(2))]
-
-
-def test_plan_balances_row_chunks_within_the_host_budget():
-    width = jacobians.MAX_PASS_ELEMENTS_HOST // 37  # 37 rows of one sample fit a pass
-    assert jacobians.plan(HOST_PARAMS, 1000, 128, (width, False)) == (1, 32)  # 128 rows -> 4 x 32, not 3 x 37 + 17
-    n, c = jacobians.plan(HOST_PARAMS, 1000, 10, (width, False))
-    assert c == 10 and n * c * width <= jacobians.MAX_PASS_ELEMENTS_HOST and n == 3
-    assert jacobians.plan(HOST_PARAMS, 2, 10, (width, False)) == (2, 10)  # never more samples than N
-    assert jacobians.plan(HOST_PARAMS, 1000, 128, (width, False), chunk=16, batch_size=7) == (7, 16)
-
-
-def test_plan_uses_the_smaller_budget_for_convolutions_and_the_larger_one_on_a_device():
-    from strict_device import register, strict
-
-    width = jacobians.MAX_PASS_ELEMENTS_HOST_CONV // 8
-    assert jacobians.plan(HOST_PARAMS, 1000, 8, (width, True)) == (1, 8)
-    assert jacobians.plan(HOST_PARAMS, 1000, 8, (width, False)) == (4, 8)
-    register()
-    dev = [(strict.asarray(np.zeros((2, 2))), strict.asarray(np.zeros(2)))]
-    expected_n = jacobians.MAX_PASS_ELEMENTS_DEVICE // width // 8
-    assert jacobians.plan(dev, 10**6, 8, (width, True)) == (expected_n, 8)
 
 
 def test_forward_sizes_a_pass_by_the_widest_array_of_the_backward_pass():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from autograd import grad
 
-from minigcnc import layers, ops
+from minigcnc import fused, layers, ops
 from conftest import SMALL, perturbed_params
 from minigcnc.backend import tree_leaves, tree_map
 
@@ -90,14 +90,27 @@ def test_forward_equals_the_output_of_apply_and_has_the_same_gradients(rng, name
 
 def test_serial_fuses_a_conv_and_the_max_pool_after_it_and_a_layer_without_forward_uses_apply(rng, monkeypatch):
     conv = layers.Conv(3, 3)
-    assert "forward_pool" in conv.info and layers.MaxPool(2).info["maxpool"] == 2
-    assert "forward_pool" not in layers.Conv(3, 3, activation="tanh").info  # tanh: two primitives
-    assert "forward_pool" not in layers.Conv(3, 3, stride=2).info
+    assert conv.forward_pool is not None and layers.MaxPool(2).pool_size == 2
+    assert layers.Conv(3, 3, activation="tanh").forward_pool is None  # tanh: two primitives
+    assert layers.Conv(3, 3, stride=2).forward_pool is None
+    assert layers.AvgPool(2).pool_size is None  # only max-pooling fuses
     calls = []
-    monkeypatch.setattr(ops, "conv2d_act_pool", lambda *a: calls.append(a) or ops.conv2d_act_pool_reference(*a))
+    monkeypatch.setattr(fused, "conv2d_act_pool", lambda *a: calls.append(a) or fused.conv2d_act_pool_reference(*a))
     body = layers.Serial(conv, layers.MaxPool(2), layers.Flatten())
     _, params = body.init(rng, (1, 6, 6), "float64")
     body.forward(params, rng.standard_normal((2, 1, 6, 6)))
     assert len(calls) == 1
     plain = layers.Layer("double", lambda rng, s, d: (s, ()), lambda p, x: (2 * x, None), lambda p, c, T: 2 * T)
     assert np.array_equal(plain.forward((), np.ones(3)), 2 * np.ones(3))
+    assert (plain.kind, plain.pre_linear_jtp, plain.forward_pool, plain.pool_size) == ("", None, None, None)
+
+
+def test_the_kinds_the_jacobian_engine_reads_and_the_dense_pre_linear_jtp():
+    kinds = {"dense": layers.DenseAct(3), "conv": layers.Conv(2), "pool": layers.MaxPool(2),
+             "residual": layers.Residual(layers.Serial(layers.Conv(2)))}
+    assert {kind: layer.kind for kind, layer in kinds.items()} == {kind: kind for kind in kinds}
+    assert layers.AvgPool().kind == "pool" and layers.Flatten().kind == layers.Serial().kind == ""
+    dense = layers.DenseAct(3, "tanh")
+    assert dense.pre_linear_jtp is not None and layers.Conv(2).pre_linear_jtp is None
+    d, T = np.full((2, 3), 0.5), np.ones((2, 4, 3))
+    np.testing.assert_array_equal(dense.pre_linear_jtp(None, d, T), T * 0.5)  # the activation part of the jtp

@@ -180,7 +180,7 @@ def test_no_float64_enters_a_float32_training_step(rng, monkeypatch):
     """float32 end to end: every value the fused primitives see or make, forward and backward, stays float32."""
     from autograd.core import primitive_vjps
 
-    from minigcnc import ops, train
+    from minigcnc import fast_step, fused
 
     model = models.convnet((1, 12, 12), 4, channels=(3, 4), hidden=(8,))
     params = model.init(0, dtype="float32")
@@ -201,8 +201,8 @@ def test_no_float64_enters_a_float32_training_step(rng, monkeypatch):
 
         return maker
 
-    for prim in (ops._conv2d_pool_act, ops.dense_act, ops.linear_cross_entropy):
+    for prim in (fused._conv2d_pool_act, fused.dense_act, fused.linear_cross_entropy):
         monkeypatch.setitem(primitive_vjps, prim, spying(primitive_vjps[prim]))
-    loss, g = train.value_and_grad_leaves(lambda p: model.loss(p, X, y))(params)
+    loss, g = fast_step.value_and_grad_leaves(lambda p: model.loss(p, X, y))(params)
     assert len(seen) > 20 and set(seen) == {np.dtype(np.float32)}, set(seen)
     assert np.asarray(loss).dtype == np.float32 and {a.dtype for a in tree_leaves(g)} == {np.dtype(np.float32)}

@@ -184,6 +184,7 @@ def test_the_notebook_runs_and_draws_its_figures(executed):
 
 def test_the_definitions_agree_with_the_package(summary):
     assert summary["gc_plain"] == pytest.approx(summary["gc_untrained"], rel=1e-8)  # autograd.jacobian, by hand
+    assert summary["gc_reference"] == pytest.approx(summary["gc_untrained"], rel=1e-10)  # gc.reference_gc
     assert summary["nc_untrained_plain"] == pytest.approx(summary["nc_untrained"], rel=1e-8)
 
 

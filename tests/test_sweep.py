@@ -1,5 +1,6 @@
-"""experiments/sweep.py: one run (recorded metrics, cache reuse, resume after a kill), sweeps in parallel (Dask:
-test_dask_runner.py)."""
+"""experiments/sweep.py: a sweep goes on past a diverged run, keeps its finished runs when interrupted or killed
+and resumes, runs in parallel with the same numbers, reads the cache once, and checks every config before any
+run trains (one run: test_run.py; on Dask: test_dask_runner.py; the checks themselves: test_config.py)."""
 import json
 import os
 import signal
@@ -14,38 +15,12 @@ import pytest
 from minigcnc.experiments import sweep
 from minigcnc.experiments.cache import load_run, run_key, run_path
 from minigcnc.experiments.config import RunConfig
+from minigcnc.experiments.grid import flat, sweep_configs
 from minigcnc.experiments.history import final
+from minigcnc.experiments.run import run
 
 TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=60, eval_every=20,
                  eval_per_class=5)
-
-
-def test_run_records_every_metric_at_every_evaluation(tmp_path):
-    h = sweep.run(TINY, tmp_path, progress=False)
-    assert h["status"] == "finished"
-    assert [e["step"] for e in h["evals"]] == [0, 20, 40, 60]
-    for key in ["train_loss", "train_acc", "test_acc", "gc", "class_gc", "gcol", "nc_train", "nc_test", "nc1",
-                "nc2_equinorm", "nc3", "nc4", "ncc_test_error", "logit_gc", "bound_markov", "bound_directional",
-                "bound_gc", "bound_gc_directional"]:
-        assert key in h["evals"][-1], key
-    last = h["evals"][-1]
-    assert np.isfinite(last["gc"]) and last["gc"] > 0
-    assert last["bound_markov"] >= last["bound_directional"]
-    assert run_path(TINY, tmp_path).exists()
-
-
-def test_finished_run_is_reused_without_training(tmp_path, monkeypatch):
-    first = sweep.run(TINY, tmp_path, progress=False)
-    import minigcnc.train
-
-    monkeypatch.setattr(minigcnc.train, "fit", lambda *a, **k: pytest.fail("a cached run was retrained"))
-    assert sweep.run(TINY, tmp_path, progress=False) == first
-
-
-def test_fresh_recomputes_the_same_numbers(tmp_path):
-    a = sweep.run(TINY, tmp_path, progress=False)
-    b = sweep.run(TINY, tmp_path, progress=False, fresh=True)
-    assert a["evals"] == b["evals"]
 
 
 def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
@@ -117,7 +92,7 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     cfg = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_size=32, steps=240, eval_every=20,
                     eval_per_class=5, seed=1)
     resumed = json.loads(run_path(cfg, cache).read_text())
-    clean = sweep.run(cfg, tmp_path / "clean", progress=False)
+    clean = run(cfg, tmp_path / "clean", progress=False)
     assert [e["gc"] for e in resumed["evals"]] == [e["gc"] for e in clean["evals"]]
 
 
@@ -152,77 +127,19 @@ def test_a_sweep_reads_each_cached_run_once_and_a_repeated_config_gets_its_own_c
         sweep.run_many(cfgs, tmp_path, jobs=1, progress=False, plan=sweep.cached_and_todo(cfgs[:1], tmp_path))
 
 
-def test_sweep_configs_sweeps_any_field_and_by_sweep_lays_histories_out_alike():
-    sweeps = sweep.sweep_configs(TINY, {"hidden": [(8,), (16,)], "activation": ["relu", "tanh"]}, seeds=[0, 1])
-    assert sweeps["activation"][1][1] == TINY.replace(seed=1, activation="tanh")
-    assert sweeps["hidden"][0][1] == TINY.replace(seed=0, hidden=(16,))
-    flat = sweep.flat(sweeps)
-    assert len(flat) == 8 and flat[0] == TINY.replace(hidden=(8,))
-    assert sweep.by_sweep(sweeps, range(8)) == {"hidden": [[0, 1], [2, 3]], "activation": [[4, 5], [6, 7]]}
-    with pytest.raises(ValueError, match=r"grid: \['widht'\] are not RunConfig fields; sweepable fields: dataset"):
-        sweep.sweep_configs(TINY, {"widht": [1, 2]}, seeds=[0])
-
-
 # ---- every config is checked before any run trains ---------------------------------------------------------
 
 def test_a_sweep_with_one_bad_config_trains_nothing(tmp_path):
     from minigcnc.data import DATASETS
 
-    configs = sweep.flat(sweep.sweep_configs(TINY, {"dataset": ["digits", "imagenet"]}, [0]))
+    configs = flat(sweep_configs(TINY, {"dataset": ["digits", "imagenet"]}, [0]))
     with pytest.raises(ValueError) as bad:
         sweep.run_many(configs, tmp_path, jobs=1, progress=False)
     assert str(bad.value) == (f"dataset must be one of {', '.join(repr(d) for d in DATASETS)}; got 'imagenet'; "
                               "fix: set dataset to an accepted value in run 2 of 2 (seed 0) of the sweep")
     assert not (tmp_path / "runs").exists()  # the digits run was not trained first
-    configs = sweep.flat(sweep.sweep_configs(TINY, {"lr": [0.1, -0.1]}, [0, 1]))
+    configs = flat(sweep_configs(TINY, {"lr": [0.1, -0.1]}, [0, 1]))
     with pytest.raises(ValueError, match=r"^lr must be a finite number > 0; got -0.1; fix: set lr to an accepted "
                                          r"value in run 2 of 4 \(seed 0\) of the sweep$"):
         sweep.run_many(configs, tmp_path, jobs=2, progress=False)  # in this process, before any worker starts
     assert not (tmp_path / "runs").exists()
-
-
-BAD_FIELDS = [
-    ("lr", 0.0, "lr must be a finite number > 0; got 0.0"),
-    ("lr", "0.1", "lr must be a finite number > 0; got str '0.1'"),  # (a TypeError of checks, as a ValueError)
-    ("batch_size", 0, "batch_size must be an integer >= 1; got 0"),
-    ("steps", 0, "steps must be an integer >= 1; got 0"),
-    ("l2", -1e-4, "l2 must be a finite number >= 0; got -0.0001"),
-    ("momentum", 1.0, "momentum must be a finite number >= 0 and < 1; got 1.0"),
-    ("gc_reg_method", "fast", "gc_reg_method must be one of 'exact', 'hutchinson'; got 'fast'"),
-    ("hidden", (16, 0), "hidden[1] must be an integer >= 1; got 0"),
-    ("classes", (3, 10), "classes must be empty (every class) or 2 or more distinct labels among the 10 classes of "
-                         "digits (0..9); got (3, 10)"),
-    ("classes", (4,), "classes must be empty (every class) or 2 or more distinct labels"),
-    ("target_dataset", "imagenet", "target_dataset must be one of '', 'mnist5k'"),
-    ("extras", ("nope",), "extras must be one of 'gc_estimators'; got 'nope'"),
-    ("dtype", "float16", "dtype must be one of 'float32', 'float64'; got 'float16'"),
-    ("model", "transformer", "model: got 'transformer'; accepted: mlp, convnet"),
-]
-
-
-@pytest.mark.parametrize("field,value,message", BAD_FIELDS, ids=[f"{f}={v!r}" for f, v, _ in BAD_FIELDS])
-def test_check_configs_names_the_field_the_value_what_is_accepted_and_the_fix(field, value, message):
-    with pytest.raises(ValueError) as bad:
-        sweep.check_configs([TINY, TINY.replace(**{field: value})])
-    assert str(bad.value).startswith(message)
-    assert str(bad.value).endswith(f"; fix: set {field} to an accepted value in run 2 of 2 (seed 0) of the sweep")
-
-
-def test_check_configs_knows_the_classes_of_each_dataset_and_every_figures_runs_pass():
-    import importlib
-
-    rot = TINY.replace(dataset="mnist5k_rot", classes=tuple(range(20)), target_classes=tuple(range(20, 40)))
-    cifarfs = TINY.replace(dataset="cifarfs", target_classes=tuple(range(20)))
-    sweep.check_configs([rot, cifarfs, TINY.replace(target_dataset="cifarfs", target_classes=(0, 19))])
-    with pytest.raises(ValueError, match=r"among the 20 target classes of cifarfs \(0..19\); got \(0, 20\)"):
-        sweep.check_configs([cifarfs.replace(target_classes=(0, 20))])
-    with pytest.raises(ValueError, match=r"among the 40 classes of mnist5k_rot"):
-        sweep.check_configs([rot.replace(classes=(0, 40))])
-    for name in ("figure1", "figure2", "figure3", "figure4", "figure_gc_regularization", "figure_mnist"):
-        for scale in ("tiny", "laptop", "paper"):
-            sweep.check_configs(importlib.import_module(f"minigcnc.{name}").configs(scale))
-
-
-def test_check_configs_checks_every_field():
-    checked = {field for field, _ in sweep.field_checks(TINY)} | {"model", "activation"}  # (config.check_config)
-    assert set(RunConfig.__dataclass_fields__) - checked == {"data_root"}  # a folder, looked at when data loads

@@ -334,23 +334,7 @@ def test_mlp_reaches_93_percent_test_accuracy_on_mnist5k():
     assert accuracy(model, result.params, Xte, yte) >= 0.93
 
 
-# ---- the fast step: per-leaf tracing, the fused loss, updates over fresh gradients ---------------------------
-def test_value_and_grad_leaves_equals_autogradss_value_and_grad_unused_leaves_included(rng):
-    from autograd import value_and_grad
-
-    tree = [(rng.standard_normal((3, 2)), rng.standard_normal(2)), {"a": rng.standard_normal(4), "unused": np.ones(2)}]
-    f = lambda t, s: anp.sum(anp.tanh(t[0][0] @ t[0][1]) * s) + anp.sum(t[1]["a"] ** 3)  # noqa: E731
-    value, g = train.value_and_grad_leaves(f)(tree, 2.0)
-    value_ref, g_ref = value_and_grad(f)(tree, 2.0)
-    assert value == value_ref
-    assert isinstance(g, list) and isinstance(g[0], tuple) and set(g[1]) == {"a", "unused"}
-    for a, b in zip(tree_leaves(g), tree_leaves(g_ref)):
-        np.testing.assert_array_equal(a, b)
-    assert not g[1]["unused"].any()
-    with pytest.raises(TypeError, match="scalar"):
-        train.value_and_grad_leaves(lambda t: t[0][1] * 2)(tree)
-
-
+# ---- the fused loss, and updates that leave the caller's arrays alone ---------------------------------------
 @pytest.mark.parametrize("momentum,l2", [(0.0, 0.0), (0.9, 1e-3)])
 def test_fit_on_the_fused_loss_equals_fit_on_the_reference_route(rng, momentum, l2):
     model = models.convnet((1, 8, 8), 3, channels=(2, 3), hidden=(5,))
@@ -376,25 +360,6 @@ def test_fit_leaves_the_callers_params_and_every_evaluated_params_untouched(prob
     assert len(seen) == 4
     for p, copy in seen:
         assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(p), copy))
-
-
-def test_the_update_overwrites_only_fresh_unaliased_host_arrays_and_rounds_like_a_times_x_plus_y(rng):
-    g, p = rng.standard_normal(5), rng.standard_normal(5)
-    shared = rng.standard_normal(5)
-    view = rng.standard_normal(10)[:5]
-    xs, ys = [g, shared, shared, view], [p, p + 1, p + 2, p + 3]
-    expected = [-0.1 * x + y for x, y in zip(xs, ys)]
-    keep = [a.copy() for a in xs]
-    out = train.axpy_tree(-0.1, xs, ys, into_x=True)
-    assert all(np.array_equal(a, b) for a, b in zip(out, expected))
-    assert out[0] is g  # fresh: written over
-    assert out[1] is not shared and out[2] is not shared and out[3] is not view  # aliased, a view: new arrays
-    assert all(np.array_equal(a, b) for a, b in zip(xs[1:], keep[1:]))
-
-
-def test_reuse_freed_memory_is_tried_once_and_says_whether_it_took_effect():
-    first = train.reuse_freed_memory()
-    assert isinstance(first, bool) and train.reuse_freed_memory() is first
 
 
 # ---- BLAS threads (minigcnc.threads) --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ random He-normal parameters and standard-normal 3x32x32 ("CIFAR-sized") inputs:
    against the same network in PyTorch on the same GPU (``torch.nn.functional``; fp32 with TF32 off, as cupy's
    default; cuDNN autotuning on).
 2. **exact embedding GC of 256 inputs** (``gc.jacobian_sq_norms``; 512 cotangent rows per input): cupy with
-   the plan below, and once with the engine's own default device plan (``jacobians.plan``); numpy on ``numpy_gc_inputs`` inputs (default 1)
+   the plan below, and once with the engine's own default device plan (``jacobian_passes.plan``); numpy on ``numpy_gc_inputs`` inputs (default 1)
    with 64 rows per pass (3x faster than the host default of 1 row per pass at this width), scaled linearly
    to 256 (the exact path costs the same per input); PyTorch: one forward of the 256 inputs, then 512
    backward passes of one-hot cotangents (input gradients only), the textbook exact Jacobian norm.
@@ -27,7 +27,7 @@ Exact GC memory plan (VGG-13, 256 inputs, p = 512 cotangents, float32). A backwa
 for n samples holds arrays of n * q * (per-row width) values. The widest is the transpose of the second
 convolution (64 -> 64 channels at 32x32): its patch matrix has Ho*Wo x C*k*k = 1,024 x 576 = 589,824 values per
 row (every other layer at most half: 128 -> 128 at 16x16 is 256 x 1,152). the default device budget
-(``jacobians.MAX_PASS_ELEMENTS_DEVICE`` = 2**27 values, 512 MiB) allows 227 rows per pass: 3 chunks of 171 rows, one
+(``jacobian_passes.MAX_PASS_ELEMENTS_DEVICE`` = 2**27 values, 512 MiB) allows 227 rows per pass: 3 chunks of 171 rows, one
 sample per pass, 768 passes for 256 inputs. This benchmark uses ``chunk=512, batch_size=4`` instead: all 512
 rows of 4 samples in one pass, 64 passes. Its largest array is the 2,048 x 589,824 patch matrix, 4.5 GiB,
 alive beside the cotangent (2,048, 64, 32, 32) = 512 MiB, its row copy (512 MiB) and col2im's padded output
@@ -43,7 +43,7 @@ import time
 import numpy as onp
 from autograd import value_and_grad
 
-from .. import backend, gc, jacobians
+from .. import backend, gc, jacobian_passes, jacobians
 from ..backend import to_device, to_numpy, tree_leaves, tree_unflatten
 from ..models import vgg
 
@@ -118,9 +118,9 @@ def relative_difference(a, b):
 
 
 def gc_plan(model, params, X, N, chunk=None, batch_size=None):
-    """The engine's (samples per pass, rows per pass, per-row width) for N inputs like X (``jacobians.plan``)."""
+    """The engine's (samples per pass, rows per pass, per-row width) for N inputs like X (``jacobian_passes.plan``)."""
     sizing = jacobians.forward(model, params, X[:1])[2]  # (per-sample width, whether it has convolutions)
-    n, c = jacobians.plan(params, N, model.embed_dim, sizing, chunk, batch_size)
+    n, c = jacobian_passes.plan(params, N, model.embed_dim, sizing, chunk, batch_size)
     return n, c, sizing[0]
 
 
@@ -131,7 +131,7 @@ def _layer_kinds(model):
     """The VGG body as a list of 'conv' | 'pool' | 'flatten' | 'dense' (3x3 'same' convs, 2x2 max-pools)."""
     kinds = []
     for layer in model.layers:
-        kind = layer.info.get("kind") or layer.name
+        kind = layer.kind or layer.name
         if kind == "conv" and not layer.name.endswith("k3s1-relu"):
             raise ValueError(f"the torch twin handles 3x3 stride-1 relu convs only; got {layer.name}")
         if kind == "pool" and layer.name != "maxpool2":

@@ -45,7 +45,7 @@ from autograd import value_and_grad
 
 from ..backend import tree_leaves
 from ..models import convnet, mlp
-from ..train import axpy_tree, reuse_freed_memory, value_and_grad_leaves
+from ..fast_step import axpy_tree, reuse_freed_memory, value_and_grad_leaves
 
 LR = 0.01
 MODELS = ("mlp", "convnet")

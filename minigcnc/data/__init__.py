@@ -31,7 +31,7 @@ The package's other modules each do one part of reading the files:
                                ``download(name)``'s fetching - the only network access.
     ``minigcnc.data.formats``  the IDX, CIFAR and .npz parsers; pickles only through ``RestrictedUnpickler``,
                                ``numpy.load(..., allow_pickle=False)`` only, archive members read in memory.
-Their public names are re-exported here.
+Use their names from there (``minigcnc.data.files.MD5``, ``minigcnc.data.formats.RestrictedUnpickler``).
 """
 import contextlib
 
@@ -39,14 +39,6 @@ import numpy as np
 
 from .. import checks
 from . import files, formats
-from .files import (  # noqa: F401 - re-exported: the package's public names
-    CACHE_DIR, CIFAR_ARCHIVES, DOWNLOAD_URLS, ENV_VAR, HOMEPAGES, IDX_FILES, MD5, MNIST5K_PATH, MNIST5K_SHA256,
-    MNIST5K_SOURCE_SHA256, SYSTEM_DIRS, search_dirs,
-)
-from .formats import (  # noqa: F401 - re-exported: the package's public names
-    CIFAR10_MEMBERS, CIFAR100_MEMBERS, CIFAR_LABELS, CIFAR_PIXELS, CIFAR_SHAPE, IDX_UBYTE, SAFE_PICKLE_GLOBALS,
-    RestrictedUnpickler, parse_idx, restricted_loads,
-)
 
 DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifarfs",
             "mnist5k_rot", "digits_rot", "mnist_rot", "fashion_mnist_rot")
@@ -174,7 +166,7 @@ def _load_digits(split):
 
 def _load_idx_dataset(name, split, root):
     """Return (images uint8 (N, 1, 28, 28), labels uint8 (N,)) of MNIST or Fashion-MNIST, checksums verified."""
-    image_file, label_file = IDX_FILES[split]
+    image_file, label_file = files.IDX_FILES[split]
     image_data, label_data = (files.verified_bytes(name, files.find_file(name, (f + ".gz", f), root))
                               for f in (image_file, label_file))
     return formats.parse_mnist_idx(image_data, label_data, f"{name} {split}")
@@ -186,7 +178,7 @@ def _open_cifar_archive(name, root):
 
     The archive is read into memory once; its md5 is checked on those bytes, which are then the only bytes read.
     """
-    archives = CIFAR_ARCHIVES[name]
+    archives = files.CIFAR_ARCHIVES[name]
     path = files.find_file(name, (archives["binary"], archives["python"]), root)
     kind = "binary" if path.name == archives["binary"] else "python"
     with formats.open_tar_gz(files.verified_bytes(name, path)) as tar:

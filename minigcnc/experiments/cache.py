@@ -1,11 +1,11 @@
 """Where finished runs are kept, keyed by their config *and* the code that computes them.
 
 A run's file is ``<cache>/runs/<key>.json`` with ``key = config.key(code_hash())``: a hash of the fields that
-change the result and of the source of every module that can change it (``RESULT_MODULES``: all of
-``minigcnc`` but the figure scripts, the benchmarks and the parts of the engine that only draw, judge or
-schedule) and of ``sweep.train_run``, the glue from a config to ``train.fit``. Comments and docstrings are
-not part of the hash (it is taken over the parsed code), so editing a comment retrains nothing, while editing
-a line of ``gc.py`` or ``train.py`` retrains every run.
+change the result and of the source of every module that can change it (``result_modules``: all of
+``minigcnc`` but the figure scripts, the benchmarks and the parts of the engine that only draw, judge, lay out
+or schedule; ``experiments/run.py``, the glue from a config to ``train.fit``, is one of them). Comments and
+docstrings are not part of the hash (it is taken over the parsed code), so editing a comment retrains
+nothing, while editing a line of ``gc.py`` or ``train.py`` retrains every run.
 
 Files are written atomically (``checks.write_atomically``); a damaged file, or one that holds another run
 (its stored key or config differs from the requested one), is named in a warning and its run is recomputed.
@@ -31,13 +31,13 @@ from pathlib import Path
 from ..checks import write_atomically
 
 PACKAGE = Path(__file__).resolve().parents[1]
-# modules (relative to the package) whose code cannot change a run's numbers: they draw, judge, schedule or time
+# modules (relative to the package) whose code cannot change a run's numbers: they draw, judge, lay out,
+# schedule or time
 NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "experiments/cli.py",
                       "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
                       "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
-                      "experiments/progress.py", "experiments/dask_runner.py", "experiments/presets.py", "registry.py")
-# functions of the modules above that do change a run's numbers (the glue from a RunConfig to ``train.fit``)
-RESULT_FUNCTIONS = {"experiments/sweep.py": ("train_run",)}
+                      "experiments/grid.py", "experiments/progress.py", "experiments/dask_runner.py",
+                      "experiments/presets.py", "registry.py")
 
 
 def result_modules(root=None):
@@ -54,12 +54,9 @@ def result_modules(root=None):
     return out
 
 
-def _code_of(path, functions=None):
-    """The parsed code of one file (or only of its top-level ``functions``), without docstrings and comments,
-    as a canonical string."""
+def _code_of(path):
+    """The parsed code of one file, without docstrings and comments, as a canonical string."""
     tree = ast.parse(Path(path).read_text())
-    if functions is not None:
-        tree.body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in functions]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
@@ -70,16 +67,13 @@ def _code_of(path, functions=None):
 
 @lru_cache(maxsize=8)
 def code_hash(root=None):
-    """A short hash of the code of every module in ``result_modules(root)`` and of ``RESULT_FUNCTIONS``
-    (read once per process and root; ``root``: a copy of the package folder, by default this package)."""
+    """A short hash of the code of every module in ``result_modules(root)`` (read once per process and root;
+    ``root``: a copy of the package folder, by default this package)."""
     root = Path(root) if root else PACKAGE
     h = hashlib.sha256()
     for rel in result_modules(root):
         h.update(rel.encode())
         h.update(_code_of(root / rel).encode())
-    for rel, functions in sorted(RESULT_FUNCTIONS.items()):
-        h.update(rel.encode())
-        h.update(_code_of(root / rel, functions).encode())
     return h.hexdigest()[:12]
 
 

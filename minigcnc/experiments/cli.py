@@ -7,7 +7,7 @@
   (``--jobs`` at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask``
   address of the accepted forms) so that a mistake ends the command with one line before anything trains. The
   cache is ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: ``--out`` moves only the PNG and JSON.
-- ``run_sweep(name, args, configs)``: checks every field of every config (``sweep.check_configs``) and loads
+- ``run_sweep(name, args, configs)``: checks every field of every config (``config.check_configs``) and loads
   the backends, says how many runs come from the cache and how many will train and where the cache is, then
   runs them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was
   kept and that the same command resumes.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..checks import write_atomically
 from .cache import default_cache_dir, load_run, run_key, run_path, versions, write_json
-from .config import SCALES, check_config  # noqa: F401 - check_config is part of this module's interface
+from .config import SCALES, check_config, check_configs  # noqa: F401 - check_config is part of this module's interface
 
 DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them
 
@@ -106,7 +106,7 @@ def run_sweep(name, args, configs):
     SIGHUP with one line saying what was kept (the workers are stopped too).
     """
     from ..backend import backend_module
-    from .sweep import cached_and_todo, check_configs, run_many
+    from .sweep import cached_and_todo, run_many
 
     cache = resolve_cache(args)
     options = {f: "--" + f for f in ("dataset", "model", "backend") if getattr(args, f, None)}  # the fields they set

@@ -1,4 +1,5 @@
-"""What one run is: ``RunConfig``, and the one table of scale presets every figure starts from.
+"""What one run is: ``RunConfig``, the checks of its fields, and the one table of scale presets every figure
+starts from.
 
 - ``RunConfig``: every field that changes a run's result (data, model, optimizer, evaluation, seed, floats,
   backend); ``key()`` hashes them (with the code, see ``cache.py``) to name the run in the cache.
@@ -6,10 +7,10 @@
   ``laptop`` (the embedded mnist5k, minutes on 2 cores: the default) and ``paper`` (the paper's VGG-13 on
   CIFAR-10, on a GPU). A figure starts from ``scale_base(scale)`` and changes the few fields it needs, in
   plain sight in its own module.
-- ``check_config(config)``: a ValueError naming the field and the accepted values (model, activation) when a
-  run cannot be built. ``sweep.check_configs(configs)`` checks these and every other field of every run before
-  a sweep trains any (it lives there because this module is part of the code hash: a new check here would
-  make every cached run look like a run of other code).
+- ``check_config(config)``: every field checked in one place (``field_checks``: model, activation, data,
+  optimizer, evaluation, floats, backend), a ValueError naming the field, the bad value and what is accepted.
+  ``check_configs(configs, options)`` checks every run of a sweep before any trains (``sweep.run_many`` calls it)
+  and adds the fix to the message: which run, or which command-line option.
 - ``with_options(base, scale, ...)``: the command line's choices applied to a base run, including the
   one rule "NumPy at paper scale computes in float64".
 """
@@ -101,15 +102,141 @@ def scale_base(scale, **changes):
 
 
 def check_config(config):
-    """Raise a ValueError naming the field and what is accepted when ``config`` cannot be built (model,
-    activation), so that a sweep stops before anything trains; ``sweep.check_configs`` adds every other field."""
-    if config.model not in MODELS:
-        raise ValueError(f"model: got {config.model!r}; accepted: {', '.join(MODELS)}")
-    if config.activation not in ACTIVATIONS:
-        raise ValueError(f"activation: got {config.activation!r}; accepted: {', '.join(ACTIVATIONS)}")
-    if config.activation != "relu" and config.model not in ("mlp", "convnet"):
-        raise ValueError(f"activation: {config.model} is built with ReLU only; activation={config.activation!r} "
-                         "works with model 'mlp' or 'convnet'")
+    """Raise a ValueError naming the field, the bad value and what is accepted when a field of ``config`` is wrong.
+
+    Every field but ``data_root`` is checked, in this one place (``field_checks``), so that a run that cannot be
+    built or trained stops before anything trains."""
+    bad = _first_bad_field(config)
+    if bad:
+        raise ValueError(str(bad[1])) from None  # (a TypeError of ``checks`` too: one kind of error)
+
+
+def _first_bad_field(config):
+    """(field, the error its check raised) of the first field of ``config`` that fails ``field_checks``, or None."""
+    for field, check in field_checks(config):
+        try:
+            check(getattr(config, field))
+        except (TypeError, ValueError) as e:
+            return field, e
+    return None
+
+
+def check_configs(configs, options=None):
+    """Check every field of every config before any run trains; a bad one raises one ValueError.
+
+    The message names the field, the bad value, what is accepted and the fix (``options``: {field: the
+    command-line option that set it}, named in the fix). ``sweep.run_many`` and ``cli.run_sweep`` call it.
+    """
+    configs = list(configs)
+    for i, c in enumerate(configs):
+        bad = _first_bad_field(c)
+        if bad:
+            field, e = bad
+            raise ValueError(f"{e}{_fix_of(field, i, configs, options)}") from None
+
+
+def _fix_of(field, i, configs, options):
+    """The end of ``check_configs``'s message: which run, and where to change the value."""
+    if options and field in options:
+        return f"; fix: give another {options[field]}"
+    value, n = getattr(configs[i], field), len(configs)
+    if n == 1:
+        return f"; fix: set {field} to an accepted value"
+    if all(getattr(c, field) == value for c in configs):
+        return f"; fix: set {field} to an accepted value (all {n} runs have this one)"
+    return f"; fix: set {field} to an accepted value in run {i + 1} of {n} (seed {configs[i].seed}) of the sweep"
+
+
+def _n_classes(dataset, target=False):
+    """How many classes ``dataset`` has (``target``: as a pool of target classes), without loading it."""
+    from .. import data
+
+    if dataset.endswith(data.ROTATED_SUFFIX):
+        return data.N_ROTATIONS * _n_classes(dataset[: -len(data.ROTATED_SUFFIX)])
+    if dataset == "cifarfs":  # its 64 train classes are the source; its 20 test classes the target pool
+        return len(data.CIFARFS_TEST) if target else len(data.cifarfs_class_names("train"))
+    return 100 if dataset == "cifar100" else 10
+
+
+def field_checks(config):
+    """(field, check) for every field of ``config`` but ``data_root`` (a folder, looked at when the data loads).
+
+    Each check raises a ValueError or TypeError saying what is accepted: the checkers of ``minigcnc.checks``,
+    with the bounds ``train.fit`` uses too. Model and activation come first: what the run is built from.
+    """
+    from numbers import Integral
+
+    from .. import checks, data
+    from ..backend import backend_module
+    from ..gc import PENALTY_METHODS
+    from .measure import EXTRAS
+
+    def model(v):
+        if v not in MODELS:
+            raise ValueError(f"model: got {v!r}; accepted: {', '.join(MODELS)}")
+
+    def activation(v):
+        if v not in ACTIVATIONS:
+            raise ValueError(f"activation: got {v!r}; accepted: {', '.join(ACTIVATIONS)}")
+        if v != "relu" and config.model not in ("mlp", "convnet"):
+            raise ValueError(f"activation: {config.model} is built with ReLU only; activation={v!r} works with "
+                             "model 'mlp' or 'convnet'")
+
+    def sequence(name, v):
+        if not isinstance(v, (tuple, list)):
+            raise TypeError(f"{name} must be a tuple; got {type(v).__name__} {v!r}")
+        return v
+
+    def backend(v):
+        """numpy, cupy (CuPy itself is loaded, and checked, when the backends load) or a device backend
+        registered with ``backend.register_device`` (``backend_module`` names them all when ``v`` is unknown)."""
+        if v in ("numpy", "cupy"):
+            return
+        if not isinstance(v, str) or v != v.lower():
+            checks.one_of("backend", v, ("numpy", "cupy"))
+        backend_module(v)
+
+    def sizes(name):
+        return lambda v: [checks.integer(f"{name}[{i}]", x, minimum=1) for i, x in enumerate(sequence(name, v))]
+
+    def labels(name, dataset, target=False):
+        n = _n_classes(dataset, target)
+
+        def check(v):
+            ints = all(isinstance(c, Integral) and not isinstance(c, bool) and 0 <= c < n for c in sequence(name, v))
+            if not ints or len(v) == 1 or len(set(v)) < len(v):
+                raise ValueError(f"{name} must be empty (every class) or 2 or more distinct labels among the {n} "
+                                 f"{'target ' if target else ''}classes of {dataset} (0..{n - 1}); got {v!r}")
+        return check
+
+    known = config.dataset in data.DATASETS and config.target_dataset in ("",) + data.DATASETS
+    target = config.target_dataset or config.dataset
+    return [
+        ("model", model),
+        ("activation", activation),
+        ("dataset", lambda v: checks.one_of("dataset", v, data.DATASETS)),
+        ("target_dataset", lambda v: checks.one_of("target_dataset", v, ("",) + data.DATASETS)),
+        ("hidden", sizes("hidden")),
+        ("channels", sizes("channels")),
+        ("width", lambda v: checks.number("width", v, 0.0, low_open=True)),
+        ("classes", labels("classes", config.dataset) if known else lambda v: None),
+        ("target_classes", labels("target_classes", target, target=True) if known else lambda v: None),
+        ("lr", lambda v: checks.number("lr", v, 0.0, low_open=True)),
+        ("batch_size", lambda v: checks.integer("batch_size", v, minimum=1)),
+        ("steps", lambda v: checks.integer("steps", v, minimum=1)),
+        ("l2", lambda v: checks.number("l2", v, 0.0)),
+        ("gc_reg", lambda v: checks.number("gc_reg", v, 0.0)),
+        ("gc_reg_method", lambda v: checks.one_of("gc_reg_method", v, PENALTY_METHODS)),
+        ("momentum", lambda v: checks.number("momentum", v, 0.0, high=1.0)),
+        ("eval_every", lambda v: checks.integer("eval_every", v, minimum=1)),
+        ("eval_per_class", lambda v: checks.integer("eval_per_class", v, minimum=1)),
+        ("fewshot_episodes", lambda v: checks.integer("fewshot_episodes", v, minimum=0)),
+        ("fewshot_probe", lambda v: checks.one_of("fewshot_probe", v, (False, True))),
+        ("extras", lambda v: [checks.one_of("extras", x, tuple(EXTRAS)) for x in sequence("extras", v)]),
+        ("seed", lambda v: checks.integer("seed", v, minimum=0)),
+        ("dtype", lambda v: checks.one_of("dtype", v, ("float32", "float64"))),
+        ("backend", backend),
+    ]
 
 
 def with_options(base, scale, backend=None, data_root=None, dataset=None, model=None):

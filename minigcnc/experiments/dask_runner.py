@@ -1,6 +1,6 @@
 """Sweeps on a Dask cluster: ``local[:N]`` starts a LocalCluster here, ``tcp://host:port`` uses a running one.
 
-Each run is one task, the function the caller hands ``run_on_dask`` (a sweep hands ``sweep.train_in_worker``):
+Each run is one task, the function the caller hands ``run_on_dask`` (a sweep hands ``run.train_in_worker``):
 the worker trains and sends the history back; the client writes it to its own cache, so workers need no shared
 file system (only ``minigcnc`` installed, the same version, and the data). This module imports nothing of the
 engine: the task comes in as an argument. Start a cluster by hand with::
@@ -54,7 +54,7 @@ def worker_checkpoint_dir():
 def run_on_dask(task, configs, address, fresh, checkpoint_dir=None, timeout=30):
     """Yield the history of every config as its task finishes on the cluster at ``address``.
 
-    ``task(config_dict, checkpoint_dir, fresh) -> history``: trains one run in a worker (``sweep.train_in_worker``;
+    ``task(config_dict, checkpoint_dir, fresh) -> history``: trains one run in a worker (``run.train_in_worker``;
     a module-level function, so that Dask can send it). ``checkpoint_dir``: a folder on the workers' disks for the
     checkpoints of runs in progress (None: each worker's own local directory, ``worker_checkpoint_dir``).
     """

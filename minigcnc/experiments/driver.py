@@ -10,8 +10,8 @@ runs, train, claims, draw, write.
 
 A sweep figure (Figure 1, its convnet appendix, the GC-regularization appendix, your own) has a
 ``scale_setup(scale) -> (base RunConfig, {field: values}, seeds)`` (any field can be swept; the direction each
-sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table); ``sweep.sweep_configs``,
-``sweep.flat`` and ``sweep.by_sweep`` turn it into runs and back; ``cli.figure_parser``, ``cli.parse``,
+sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table); ``grid.sweep_configs``,
+``grid.flat`` and ``grid.by_sweep`` turn it into runs and back; ``cli.figure_parser``, ``cli.parse``,
 ``cli.run_sweep`` and ``cli.write_figure`` are the command line, the training and the outputs.
 """
 import sys

@@ -1,6 +1,6 @@
 """Reading a run's history: the curve of a metric over training, its final value, the runs' training time.
 
-A history is the JSON-able dict ``sweep.run`` returns and the cache stores:
+A history is the JSON-able dict ``run.run`` returns and the cache stores:
 ``{"config", "key", "model", "status": "finished" | "diverged", "message", "seconds",
 "evals": [{"step": s, metric: value, ...}, ...], "losses", "versions"}``.
 """

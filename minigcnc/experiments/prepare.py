@@ -49,7 +49,6 @@ class RunData:
     n_target_classes: int = 0
     y_train_dev: object = None
     y_test_dev: object = None
-    y_eval_dev: object = None
     y_eval_test_dev: object = None
     target_groups: onp.ndarray = None  # target label j -> its base class (rotated targets only; else None)
 
@@ -132,7 +131,7 @@ def prepare_data(config):
         n_classes=int(ytr.max()) + 1, input_shape=tuple(Xtr.shape[1:]),
         X_eval_test=dev(Xte[idx_test]), y_eval_test=yte[idx_test],
         X_target=None if Xt is None else dev(Xt), y_target=yt, n_target_classes=n_target,
-        y_train_dev=ints(ytr), y_test_dev=ints(yte), y_eval_dev=ints(ytr[idx]), y_eval_test_dev=ints(yte[idx_test]),
+        y_train_dev=ints(ytr), y_test_dev=ints(yte), y_eval_test_dev=ints(yte[idx_test]),
         target_groups=target_groups(config, n_target),
     )
 
