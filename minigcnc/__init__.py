@@ -22,7 +22,7 @@ from .train import fit, FitResult  # noqa: E402,F401
 
 # name -> the module that defines it, imported on first use
 LAZY = {
-    "gc": ["input_jacobian", "jacobian_sq_norms", "geometric_complexity", "class_gc", "gc_penalty",
+    "gc": ["reference_gc", "input_jacobian", "jacobian_sq_norms", "geometric_complexity", "class_gc", "gc_penalty",
            "make_gc_penalty", "directional_gc", "gc_estimator_variance"],
     "collapse": ["class_means", "class_variances", "cdnv_matrix", "cdnv", "geometric_collapse", "nc1",
                  "nc2_equinorm", "nc2_equiangularity", "nc2_maxangle", "nc3_self_duality", "nc4_ncc_mismatch",
@@ -34,8 +34,9 @@ LAZY = {
     "experiments.run": ["run"],
     "experiments.sweep": ["run_many"],
 }
-SUBMODULES = ("backend", "ops", "layers", "models", "train", "data", "checks", "jacobians", "gc", "classes",
-              "collapse", "bounds", "fewshot", "experiments", "bench")
+SUBMODULES = ("backend", "ops", "layers", "models", "train", "data", "checks", "threads", "jacobians", "gc",
+              "classes", "collapse", "bounds", "fewshot", "experiments", "fused", "fast_step", "jacobian_passes",
+              "registry", "reproduce", "bench")
 _HOME = {name: module for module, names in LAZY.items() for name in names}
 
 

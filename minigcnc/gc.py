@@ -168,21 +168,21 @@ def geometric_complexity(model, params, X, *, method="exact", target="embed", rn
                          probes=None, dist=None, chunk=None, batch_size=None):
     """Return the geometric complexity GC(g, X) = (1/N) sum_i ||J_g(x_i)||_F^2, exact or estimated, as a float.
 
-    docs/theory.md#geometric-complexity (Dherin et al. 2022; Munn et al. 2024, Figure 2 for the estimators). q below is the
-    output dimension (p for target="embed", k for "logits"). Each method is an unbiased estimator of GC;
+    docs/theory.md#geometric-complexity (Dherin et al. 2022; Munn et al. 2024, Figure 2 for the estimators).
+    d_out below is the output dimension (p for target="embed", k for "logits"). Each method is an unbiased estimator of GC;
     ``gc_estimator_variance`` computes the variances given here:
 
-    - ``"exact"``: the mean of ``jacobian_sq_norms``.
+    - ``"exact"``: the mean of ``jacobian_sq_norms``; the same number as ``reference_gc`` (the definition, plainly).
     - ``"subset"``, ``n=``: the mean of ||J||^2 over n samples drawn without replacement.
       Var = (1 - n/N) S^2 / n, S^2 the sample variance (ddof 1) of the N per-sample norms.
     - ``"mask"``, ``q=`` in (0, 1]: each entry of J kept independently with probability q (B ~ Bernoulli(q)),
       estimate (1/(q N)) sum_{i,j,d} B_ijd J_ijd^2. Var = (1 - q)/q * sum_{i,j,d} J_ijd^4 / N^2.
-    - ``"outputs"``, ``m=`` in [1, q]: m output coordinates drawn uniformly without replacement (the same for
-      every sample), estimate (q/m) sum_{j picked} a_j with a_j = (1/N) sum_i ||grad_x out_j(x_i)||^2; only the
-      m picked rows are propagated. Var = q^2 (1 - m/q) s_a^2 / m (finite population), s_a^2 the variance
-      (ddof 1) of the q values a_j.
+    - ``"outputs"``, ``m=`` in [1, d_out]: m output coordinates drawn uniformly without replacement (the same for
+      every sample), estimate (d_out/m) sum_{j picked} a_j with a_j = (1/N) sum_i ||grad_x out_j(x_i)||^2; only the
+      m picked rows are propagated. Var = d_out^2 (1 - m/d_out) s_a^2 / m (finite population), s_a^2 the variance
+      (ddof 1) of the d_out values a_j.
     - ``"hutchinson"``, ``probes=`` (default 1), ``dist=`` "gaussian" (default) | "rademacher": for each
-      sample the mean over independent probes v (E v v^T = I) of ||v^T J||^2, propagating (N, probes, q)
+      sample the mean over independent probes v (E v v^T = I) of ||v^T J||^2, propagating (N, probes, d_out)
       cotangents. Per sample and probe Var = 2 ||J J^T||_F^2 (Gaussian) or 2 (||J J^T||_F^2 - sum_j
       (J J^T)_jj^2) (Rademacher); the estimate's variance is their sum over samples / (N^2 probes).
 
@@ -298,7 +298,7 @@ def _penalty(model, params, Xc, method, target, probes, dist, rng, chunk):
     """GC of the checked batch Xc as a differentiable scalar (the body of ``gc_penalty``, without the X check)."""
     q = output_dim(model, target)
     chunk = checks.integer("chunk", chunk, allow_none=True)
-    Z, caches, _ = forward(model, params, Xc)
+    Z, caches = forward(model, params, Xc)
     N = Z.shape[0]
     if method == "exact":
         cot, r, scale = Cotangents.rows(onp.arange(q)), q, 1.0

@@ -70,7 +70,7 @@ def sizing(model, params, shapes):
 def plan(params, N, r, sizing, chunk=None, batch_size=None):
     """(samples per pass, cotangent rows per pass): samples x rows x width within the pass budget.
 
-    ``sizing`` comes from ``jacobians.forward``. ``chunk`` / ``batch_size`` fix the rows / samples per pass
+    ``sizing`` comes from ``jacobians.pass_sizing``. ``chunk`` / ``batch_size`` fix the rows / samples per pass
     instead. Small passes are faster on the host: the arrays of a convnet's backward pass then stay in the CPU
     cache (measured: 2.5x less CPU time for convnet((1,28,28)) at ~40 rows per pass than at 4,000), while an MLP's
     GEMMs want thousands of rows (``MAX_PASS_ELEMENTS_HOST*``). Row chunks are balanced (128 rows in passes

@@ -15,8 +15,9 @@ of the one-hot cotangent ``e_j``. So:
 
 ``jacobian_sq_norms`` gives the same numbers without forming J where it can. What makes it fast is in
 ``jacobian_passes``: samples and rows cut into cache-sized passes run in threads, and three exact savings (the top
-dense layer without a GEMM, only the rows of active top units, the first-layer Gram route). ``sq_norms``,
-``batched_sq_norms`` and ``jacobian_blocks`` (for ``gc.py``) are that route. Everything is written with ``ops``
+dense layer without a GEMM, only the rows of active top units, the first-layer Gram route). The second half of
+this module is that route: ``pull_back_fast`` (``pull_back`` with the top-layer saving, the same numbers),
+``sq_norms``, ``batched_sq_norms`` and ``jacobian_blocks`` (for ``gc.py``). Everything is written with ``ops``
 primitives on the array module of ``params``, so it runs on any backend and autograd can differentiate the
 norms with respect to the parameters (the GC penalty).
 """
@@ -94,18 +95,8 @@ class Cotangents:
 # The definition: a forward pass, then the cotangents pulled back through each layer
 # --------------------------------------------------------------------------------------------------
 def forward(model, params, X):
-    """(Z (N, p), caches, sizing): the embedding, every body layer's jtp cache, and what sizes a pass.
-
-    sizing = (width, conv) of ``jacobian_passes.sizing``: the largest per-sample array a backward pass makes, and
-    whether the model has convolutions.
-    """
-    x = model.check_input(X)
-    caches, shapes = [], [tuple(x.shape[1:])]
-    for layer, p in zip(model.layers, params[:-1]):
-        x, c = layer.apply(p, x)
-        caches.append(c)
-        shapes.append(tuple(x.shape[1:]))
-    return x, caches, jacobian_passes.sizing(model, params, shapes)
+    """(Z (N, p), caches): the embedding and every body layer's jtp cache (``model.embed_with_cache``)."""
+    return model.embed_with_cache(params, X)
 
 
 def _identity_rows(rows, q, dtype, xp):
@@ -115,18 +106,14 @@ def _identity_rows(rows, q, dtype, xp):
     return xp.asarray(E)
 
 
-def pull_back(model, params, caches, Z, cot, target, first=0, compact=False):
-    """The cotangents ``cot`` pulled back to the input of body layer ``first``: (N, r, *shape) (first=0: (N, r, D)).
+def at_embedding(model, params, cot, target, dtype, xp):
+    """(kind, V, all_rows): the cotangents ``cot`` of the target space as cotangents of the embedding.
 
-    Row i of sample n is ``u_i^T J_n``, J_n the Jacobian of the target at x_n with respect to that input and u_i
-    the i-th cotangent of ``cot`` (a ``Cotangents``); ``Z``, ``caches`` come from ``forward``. ``compact``: drop
-    identity rows that the top dense layer maps to zero; the rows then no longer correspond to output
-    coordinates, only their sum of squares is kept (for ``sq_norms``).
+    Identity rows stay rows ("rows", E (r, p), ``all_rows`` when they are all p in order) for the embedding; for
+    the logits (out = Z W_head + b) a cotangent u of R^k becomes ``W_head u`` of R^p ("shared" (r, p), or
+    "per_sample" (N, r, p)).
     """
-    xp = get_xp(Z)
-    N, dtype = Z.shape[0], Z.dtype
     kind, V, all_rows = cot.kind, cot.values, False
-    # the cotangents at the embedding: identity rows E (r, p), or V (r, p) / (N, r, p)
     if kind == "rows":
         q = output_dim(model, target)
         all_rows = len(V) == q and bool(onp.all(V == onp.arange(q)))
@@ -135,17 +122,23 @@ def pull_back(model, params, caches, Z, cot, target, first=0, compact=False):
             kind, V = "shared", ops.matmul_t(V, params[-1][0])
     elif target == "logits":
         V = ops.matmul_t(V, params[-1][0])  # (.., r, k) -> (.., r, p)
-    top = len(model.layers) - 1
-    if top >= first and model.layers[top].kind == "dense":  # its jtp, by an elementwise product for rows
-        T = jacobian_passes.top_dense_jtp(kind, V, all_rows, params[top][0], caches[top], N, compact)
-        top -= 1
-    else:  # the cotangents at the embedding itself, one set per sample
-        T = V if kind == "per_sample" else jacobian_passes.per_sample(ops.reshape(V, (1,) + tuple(V.shape)), N, xp)
-    for i in range(top, first - 1, -1):
-        T = model.layers[i].jtp(params[i], caches[i], T)
-    if first == 0:
-        T = ops.reshape(T, (N, T.shape[1], model.input_dim))
-    return T
+    return kind, V, all_rows
+
+
+def pull_back(model, params, caches, Z, cot, target):
+    """The cotangents ``cot`` pulled back to the input: (N, r, D), row i of sample n is ``u_i^T J(x_n)``.
+
+    ``u_i`` is the i-th cotangent of ``cot`` (a ``Cotangents``: for J itself, rows of the identity) and J(x_n)
+    the Jacobian of the target at x_n; ``Z``, ``caches`` come from ``forward``. The cotangents of the embedding,
+    one copy per sample (N, r, p), go through every layer's ``jtp``, last layer first (``model.body.jtp``).
+    """
+    xp = get_xp(Z)
+    N = Z.shape[0]
+    kind, V, _ = at_embedding(model, params, cot, target, Z.dtype, xp)
+    if kind != "per_sample":  # the same r vectors for every sample: (r, p) -> (N, r, p)
+        V = ops.reshape(V, (1,) + tuple(V.shape)) * xp.ones((N, 1, 1), dtype=V.dtype)
+    T = model.body.jtp(params[:-1], caches, V)
+    return ops.reshape(T, (N, T.shape[1], model.input_dim))
 
 
 def input_jacobian(model, params, X, *, target="embed", chunk=None):
@@ -159,7 +152,7 @@ def input_jacobian(model, params, X, *, target="embed", chunk=None):
     q = output_dim(model, target)
     chunk = checks.integer("chunk", chunk, allow_none=True)
     Xc = checks.finite(model.check_input(X), "X")
-    Z, caches, _ = forward(model, params, Xc)
+    Z, caches = forward(model, params, Xc)
     rows = Cotangents.rows(onp.arange(q))
     parts = [pull_back(model, params, caches, Z, rows.select(a, b), target)
              for a, b in jacobian_passes.ranges(q, chunk or q)]
@@ -169,6 +162,40 @@ def input_jacobian(model, params, X, *, target="embed", chunk=None):
 # --------------------------------------------------------------------------------------------------
 # Squared norms, fast: in passes, with the savings of ``jacobian_passes``
 # --------------------------------------------------------------------------------------------------
+def pass_sizing(model, params, Xc):
+    """What sizes a pass (``jacobian_passes.sizing``: the widest per-sample array of a backward pass, whether the
+    model has convolutions), from the layer shapes of a forward pass of one sample of ``Xc``."""
+    x, shapes = Xc[:1], [tuple(Xc.shape[1:])]
+    for layer, p in zip(model.layers, params[:-1]):
+        x = layer.apply(p, x)[0]
+        shapes.append(tuple(x.shape[1:]))
+    return jacobian_passes.sizing(model, params, shapes)
+
+
+def pull_back_fast(model, params, caches, Z, cot, target, first=0, compact=False):
+    """``pull_back`` with the top dense layer's saving, to the input of body layer ``first``: (N, r', *shape).
+
+    The same numbers as ``pull_back`` for ``first=0``, ``compact=False``. The top dense layer's jtp is
+    ``jacobian_passes.top_dense_jtp`` (an elementwise product for identity rows); ``compact``: drop identity rows
+    that it maps to zero; the rows then no longer correspond to output coordinates, only their sum of squares is
+    kept (for ``sq_norms``). ``first=1``: stop before the first layer (the Gram route).
+    """
+    xp = get_xp(Z)
+    N = Z.shape[0]
+    kind, V, all_rows = at_embedding(model, params, cot, target, Z.dtype, xp)
+    top = len(model.layers) - 1
+    if top >= first and model.layers[top].kind == "dense":  # its jtp, by an elementwise product for rows
+        T = jacobian_passes.top_dense_jtp(kind, V, all_rows, params[top][0], caches[top], N, compact)
+        top -= 1
+    else:  # the cotangents at the embedding itself, one set per sample
+        T = V if kind == "per_sample" else jacobian_passes.per_sample(ops.reshape(V, (1,) + tuple(V.shape)), N, xp)
+    for i in range(top, first - 1, -1):
+        T = model.layers[i].jtp(params[i], caches[i], T)
+    if first == 0:
+        T = ops.reshape(T, (N, T.shape[1], model.input_dim))
+    return T
+
+
 def sq_norms(model, params, Z, caches, cot, target, gram=True, per_row=False):
     """Per-sample squared norms ||u^T J_n||^2 of the cotangents ``cot``: (N,) summed over them, or (N, r) with per_row.
 
@@ -176,9 +203,9 @@ def sq_norms(model, params, Z, caches, cot, target, gram=True, per_row=False):
     rows of inactive top units dropped unless ``per_row``.
     """
     if gram and jacobian_passes.dense_gram_applies(model, params):
-        T = pull_back(model, params, caches, Z, cot, target, first=1, compact=not per_row)  # (N, r, h)
+        T = pull_back_fast(model, params, caches, Z, cot, target, first=1, compact=not per_row)  # (N, r, h)
         return jacobian_passes.gram_sq_norms(model.layers[0], params[0], caches[0], T, per_row)
-    J = pull_back(model, params, caches, Z, cot, target, first=0, compact=not per_row)  # (N, r, D)
+    J = pull_back_fast(model, params, caches, Z, cot, target, first=0, compact=not per_row)  # (N, r, D)
     return ops.sum(J * J, axis=2 if per_row else (1, 2))
 
 
@@ -197,7 +224,7 @@ def batched_sq_norms(model, params, Xc, cot, target, chunk=None, batch_size=None
     if N < 1:
         raise ValueError("X must hold at least one sample; got an empty batch")
     on_host = not is_device_array(params[-1][0])
-    sizing = forward(model, params, Xc[:1])[2]
+    sizing = pass_sizing(model, params, Xc)
     n_per, c = jacobian_passes.plan(params, N, r, sizing, chunk, batch_size)
     perm = None
     if cot.kind == "rows" and not per_row and target == "embed" and N > n_per > 1:
@@ -208,7 +235,7 @@ def batched_sq_norms(model, params, Xc, cot, target, chunk=None, batch_size=None
 
     def one_batch(bounds):
         s, e = bounds
-        Z, caches, _ = forward(model, params, Xc if (s, e) == (0, N) else Xc[s:e])
+        Z, caches = forward(model, params, Xc if (s, e) == (0, N) else Xc[s:e])
         parts = [sq_norms(model, params, Z, caches, cot.select(a, b, slice(s, e)), target, gram, per_row)
                  for a, b in jacobian_passes.ranges(r, c)]
         if per_row:
@@ -234,13 +261,13 @@ def jacobian_blocks(model, params, Xc, target, chunk=None, batch_size=None):
     batch_size = checks.integer("batch_size", batch_size, allow_none=True)
     q = output_dim(model, target)
     N = Xc.shape[0]
-    sizing = forward(model, params, Xc[:1])[2]
+    sizing = pass_sizing(model, params, Xc)
     n_per, c = jacobian_passes.plan(params, N, q, sizing, chunk, batch_size)
     rows = Cotangents.rows(onp.arange(q))
     for s, e in jacobian_passes.ranges(N, n_per):
-        Z, caches, _ = forward(model, params, Xc[s:e])
+        Z, caches = forward(model, params, Xc[s:e])
         for a, b in jacobian_passes.ranges(q, c):
-            yield pull_back(model, params, caches, Z, rows.select(a, b), target, first=0)
+            yield pull_back_fast(model, params, caches, Z, rows.select(a, b), target)
 
 
 def jacobian_sq_norms(model, params, X, *, target="embed", chunk=None, batch_size=None, gram=True):

@@ -33,8 +33,9 @@ class Layer:
 
     Optional fields, read by the input-Jacobian engine and by ``Serial.forward`` (defaults: none):
 
-    - ``kind``: "dense", "conv", "pool" or "residual" ("" for the rest). ``jacobians`` pulls identity rows
-      through a top "dense" layer without a GEMM, and sizes its passes by the "conv" and "residual" layers;
+    - ``kind``: "dense", "conv", "pool" or "residual" ("" for the rest). the fast Jacobian route pulls identity
+      rows through a top "dense" layer without a GEMM (``jacobian_passes.top_dense_jtp``) and sizes its passes
+      by the "conv" and "residual" layers (``jacobian_passes.sizing``);
     - ``pre_linear_jtp(params, cache, T)``: a dense layer's jtp up to its weight matrix, the activation part
       alone (the first-layer Gram route of ``jacobian_passes``);
     - ``forward_pool(params, x, size)``: ``forward`` of this convolution and of a ``MaxPool(size)`` after it, as one

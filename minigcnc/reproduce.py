@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .checks import write_atomically
 from .experiments.cache import versions
 from .experiments.claims import claim_table
+from .experiments.cli import Interrupted
 from .experiments.config import SCALES
 from .registry import FIGURES, figure_module
 
@@ -72,6 +73,8 @@ def run_figure(name, args):
     t0 = time.time()
     try:
         result = figure_module(module).main(argv)
+    except Interrupted:  # Ctrl-C, SIGTERM or SIGHUP: the whole command stops, not only this figure
+        raise
     except (Exception, SystemExit) as e:  # a figure's SystemExit carries its one-line message
         entry["error"] = (str(e) or type(e).__name__) if isinstance(e, SystemExit) else traceback.format_exc(limit=3)
         result = None

@@ -12,7 +12,7 @@ draws) as one that never stopped. Bad arguments, non-finite inputs included, rai
 non-finite objective during training stops the run and is reported (``FitResult.diverged``); it never raises,
 so a sweep goes on.
 
-The step itself is ``value, g = loss_and_grad(params, X_b, y_b)`` (autograd) and ``theta <- theta - lr * g``
+The step itself is ``value, g = loss_and_grad(params, X_b, y_b, step)`` (autograd) and ``theta <- theta - lr * g``
 (with momentum, ``v``); ``minigcnc.fast_step`` computes both bit for bit as autograd and those expressions do,
 only faster (speed code: per-leaf gradients, in-place updates, malloc tuning). The loss is the model's fused
 route (``model.loss(..., fused=True)``, one autograd node per layer, ``minigcnc.fused``); ``fit(...,
@@ -154,7 +154,8 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     ``penalty.takes_step`` is True it is called as ``penalty(params, X_b, y_b, step=step)`` with the training
     step (1 .. steps), so a stochastic penalty (``gc.make_gc_penalty(method="hutchinson")``) draws by step and
     a resumed run stays exact.
-    ``on_eval(step, params) -> dict`` is called at step 0, every ``eval_every`` steps and at the end; its
+    ``on_eval(step, params) -> dict`` is called at step 0, every ``eval_every`` steps and at the end (not
+    after a divergence); its
     dicts (with ``step`` added) form ``history``. ``checkpoint``: a ``.npz`` path written atomically every
     ``checkpoint_every`` steps (default: at each evaluation) and at the end; if it exists, training resumes
     from it with the same batches and momentum.
@@ -162,7 +163,9 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     Every argument is checked before the first step: a NaN or inf in ``X`` raises ValueError (checked once on
     the whole array, on its own device). Divergence: the run stops, with ``diverged=True`` and a message naming
     the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
-    the first step's (ReLU nets often blow up to huge but finite losses instead of NaN). ``fused``: the loss by
+    the first step's (at least 1e-3; ReLU nets often blow up to huge but finite losses instead of NaN);
+    ``divergence_factor=0`` or None checks only for non-finite values. ``FitResult.step`` is then the last
+    step whose update was applied. ``fused``: the loss by
     the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off). ``params``
     must have the shapes ``model.init`` makes (a ValueError otherwise).
 
@@ -250,7 +253,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
                     diverged = True
                     message = (f"diverged at step {step}: loss {loss:.4g} (first {first_loss:.4g}) with lr={lr}, batch_size={batch_size}, l2={l2}, "
                                f"momentum={momentum}, seed={seed}; try a smaller lr")
-                    step -= 1
+                    step -= 1  # this step's update is not applied: the run ends at the step before
                     break
                 losses.append(loss)
                 # theta <- theta - lr * g  (momentum: v <- momentum * v + g; theta <- theta - lr * v)

@@ -32,7 +32,7 @@ def test_run_passes_keeps_the_order_of_the_tasks_with_threads(monkeypatch):
 # ---- the top dense layer and row compaction --------------------------------------------------------------------
 def test_rows_of_inactive_top_relu_units_are_dropped_and_the_norms_stay_exact():
     m, P, X = build("mlp-relu")
-    Z, caches, _ = jacobians.forward(m, P, X)
+    Z, caches = jacobians.forward(m, P, X)
     d = caches[-1]  # (N, p) ReLU derivative of the embedding layer
     assert 0 < d.sum() < d.size  # some units inactive, some active
     W = P[-2][0]
@@ -43,7 +43,7 @@ def test_rows_of_inactive_top_relu_units_are_dropped_and_the_norms_stay_exact():
     assert jacobian_passes.compact_rows(W.T.copy(), np.ones_like(d), np) is None  # nothing to drop
     # through the public pull-back: fewer rows, the same squared norms as the reference
     rows = Cotangents.rows(np.arange(m.embed_dim))
-    Jc = jacobians.pull_back(m, P, caches, Z, rows, "embed", compact=True)
+    Jc = jacobians.pull_back_fast(m, P, caches, Z, rows, "embed", compact=True)
     assert Jc.shape[1] < m.embed_dim
     np.testing.assert_allclose((Jc ** 2).sum(axis=(1, 2)), (reference_jacobian(m, P, X) ** 2).sum(axis=(1, 2)),
                                rtol=1e-12)
@@ -51,7 +51,7 @@ def test_rows_of_inactive_top_relu_units_are_dropped_and_the_norms_stay_exact():
 
 def test_the_top_dense_jtp_of_identity_rows_is_the_layers_own_jtp():
     m, P, X = build("mlp-tanh")
-    _, caches, _ = jacobians.forward(m, P, X)
+    _, caches = jacobians.forward(m, P, X)
     layer, W, d = m.layers[-1], P[-2][0], caches[-1]
     E = np.eye(m.embed_dim)[[0, 2]]  # rows 0 and 2 of the identity
     T = jacobian_passes.top_dense_jtp("rows", E, False, W, d, len(X), compact=False)
@@ -87,9 +87,9 @@ def test_the_gram_route_is_taken_when_the_first_dense_layer_is_narrower_than_the
 
 def test_gram_sq_norms_are_the_squared_norms_of_the_rows_pulled_through_the_first_layer():
     m, P, X = build("mlp-relu")
-    Z, caches, _ = jacobians.forward(m, P, X)
+    Z, caches = jacobians.forward(m, P, X)
     rows = Cotangents.rows(np.arange(m.embed_dim))
-    T = jacobians.pull_back(m, P, caches, Z, rows, "embed", first=1)  # (N, p, h)
+    T = jacobians.pull_back_fast(m, P, caches, Z, rows, "embed", first=1)  # (N, p, h)
     J = jacobians.pull_back(m, P, caches, Z, rows, "embed")  # (N, p, D)
     per_row = jacobian_passes.gram_sq_norms(m.layers[0], P[0], caches[0], T, per_row=True)
     np.testing.assert_allclose(per_row, (J ** 2).sum(axis=2), rtol=1e-12)
@@ -126,4 +126,4 @@ def test_sizing_takes_the_widest_activation_or_patch_matrix():
     m, P, _ = build("mlp-tanh")  # 5 -> 7 -> 4
     assert jacobian_passes.sizing(m, P, [(5,), (7,), (4,)]) == (7, False)
     mr, Pr, Xr = build("resnet18")  # a residual block counts 9 x its output (the first: 4 x 8 x 8)
-    assert jacobians.forward(mr, Pr, Xr)[2] == (9 * 4 * 8 * 8, True)
+    assert jacobians.pass_sizing(mr, Pr, Xr) == (9 * 4 * 8 * 8, True)

@@ -49,7 +49,7 @@ def test_shared_and_per_sample_cotangents_give_the_norms_of_v_times_j(cot):
     J = reference_jacobian(m, P, X)  # (N, p, D)
     V = rng.standard_normal((2, m.embed_dim)) if cot == "shared" else rng.standard_normal((3, 2, m.embed_dim))
     VJ = np.einsum("rp,npd->nrd", V, J) if cot == "shared" else np.einsum("nrp,npd->nrd", V, J)
-    Z, caches, _ = jacobians.forward(m, P, X)
+    Z, caches = jacobians.forward(m, P, X)
     for gram in (True, False):
         per_row = jacobians.sq_norms(m, P, Z, caches, jacobians.Cotangents(cot, V), "embed", gram=gram, per_row=True)
         np.testing.assert_allclose(per_row, (VJ ** 2).sum(axis=2), rtol=1e-12)
@@ -77,14 +77,28 @@ def test_jacobian_blocks_tile_every_sample_and_output_row():
     assert rel_err(J, reference_jacobian(m, P, X, "logits")) < 1e-8
 
 
-def test_forward_sizes_a_pass_by_the_widest_array_of_the_backward_pass():
+def test_pass_sizing_is_the_widest_array_of_the_backward_pass():
     m, P, X = build("mlp-tanh")
-    Z, caches, (width, conv) = jacobians.forward(m, P, X)
+    Z, caches = jacobians.forward(m, P, X)
     assert Z.shape == (3, m.embed_dim) and len(caches) == len(m.layers)
-    assert (width, conv) == (7, False)  # the widest activation: the 7 hidden units
+    assert jacobians.pass_sizing(m, P, m.check_input(X)) == (7, False)  # the widest activation: 7 hidden units
     mc, Pc, Xc = build("convnet")  # conv 1 -> 3 channels at 8x8, pool, conv 3 -> 4 at 4x4, dense 5
-    _, _, sizing = jacobians.forward(mc, Pc, Xc)
-    assert sizing == (8 * 8 * 1 * 3 * 3, True)  # the first conv's patch matrix: 64 positions x C k k = 9
+    assert jacobians.pass_sizing(mc, Pc, mc.check_input(Xc)) == (8 * 8 * 1 * 3 * 3, True)  # the first conv's patches
+
+
+@pytest.mark.parametrize("kind", ["mlp-relu", "mlp-tanh", "convnet"])
+@pytest.mark.parametrize("target", ["embed", "logits"])
+def test_the_plain_pull_back_equals_the_fast_one_bit_for_bit(kind, target):
+    """The definition (every layer's jtp) and the route with the top dense layer's elementwise saving."""
+    m, P, X = build(kind)
+    Z, caches = jacobians.forward(m, P, X)
+    q = jacobians.output_dim(m, target)
+    for cot in (jacobians.Cotangents.rows(np.arange(q)), jacobians.Cotangents.rows([q - 1, 0]),
+                jacobians.Cotangents.shared(np.random.default_rng(1).standard_normal((2, q)))):
+        plain = jacobians.pull_back(m, P, caches, Z, cot, target)
+        np.testing.assert_array_equal(plain, jacobians.pull_back_fast(m, P, caches, Z, cot, target))
+        assert rel_err(plain, np.einsum("rq,nqd->nrd", cot.values if cot.kind == "shared" else np.eye(q)[cot.values],
+                                        reference_jacobian(m, P, X, target))) < 1e-8
 
 
 # ---- bad inputs ------------------------------------------------------------------------------------------------

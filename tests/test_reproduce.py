@@ -52,6 +52,24 @@ def test_a_failing_figure_is_reported_and_the_others_still_run(tmp_path, monkeyp
     assert "| figure2 |" in report and "error: figure2: a dataset file is missing" in report
 
 
+def test_an_interrupted_figure_stops_reproduce_instead_of_going_on_to_the_next(tmp_path, monkeypatch):
+    """Ctrl-C, SIGTERM or SIGHUP in a figure's sweep (``cli.Interrupted``) ends the whole command."""
+    import minigcnc.figure2 as figure2
+    import minigcnc.figure3 as figure3
+    from minigcnc.experiments.cli import Interrupted
+
+    def stopped(argv):
+        raise Interrupted("figure2: stopped; 3 of 5 runs kept")
+
+    ran = []
+    monkeypatch.setattr(figure2, "main", stopped)
+    monkeypatch.setattr(figure3, "main", lambda argv: ran.append(argv))
+    with pytest.raises(SystemExit, match="figure2: stopped; 3 of 5 runs kept"):
+        reproduce.main(["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--only", "figure2", "figure3",
+                        "--quiet"])
+    assert ran == []
+
+
 def test_reproduce_lists_every_figure_and_refuses_unknown_names(capsys):
     assert list(FIGURES) == ["figure3", "figure2", "figure1", "figure_gc_regularization", "figure4",
                              "figure4_digits", "figure_mnist"]

@@ -7,7 +7,7 @@ standardized, with a small jitter; random inputs if it cannot be loaded), random
 
 Methods, all measured in the same process:
 
-(a) ``gc.jacobian_sq_norms``: batched backward propagation of the identity with jacobians.py's exact savings (top
+(a) ``gc.jacobian_sq_norms``: batched backward propagation of the identity with jacobian_passes.py's exact savings (top
     dense layer without GEMM, rows of inactive top units dropped, first-layer Gram), in cache-sized passes
     run by parallel threads;
 (b) autograd ``make_vjp`` of the batched embedding with one one-hot cotangent per output coordinate

@@ -119,7 +119,7 @@ def relative_difference(a, b):
 
 def gc_plan(model, params, X, N, chunk=None, batch_size=None):
     """The engine's (samples per pass, rows per pass, per-row width) for N inputs like X (``jacobian_passes.plan``)."""
-    sizing = jacobians.forward(model, params, X[:1])[2]  # (per-sample width, whether it has convolutions)
+    sizing = jacobians.pass_sizing(model, params, X)  # (per-sample width, whether it has convolutions)
     n, c = jacobian_passes.plan(params, N, model.embed_dim, sizing, chunk, batch_size)
     return n, c, sizing[0]
 

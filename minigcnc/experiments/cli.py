@@ -27,6 +27,11 @@ from .config import SCALES, check_config, check_configs  # noqa: F401 - check_co
 DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them
 
 
+class Interrupted(SystemExit):
+    """A sweep stopped by Ctrl-C, SIGTERM or SIGHUP: the command ends with what was kept (``reproduce`` stops
+    too, rather than going on to the next figure)."""
+
+
 def figure_parser(prog, description, epilog=None):
     """argparse parser with the options every ``python -m minigcnc.figureN`` takes; ``epilog``: the last lines of
     ``--help`` (a figure's runs at every scale, ``driver.runs_epilog``)."""
@@ -130,7 +135,7 @@ def run_sweep(name, args, configs):
             raise SystemExit(f"{name}: {e}") from None
         raise
     except KeyboardInterrupt:
-        raise SystemExit("\n" + interrupted_message(name, configs, cache)) from None
+        raise Interrupted("\n" + interrupted_message(name, configs, cache)) from None
 
 
 def interrupted_message(name, configs, cache):
