@@ -154,8 +154,8 @@ def input_jacobian(model, params, X, *, target="embed", chunk=None):
     Xc = checks.finite(model.check_input(X), "X")
     Z, caches = forward(model, params, Xc)
     rows = Cotangents.rows(onp.arange(q))
-    parts = [pull_back(model, params, caches, Z, rows.select(a, b), target)
-             for a, b in jacobian_passes.ranges(q, chunk or q)]
+    step = chunk or q  # output rows per pull-back
+    parts = [pull_back(model, params, caches, Z, rows.select(a, min(a + step, q)), target) for a in range(0, q, step)]
     return parts[0] if len(parts) == 1 else get_xp(Z).concatenate(parts, axis=1)
 
 

@@ -10,7 +10,9 @@
 - every module has a test file ``tests/test_<module>.py`` (or an entry with its reason in ``NO_TEST_FILE``);
 - one atomic writer (``checks.write_atomically``), one rng coercer (``checks.as_rng``);
 - each test file mirrors one module or one figure; no test asserts a wall-clock time;
-- the public names of ``minigcnc`` are importable, listed by ``dir``, and submodules are attributes.
+- the public names of ``minigcnc`` are importable, listed by ``dir``, and submodules are attributes;
+- the teaching path is free of speed code: ``ops`` imports no speed module, and the definitions
+  (``DEFINITIONS``) name none (``SPEED_MODULES``: fused kernels, the fast SGD step, the Jacobian passes).
 
 Every file is read and parsed once per session (``modules``); the rules walk the parsed trees.
 """
@@ -160,6 +162,30 @@ def test_the_core_imports_nothing_from_the_engine_the_figures_the_benchmarks_or_
            for target, line in edges.items() if above_the_core(target)]
     assert not bad, ("the core library must not import the engine (minigcnc.experiments), a figure, the benchmarks "
                      f"or reproduce; move the shared code down into the core: {bad}")
+
+
+SPEED_MODULES = ("fused", "fast_step", "jacobian_passes")
+# module -> its functions that state a definition, to be read without any speed module
+DEFINITIONS = {
+    "minigcnc.jacobians": ("forward", "at_embedding", "pull_back", "input_jacobian"),
+    "minigcnc.gc": ("reference_gc",),
+    "minigcnc.train": ("l2_term", "batch_indices"),
+}
+
+
+def test_the_teaching_path_names_no_speed_module():
+    graph = import_graph()
+    speed = {f"minigcnc.{m}" for m in SPEED_MODULES}
+    assert speed <= set(graph) and not speed & set(graph["minigcnc.ops"]), "ops.py must not import a speed module"
+    bad = []
+    for module, functions in DEFINITIONS.items():
+        tree = modules()[module][1]
+        found = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert set(functions) <= set(found), f"{module}: {set(functions) - set(found)} not found"
+        for name in functions:
+            used = {n.id for n in ast.walk(found[name]) if isinstance(n, ast.Name)}
+            bad += [f"{module}.{name} uses {m}" for m in SPEED_MODULES if m in used]
+    assert not bad, f"a definition must read without the speed modules ({', '.join(SPEED_MODULES)}): {bad}"
 
 
 def test_the_engine_imports_no_figure_module():
