@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..checks import write_atomically
 from .cache import default_cache_dir, load_run, run_key, run_path, versions, write_json
-from .config import SCALES, check_config, check_configs  # noqa: F401 - check_config is part of this module's interface
+from .config import SCALES, check_configs
 
 DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them
 
