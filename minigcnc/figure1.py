@@ -27,27 +27,22 @@ The runs and grids of each scale: the last lines of ``--help``. Why these grids:
 import time
 
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
-from .experiments.config import scale_base, with_options
+from .experiments.config import with_options
 from .experiments.driver import (claims_of_sweeps, cross_run_claims, dataset_and_model_options, draw_cross_run,
                                  draw_sweeps, model_title, print_finals, runs_epilog, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
+from .experiments.presets import SWEEP_GRIDS, sweep_base
 
 NAME = "figure1"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
-GRIDS = {  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
-    "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
-    "laptop": {"lr": (0.05, 0.1, 0.2, 0.3, 0.4), "batch_size": (512, 256, 128, 64, 32),
-               "l2": (0.0, 1e-4, 5e-4, 1e-3, 5e-3)},
-    "paper": {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
-              "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)},
-}
+GRIDS = SWEEP_GRIDS  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
 PREDICTORS = (("gc", "GC"), ("gcol", "GCol"))  # what each sweep's claims set against the final NC
 
 
 def scale_setup(scale, *, seeds=None, backend=None, data_root=None, dataset=None, model=None):
-    """(base RunConfig, {field: values in sweep order}, seeds) of Figure 1 at ``scale``: the scale's base run, with
+    """(base RunConfig, {field: values in sweep order}, seeds) of Figure 1 at ``scale``: ``presets.sweep_base``, with
     the command line's backend, data root and (``dataset``, ``model``) in place of the scale's."""
-    base = with_options(scale_base(scale), scale, backend, data_root, dataset, model)
+    base = with_options(sweep_base(scale), scale, backend, data_root, dataset, model)
     return base, GRIDS[scale], list(range(seeds or SEEDS[scale]))
 
 

@@ -1,18 +1,36 @@
 """Runs that more than one figure trains, declared once (a figure never imports another figure).
 
-- ``training_run(scale)``: the run of Figure 3 (and, with its estimators recorded, of Figure 2).
+- ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
+- ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
+  moment bounds (``measure.moment_bounds``) at every evaluation. Figure 3 trains the learning-rate and
+  batch-size sweeps of the same grids, so ``python -m minigcnc.reproduce`` trains those runs once for both.
 
 Not part of the code hash (``cache.NOT_RESULT_MODULES``): a preset only fills in a ``RunConfig``, and every
 field of a config is part of its own cache key.
 """
 from .config import scale_base
 
+MOMENT_EXTRAS = ("moment_bounds",)  # the extra metric group of the sharp and GC-form moment bounds
+SWEEP_GRIDS = {  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
+    "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
+    "laptop": {"lr": (0.05, 0.1, 0.2, 0.3, 0.4), "batch_size": (512, 256, 128, 64, 32),
+               "l2": (0.0, 1e-4, 5e-4, 1e-3, 5e-3)},
+    "paper": {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
+              "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)},
+}
+
 
 def training_run(scale):
-    """The training run of Figures 2 and 3 at ``scale``: the scale's base run, longer and evaluated more often
+    """The training run of Figure 2 at ``scale``: the scale's base run, longer and evaluated more often
     at laptop scale (3,000 steps, every 150), 300 steps at tiny scale, lr 0.01 and batch 128 at paper scale."""
     if scale == "tiny":
         return scale_base("tiny", steps=300)
     if scale == "laptop":
         return scale_base("laptop", steps=3000, eval_every=150)
     return scale_base("paper", lr=0.01, batch_size=128)
+
+
+def sweep_base(scale, **changes):
+    """The base run of Figure 1's sweeps (and of Figure 3's configs) at ``scale``: the scale's base run with the
+    moment bounds recorded (``MOMENT_EXTRAS``), and ``changes``."""
+    return scale_base(scale, extras=MOMENT_EXTRAS, **changes)
