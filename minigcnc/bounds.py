@@ -39,15 +39,40 @@ from .classes import (
 )
 from .collapse import cdnv, class_means, geometric_collapse
 
-KINDS = ("markov", "directional")
+KINDS = ("markov", "directional", "sharp")
 
 
 @dataclass(frozen=True)
 class BoundResult:
-    """A bound: its ``value`` (float) and the (k, k) host array ``pair_terms`` it is made of (diagonal 0)."""
+    """A bound: its ``value`` (float), the (k, k) host array ``pair_terms`` it is made of (diagonal 0), and for
+    the NCC error bounds ``class_terms`` (k,), the bound on ``P(error | class i)`` of each class.
+
+    For the union bounds (markov, directional, their GC forms) ``class_terms[i] = k sum_j pair_terms[i, j]``
+    (uncapped, so ``value == class_terms.mean()`` up to rounding); ``capped(result)`` caps each at 1. For the
+    sharp bound ``class_terms`` is the per-class SDP value (already in [0, 1]) and ``pair_terms`` is None.
+    The NC / CDNV bounds have ``class_terms=None``.
+    """
 
     value: float
     pair_terms: onp.ndarray
+    class_terms: onp.ndarray = None
+
+
+def capped(result):
+    """Return the capped union bound ``(1/k) sum_i min(1, class_terms_i)`` as a BoundResult.
+
+    A probability is at most 1, so each class's union bound ``sum_{j != i} term_ij`` (a bound on
+    ``P(error | class i)``) can be replaced by ``min(1, .)`` before the average over classes: still a valid bound
+    on the class-averaged NCC error, and never vacuous (at most 1). The result keeps ``pair_terms`` and carries the
+    capped ``class_terms``. ``result``: a BoundResult of an NCC error bound (one with ``class_terms``).
+    """
+    if not isinstance(result, BoundResult):
+        raise TypeError(f"result must be a BoundResult of an NCC error bound; got {type(result).__name__}")
+    if result.class_terms is None:
+        raise ValueError("result has no class_terms (an NC / CDNV bound is not a bound on an error probability); "
+                         "capped takes the result of ncc_error_bound or ncc_error_bound_gc / _directional_gc")
+    c = onp.minimum(1.0, onp.asarray(result.class_terms, dtype=onp.float64))
+    return BoundResult(value=float(c.mean()), pair_terms=result.pair_terms, class_terms=c)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -130,6 +155,10 @@ def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
 
     - ``kind="markov"``: Markov on ||z - mu_i||^2 gives
       ``(4/k) sum_i sum_{j!=i} Var_i / d_ij^2`` (= 4 (k-1) NC when ``means`` is None);
+    - ``kind="sharp"``: per class the generalized Chebyshev bound, the least upper bound on ``P(z not in C_i)``
+      over every distribution with class i's mean m_i and covariance Sigma_i (see ``ncc_error_bound_sharp_from_moments``;
+      ddof 0, as the directional bound's ``s_ij^2``), averaged over the classes; never above the capped
+      directional bound, which uses less of the same moments. ``pair_terms`` is None.
     - ``kind="directional"``: Cantelli (one-sided Chebyshev) on the projection, ``P(X - m >= t - m) <=
       s^2 / (s^2 + (t - m)^2)`` for t > m (else 1), gives ``(1/k) sum_i sum_{j!=i} s_ij^2 / (s_ij^2 + (d_ij/2 - m_ij)^2)``
       with ``s_ij^2 = u^T Sigma_i u``, ``m_ij = E (z - mu_i).u``; when ``means`` is None, m = 0 and this is
@@ -160,6 +189,12 @@ def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
         counts = xp.asarray(classes.counts.astype(onp.float64))
     d2 = pairwise_sq_dists(means)
     check_distinct(d2, means, "ncc_error_bound", labels=classes.labels)
+    if kind == "sharp":
+        mu = to_numpy(means)
+        Zh, idx = to_numpy(Z), classes.index
+        test_means = onp.stack([Zh[idx == c].mean(axis=0) for c in range(classes.k)])  # (k, p)
+        covs = onp.stack([_cov0(Zh[idx == c]) for c in range(classes.k)])  # (k, p, p), ddof 0
+        return _sharp(test_means, covs, mu, "ncc_error_bound")
     if kind == "markov":
         terms = _markov_terms(xp, centred, hot, counts, d2)
     else:
@@ -172,10 +207,12 @@ def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
 # ----------------------------------------------------------------------------------------------------------
 
 def _result(terms, total):
-    """BoundResult with host pair terms; value = their sum (total) or their mean over pairs i < j."""
+    """BoundResult with host pair terms; value = their sum (total: an NCC bound, class_terms = k x row sums) or
+    their mean over pairs i < j (an NC bound, no class terms)."""
     host = to_numpy(terms)
-    value = float(host.sum()) if total else pair_mean(terms)
-    return BoundResult(value=value, pair_terms=host)
+    if total:
+        return BoundResult(value=float(host.sum()), pair_terms=host, class_terms=host.sum(axis=1) * host.shape[0])
+    return BoundResult(value=pair_mean(terms), pair_terms=host)
 
 
 def _as_rho(rho, k, xp, what):
@@ -324,3 +361,256 @@ def poincare_margins(class_gc, variances, rho):
     r = onp.broadcast_to(onp.asarray(to_numpy(rho), dtype=float), gc.shape)
     with onp.errstate(divide="ignore", invalid="ignore"):
         return onp.where(var > 0, r * gc / onp.where(var > 0, var, 1.0), onp.inf)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The sharp moment bound: generalized Chebyshev by semidefinite programming
+# ----------------------------------------------------------------------------------------------------------
+SHARP_RANK_RTOL = 1e-9  # singular values below this times the largest count as 0 (span of mu_j - mu_i, range of S)
+SHARP_SOLVERS = ("CLARABEL", "SCS")  # tried in this order; the first that reports an optimal solution is used
+_SHARP_PROBLEMS = {}  # (halfspaces m, dimension r) -> the compiled DPP problem, built once per process
+_INSTALLED = None  # cvxpy.installed_solvers(), looked up once
+
+
+def _cov0(A):
+    """Covariance with ddof 0 of the rows of A (n, p): (1/n) sum (a - mean)(a - mean)^T, float64."""
+    A = onp.asarray(A, dtype=onp.float64)
+    C = A - A.mean(axis=0)
+    return C.T @ C / A.shape[0]
+
+
+def _sharp_problem(m, r):
+    """The parametrized SDP for m halfspaces ``c_j^T u >= d_j`` (unit c_j, d_j > 0) of a zero-mean, identity-covariance u
+    in R^r: maximize sum_j lambda_j s.t. c_j^T z_j >= d_j lambda_j, P_j = [[Z_j, z_j], [z_j^T, lambda_j]] PSD,
+    sum_j P_j <= I (PSD order). Compiled once per (m, r) (cvxpy DPP), re-solved with new parameters."""
+    key = (m, r)
+    if key not in _SHARP_PROBLEMS:
+        import cvxpy as cp
+
+        C = cp.Parameter((m, r), name="C")
+        d = cp.Parameter(m, nonneg=True, name="d")
+        blocks = [cp.Variable((r + 1, r + 1), PSD=True) for _ in range(m)]
+        cons = [C[j] @ blocks[j][:r, r] >= d[j] * blocks[j][r, r] for j in range(m)]
+        cons.append(onp.eye(r + 1) - sum(blocks) >> 0)
+        prob = cp.Problem(cp.Maximize(sum(B[r, r] for B in blocks)), cons)
+        _SHARP_PROBLEMS[key] = (prob, C, d, blocks)
+    return _SHARP_PROBLEMS[key]
+
+
+def _solve_sharp(C, d, what):
+    """Solve the SDP of ``_sharp_problem`` for C (m, r), d (m,): (value, lambdas (m,), z (m, r))."""
+    import cvxpy as cp
+
+    m, r = C.shape
+    prob, Cp, dp, blocks = _sharp_problem(m, r)
+    Cp.value, dp.value = C, d
+    global _INSTALLED
+    if _INSTALLED is None:
+        _INSTALLED = frozenset(cp.installed_solvers())
+    errors = []
+    for solver in SHARP_SOLVERS:
+        if solver not in _INSTALLED:
+            errors.append(f"{solver}: not installed")
+            continue
+        try:
+            prob.solve(solver=solver)
+        except cp.error.SolverError as e:
+            errors.append(f"{solver}: {e}")
+            continue
+        if prob.status == cp.OPTIMAL and prob.value is not None and onp.isfinite(prob.value):
+            lam = onp.array([B.value[r, r] for B in blocks])
+            z = onp.stack([B.value[:r, r] for B in blocks])
+            return float(prob.value), lam, z
+        errors.append(f"{solver}: status {prob.status}")
+    raise ValueError(f"{what}: the sharp-bound SDP ({m} halfspaces in {r} dimensions) was not solved "
+                     f"({'; '.join(errors)}); install clarabel (pip install clarabel) or use kind='directional'")
+
+
+def _reduce_class(i, test_mean, cov, means):
+    """The problem of class i in whitened coordinates: (C (m, r) unit rows, d (m,), G (p, r), trivially_one).
+
+    The event ``z not in C_i`` is ``a_j^T z >= b_j`` for some j != i with ``a_j = 2 (mu_j - mu_i)``,
+    ``b_j = ||mu_j||^2 - ||mu_i||^2``. It depends on z through ``w = Q^T z`` only (Q: orthonormal basis of the
+    span of the a_j), and ``w - E w`` lies in the range of ``S_w = Q^T S Q`` almost surely: with
+    ``S_w = U diag(e) U^T`` (e > tolerance) and ``u = diag(e)^(-1/2) U^T (w - E w)`` (mean 0, covariance I),
+    ``a_j^T z >= b_j`` iff ``c_j^T u >= d_j`` with ``c_j = diag(e)^(1/2) U^T Q^T a_j`` and ``d_j = b_j - a_j^T m``,
+    both divided by ``||c_j||``. A halfspace with ``c_j = 0`` is either never entered (d_j > 0: dropped) or
+    entered surely (d_j <= 0); any ``d_j <= 0`` makes the bound 1 (sharp: Cantelli at a non-positive gap).
+    ``G = S Q U diag(e)^(-1/2)`` maps u back to z (``E[z u^T] = G``) for the worst-case distribution.
+    """
+    k = means.shape[0]
+    others = [j for j in range(k) if j != i]
+    A = 2.0 * (means[others] - means[i])  # (k-1, p)
+    b = onp.sum(means[others] ** 2, axis=1) - onp.sum(means[i] ** 2)
+    dgap = b - A @ test_mean  # (k-1,)
+    _, sv, Vt = onp.linalg.svd(A, full_matrices=False)
+    Q = Vt[sv > SHARP_RANK_RTOL * sv[0]].T  # (p, q): the span of the a_j
+    Sw = Q.T @ cov @ Q
+    e, U = onp.linalg.eigh((Sw + Sw.T) / 2)
+    keep = e > SHARP_RANK_RTOL * max(e[-1], 0.0) if e[-1] > 0 else onp.zeros(e.shape, bool)
+    e, U = e[keep], U[:, keep]
+    Cfull = (A @ Q @ U) * onp.sqrt(e)  # (k-1, r): c_j = diag(e)^(1/2) U^T Q^T a_j
+    norms = onp.linalg.norm(Cfull, axis=1)
+    scale = onp.linalg.norm(A @ Q, axis=1) * onp.sqrt(e[-1]) if e.size else onp.zeros(len(others))
+    moving = norms > SHARP_RANK_RTOL * onp.maximum(scale, 1e-300)
+    if onp.any(dgap <= 0):  # the test mean is on or beyond a boundary of the cell
+        return None, None, None, True, None
+    G = cov @ Q @ U / onp.sqrt(e) if e.size else onp.zeros((means.shape[1], 0))
+    C = Cfull[moving] / norms[moving, None]
+    d = dgap[moving] / norms[moving]
+    return C, d, G, False, onp.asarray(others)[moving]
+
+
+def _sharp_class(i, test_mean, cov, means, what, worst=False):
+    """The sharp bound of class i (float), or with ``worst`` also the solution in z coordinates."""
+    red = _reduce_class(i, test_mean, cov, means)
+    if red[3]:
+        return (1.0, None) if worst else 1.0
+    C, d, G, _, halfspaces = red
+    if C.shape[0] == 0:  # no halfspace can be entered: the class's mass never leaves its cell
+        return (0.0, (onp.zeros(0), onp.zeros((0, means.shape[1])), halfspaces)) if worst else 0.0
+    value, lam, z = _solve_sharp(C, d, what)
+    value = float(onp.clip(value, 0.0, 1.0))
+    if not worst:
+        return value
+    lam = onp.clip(lam, 0.0, None)
+    with onp.errstate(divide="ignore", invalid="ignore"):
+        atoms = test_mean[None, :] + (z / onp.where(lam > 0, lam, 1.0)[:, None]) @ G.T  # x_j = m + G z_j / lambda_j
+    return value, (lam, atoms, halfspaces)
+
+
+def _sharp_inputs(test_means, covs, means, what):
+    """Checked float64 host arrays test_means (k, p), covs (k, p, p) symmetric PSD, means (k, p) distinct."""
+    means = to_numpy(as_means(means, what))
+    k, p = means.shape
+    tm = to_numpy(as_features(test_means, "test_means", "class means (k classes, p features)"))
+    if tm.shape != (k, p):
+        raise ValueError(f"test_means must have the shape of means ({k}, {p}): row i is the mean embedding of class i "
+                         f"on the sample the error is measured on; got shape {tm.shape}")
+    S = onp.asarray(to_numpy(covs), dtype=onp.float64)
+    if S.shape != (k, p, p):
+        raise ValueError(f"covs must have shape (k, p, p) = ({k}, {p}, {p}), one covariance matrix per class; got shape "
+                         f"{S.shape}")
+    checks.finite(S, "covs")
+    if not onp.allclose(S, S.transpose(0, 2, 1), rtol=1e-8, atol=1e-12 * max(1.0, float(onp.abs(S).max()))):
+        raise ValueError("covs must be symmetric matrices (covariances); symmetrize with (S + S^T) / 2")
+    S = (S + S.transpose(0, 2, 1)) / 2
+    eig = onp.linalg.eigvalsh(S)
+    lo, top = eig[:, 0], onp.abs(eig[:, -1])
+    bad = onp.flatnonzero(lo < -1e-8 * onp.maximum(top, 1e-300))
+    if bad.size:
+        raise ValueError(f"covs must be positive semidefinite (covariances); class row {int(bad[0])} has eigenvalue "
+                         f"{lo[bad[0]]:.3g}")
+    d2 = pairwise_sq_dists(means)
+    check_distinct(d2, means, what)
+    return tm, S, means
+
+
+def _sharp(test_means, covs, means, what):
+    """BoundResult of the sharp bound: class_terms = per-class SDP values in [0, 1], value = their mean."""
+    terms = onp.array([_sharp_class(i, test_means[i], covs[i], means, what) for i in range(means.shape[0])])
+    return BoundResult(value=float(terms.mean()), pair_terms=None, class_terms=terms)
+
+
+def ncc_error_bound_sharp_from_moments(test_means, covs, means):
+    """Return the sharp (generalized Chebyshev) bound on the class-averaged NCC error as a BoundResult.
+
+    ``(1/k) sum_i B_i`` with ``B_i = sup { P(z not in C_i) : E z = m_i, Cov z = S_i }``, where
+    ``C_i = {z : 2 (mu_j - mu_i)^T z < ||mu_j||^2 - ||mu_i||^2 for all j != i}`` is the NCC cell of centre mu_i
+    (``means`` row i) and ``m_i`` (``test_means`` row i), ``S_i`` (``covs[i]``) the moments of class i on the
+    sample the error is measured on. ``B_i`` is the value of the SDP (Vandenberghe, Boyd & Comanor 2007,
+    "Generalized Chebyshev bounds via semidefinite programming"; Boyd & Vandenberghe, Convex Optimization 7.4.3)
+
+        maximize sum_j lambda_j  over  P_j = [[Z_j, z_j], [z_j^T, lambda_j]] PSD,  j != i,
+        subject to  a_j^T z_j >= b_j lambda_j,   sum_j P_j <= [[S_i + m_i m_i^T, m_i], [m_i^T, 1]],
+
+    ``a_j = 2 (mu_j - mu_i)``, ``b_j = ||mu_j||^2 - ||mu_i||^2``. Valid: for any such distribution split the
+    complement of C_i into disjoint parts E_j within ``{a_j^T z >= b_j}``; ``lambda_j = P(E_j)``,
+    ``z_j = E[z 1_{E_j}]``, ``Z_j = E[z z^T 1_{E_j}]`` are feasible with objective ``P(z not in C_i)``. Sharp: the
+    SDP value is the supremum. It is solved exactly in the span of the a_j (the event depends on z only
+    through that projection) and whitened coordinates (docs/theory.md#f-the-sharp-moment-bound): at most k - 1
+    blocks of size at most k. It increases with S_i in the PSD order, so an upper bound on the covariance (e.g.
+    ``rho_i E_i[J J^T]`` under the Poincare inequality) gives a valid bound too. Each ``B_i`` is clipped into
+    [0, 1]; a solver failure raises ValueError. ``test_means`` (k, p), ``covs`` (k, p, p), ``means`` (k, p).
+    """
+    tm, S, mu = _sharp_inputs(test_means, covs, means, "ncc_error_bound_sharp_from_moments")
+    return _sharp(tm, S, mu, "ncc_error_bound_sharp_from_moments")
+
+
+def sharp_worst_case(test_mean, cov, means, i):
+    """Return a worst-case distribution of the sharp bound of class ``i`` as a dict.
+
+    Keys: ``value`` (the bound B_i), ``masses`` (m',) the atoms' probabilities lambda_j, ``atoms`` (m', p) the atoms
+    ``x_j = m + G z_j / lambda_j`` (in the coordinates of ``means``; ``G = E[z u^T]`` maps the whitened solution
+    back), ``halfspaces`` (m',) the class row j whose halfspace ``a_j^T x >= b_j`` atom j lies in, and
+    ``remainder`` (p+1, p+1) ``[[S + m m^T, m], [m^T, 1]] - sum_j lambda_j [[x_j x_j^T, x_j], [x_j^T, 1]]``, PSD:
+    the moments left for the mass ``1 - sum_j lambda_j`` inside the cell. The atoms carry ``sum_j lambda_j = B_i``
+    outside the cell. ``test_mean`` (p,), ``cov`` (p, p), ``means`` (k, p), ``i`` the class row. When the bound is
+    trivially 1 (the mean on or past a boundary) the atoms are empty and ``trivial`` is True.
+    """
+    means_ = to_numpy(as_means(means, "sharp_worst_case"))
+    k, p = means_.shape
+    if isinstance(i, bool) or not isinstance(i, (int, onp.integer)) or not 0 <= int(i) < k:
+        raise ValueError(f"i must be a class row of means, an integer in 0..{k - 1}; got {i!r}")
+    tm, S, mu = _sharp_inputs(onp.asarray(test_mean)[None].repeat(k, 0), onp.asarray(cov)[None].repeat(k, 0),
+                              means_, "sharp_worst_case")
+    value, sol = _sharp_class(int(i), tm[0], S[0], mu, "sharp_worst_case", worst=True)
+    M = onp.block([[S[0] + onp.outer(tm[0], tm[0]), tm[0][:, None]], [tm[0][None, :], onp.ones((1, 1))]])
+    if sol is None:
+        return {"value": value, "masses": onp.zeros(0), "atoms": onp.zeros((0, p)), "halfspaces": onp.zeros(0, int),
+                "remainder": M, "trivial": True}
+    lam, atoms, halfspaces = sol
+    use = lam > 1e-9
+    lam, atoms, halfspaces = lam[use], atoms[use], halfspaces[use]
+    ext = onp.hstack([atoms, onp.ones((len(lam), 1))])  # (m', p+1): [x_j, 1]
+    R = M - (ext * lam[:, None]).T @ ext
+    return {"value": value, "masses": lam, "atoms": atoms, "halfspaces": halfspaces, "remainder": R, "trivial": False}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Confidence bound on a measured error
+# ----------------------------------------------------------------------------------------------------------
+def clopper_pearson_upper(errors, n, confidence=0.95):
+    """Return the one-sided Clopper-Pearson upper confidence bound on an error probability (float, or an array).
+
+    For ``errors`` = x failures among ``n`` independent trials, the exact upper bound at level ``confidence`` =
+    1 - alpha is the (1 - alpha) quantile of Beta(x + 1, n - x), i.e. the p with ``P(Bin(n, p) <= x) = alpha``
+    (Clopper & Pearson 1934), and 1 when x = n: ``P_p(upper >= p) >= confidence`` for every p. Equals the upper
+    end of ``scipy.stats.binomtest(x, n, alternative="less").proportion_ci(confidence, method="exact")``.
+    ``errors``, ``n``: integers (or integer arrays of one shape) with 0 <= errors <= n, n >= 1;
+    ``confidence`` in (0, 1).
+    """
+    from scipy.stats import beta
+
+    x, m = onp.asarray(errors), onp.asarray(n)
+    for name, v in (("errors", x), ("n", m)):
+        if v.dtype.kind not in "iu" and not (v.dtype.kind == "f" and onp.all(v == onp.round(v))):
+            raise TypeError(f"{name} must be an integer count (or an array of them); got {v.dtype} {v!r}")
+    if onp.any(m < 1) or onp.any(x < 0) or onp.any(x > m):
+        raise ValueError(f"errors and n must satisfy 0 <= errors <= n and n >= 1 (errors among n trials); got "
+                         f"errors={x.tolist()}, n={m.tolist()}")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, onp.floating)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a probability in (0, 1), e.g. 0.95; got {confidence!r}")
+    x, m = onp.broadcast_arrays(x.astype(onp.float64), m.astype(onp.float64))
+    with onp.errstate(invalid="ignore", divide="ignore"):
+        up = onp.where(x >= m, 1.0, beta.ppf(confidence, x + 1, onp.where(x >= m, 1.0, m - x)))
+    return float(up) if up.ndim == 0 else up
+
+
+def ncc_error_cp_upper(errors, counts, confidence=0.95):
+    """Return a ``confidence`` upper bound on the class-averaged error ``(1/k) sum_c p_c`` from per-class counts.
+
+    Balanced classes (every ``counts[c]`` equal to n): the class average is the pooled error probability, and the
+    pooled count ``sum_c errors_c`` of ``k n`` trials gives ``clopper_pearson_upper(sum errors, k n, confidence)``.
+    Unbalanced: Bonferroni, ``(1/k) sum_c clopper_pearson_upper(errors_c, counts_c, 1 - (1 - confidence)/k)``:
+    all k per-class bounds hold together with probability at least ``confidence``, and then so does their mean.
+    ``errors``, ``counts``: (k,) integers, errors_c misclassified among counts_c test samples of class c.
+    """
+    e, c = onp.asarray(errors), onp.asarray(counts)
+    if e.ndim != 1 or e.shape != c.shape or e.size == 0:
+        raise ValueError(f"errors and counts must be two (k,) vectors of one length (per-class counts); got shapes "
+                         f"{e.shape} and {c.shape}")
+    if onp.all(c == c[0]):
+        return clopper_pearson_upper(int(e.sum()), int(c.sum()), confidence)
+    k = e.size
+    return float(onp.mean(clopper_pearson_upper(e, c, 1 - (1 - confidence) / k)))

@@ -132,9 +132,14 @@ def gc_value(model, params, X, *, method="exact", target="embed", rng=None, n=No
 
     Same arguments as ``geometric_complexity`` (which returns this value as a Python float).
     """
+    from .train import check_params  # (train imports no gc: no cycle)
+
+    check_params(model, params)
     p = output_dim(model, target)
     Xc = model.check_input(X)
     N = Xc.shape[0]
+    if N == 0:
+        raise ValueError(f"X has 0 samples; GC is a mean over samples, so give at least one (method={method!r})")
     _check_levels(method, N, p, n, q, m, probes, dist)
     Xc = _checked_inputs(model, Xc)
     if method == "exact":
@@ -354,3 +359,49 @@ def make_gc_penalty(model, strength, method="exact", target="embed", probes=1, d
     penalty.takes_step = True
     penalty.strength, penalty.method, penalty.seed = strength, method, seed
     return penalty
+
+
+# --------------------------------------------------------------------------------------------------
+# Jacobian moments per class (the matrix forms of the Poincare step, docs/theory.md#f-the-sharp-moment-bound)
+# --------------------------------------------------------------------------------------------------
+def class_jacobian_moments(model, params, X, y, input_cov_factors=None, *, batch_size=64):
+    """Return per class c (sorted labels of y) ``E_c[J J^T]`` and, with factors, ``E_c[J Sigma_c J^T]``.
+
+    ``J = J_g(x)`` (p x D) is the exact Jacobian of the embedding with respect to the flattened input
+    (``input_jacobian``), ``E_c`` the mean over the samples of class c. Returns ``(JJ, JSJ)``: host float64 arrays
+    (k, p, p), ``JSJ`` None without ``input_cov_factors``. ``trace(JJ[c]) = class_gc(...)[c]``. With
+    ``input_cov_factors`` a sequence of k arrays ``F_c`` (r_c, D), ``Sigma_c = F_c^T F_c`` (the class's input
+    covariance) and ``E_c[J Sigma_c J^T] = E_c[(J F_c^T)(J F_c^T)^T]``: the right side of the Gaussian Poincare
+    inequality in matrix form, ``Cov_c(g) <= E_c[J Sigma_c J^T]`` for x ~ N(m_c, Sigma_c). ``batch_size``: samples
+    per Jacobian pass (memory: batch_size x p x D values).
+    """
+    Xc = model.check_input(X)
+    y = _labels(y, Xc.shape[0])
+    batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    classes = Classes(y)
+    k, p, D = classes.k, model.embed_dim, model.input_dim
+    xp = get_xp(params[-1][0])
+    if input_cov_factors is not None:
+        if len(input_cov_factors) != k:
+            raise ValueError(f"input_cov_factors must hold one factor F_c (r_c, D={D}) per class, {k} of them; got "
+                             f"{len(input_cov_factors)}")
+        for c, F in enumerate(input_cov_factors):
+            if F.ndim != 2 or F.shape[1] != D:
+                raise ValueError(f"input_cov_factors[{c}] must have shape (r_c, D) = (r_c, {D}) with Sigma_c = F_c^T "
+                                 f"F_c; got shape {tuple(F.shape)}")
+    Xc = _checked_inputs(model, Xc)
+    JJ = onp.zeros((k, p, p))
+    JSJ = None if input_cov_factors is None else onp.zeros((k, p, p))
+    for c in range(k):
+        rows = onp.flatnonzero(classes.index == c)
+        F = None if input_cov_factors is None else xp.asarray(input_cov_factors[c])
+        for a in range(0, len(rows), batch_size):
+            J = input_jacobian(model, params, Xc[xp.asarray(rows[a:a + batch_size])])  # (n, p, D)
+            JJ[c] += to_numpy(xp.sum(J @ xp.swapaxes(J, 1, 2), axis=0)).astype(onp.float64)  # sum_n J_n J_n^T
+            if F is not None:
+                JF = (J.reshape(-1, D) @ F.astype(J.dtype).T).reshape(J.shape[0], p, -1)  # (n, p, r_c)
+                JSJ[c] += to_numpy(xp.sum(JF @ xp.swapaxes(JF, 1, 2), axis=0)).astype(onp.float64)
+        JJ[c] /= len(rows)
+        if JSJ is not None:
+            JSJ[c] /= len(rows)
+    return JJ, JSJ

@@ -314,7 +314,7 @@ def test_implied_rho_is_nc_over_geometric_collapse():
 # --------------------------------------------------------------------------------------------------------
 
 def test_error_unknown_bound_kind():
-    with pytest.raises(ValueError, match=r"kind must be one of \('markov', 'directional'\); got 'chebyshev'"):
+    with pytest.raises(ValueError, match=r"kind must be one of \('markov', 'directional', 'sharp'\); got 'chebyshev'"):
         B.ncc_error_bound(ZA, YA, kind="chebyshev")
 
 
@@ -534,3 +534,183 @@ def test_poincare_margins_hand_computed():
     assert np.isinf(B.poincare_margins([1.0], [0.0], 1.0)[0])
     with pytest.raises(ValueError, match="class_gc and variances"):
         B.poincare_margins([1.0, 2.0], [1.0], 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Capped union bounds, the sharp moment bound, Clopper-Pearson
+# --------------------------------------------------------------------------------------------------------
+
+def test_union_bounds_carry_their_class_terms_and_capped_caps_each_class_at_one():
+    r = B.ncc_error_bound(ZA, YA, kind="markov")  # pair terms (4/2) * 1/26 each: class terms 4/26
+    np.testing.assert_allclose(r.class_terms, [4 / 26, 4 / 26], rtol=1e-12)
+    assert r.value == pytest.approx(r.class_terms.mean(), rel=1e-12)
+    assert B.capped(r).value == pytest.approx(r.value, rel=1e-12)  # nothing above 1 to cap
+    rng = np.random.default_rng(0)
+    Z, y = _gaussian_embeddings(rng, k=4, p=3, n=100, separation=0.7)
+    for result in (B.ncc_error_bound(Z, y, kind="markov"), B.ncc_error_bound(Z, y, kind="directional"),
+                   B.ncc_error_bound_gc(np.ones(4), C.class_means(Z, y), 2.0, C.class_means(Z, y) + 0.1)):
+        assert result.value == pytest.approx(result.class_terms.mean(), rel=1e-12)
+        np.testing.assert_allclose(result.class_terms, 4 * result.pair_terms.sum(axis=1), rtol=1e-12)
+        c = B.capped(result)
+        np.testing.assert_allclose(c.class_terms, np.minimum(1.0, result.class_terms))
+        assert c.value == pytest.approx(np.mean(np.minimum(1.0, result.class_terms)), rel=1e-12) and c.value <= 1.0
+    assert B.ncc_error_bound(Z, y, kind="markov").value > 1  # vacuous uncapped, so the cap did something
+    error = C.ncc_error(Z, y, means=C.ncc_fit(Z, y), balanced=True)
+    assert error <= B.capped(B.ncc_error_bound(Z, y, kind="directional")).value
+
+
+def test_capped_refuses_a_bound_without_class_terms():
+    with pytest.raises(ValueError, match="result has no class_terms"):
+        B.capped(B.nc_gc_bound(np.ones(3), MEANS3, 1.0))
+    with pytest.raises(TypeError, match="result must be a BoundResult"):
+        B.capped(0.5)
+
+
+def _moments(Z, y):
+    """Class means (k, p) and covariances with ddof 0 (k, p, p), the moments the sharp bound uses."""
+    ks = np.unique(y)
+    return (np.stack([Z[y == c].mean(axis=0) for c in ks]),
+            np.stack([np.cov(Z[y == c].T, ddof=0).reshape(Z.shape[1], Z.shape[1]) for c in ks]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sharp_bound_for_two_classes_is_the_one_sided_chebyshev_bound(seed):
+    rng = np.random.default_rng(seed)
+    Z, y = _gaussian_embeddings(rng, k=2, p=3, n=300, separation=1.5)
+    means = C.class_means(Z, y) + 0.2 * rng.standard_normal((2, 3))  # centres off the test means: offsets matter
+    sharp = B.ncc_error_bound(Z, y, means=means, kind="sharp")
+    u = (means[1] - means[0]) / np.linalg.norm(means[1] - means[0])
+    m, S = _moments(Z, y)
+    for i, sign in ((0, 1.0), (1, -1.0)):
+        s2 = sign * u @ S[i] @ u * sign
+        gap = np.linalg.norm(means[1] - means[0]) / 2 - sign * u @ (m[i] - means[i])
+        assert sharp.class_terms[i] == pytest.approx(s2 / (s2 + gap ** 2), rel=1e-6, abs=1e-8)
+    direc = B.ncc_error_bound(Z, y, means=means, kind="directional")
+    assert sharp.value == pytest.approx(direc.value, rel=1e-6) and sharp.pair_terms is None
+
+
+@pytest.mark.parametrize("seed,separation", [(0, 0.8), (1, 1.5), (2, 3.0)])
+def test_sharp_bound_lies_between_the_largest_and_the_capped_sum_of_the_pair_cantelli_terms(seed, separation):
+    rng = np.random.default_rng(seed)
+    k = 5
+    Z, y = _gaussian_embeddings(rng, k=k, p=6, n=200, separation=separation)
+    means = C.class_means(Z, y) + 0.1 * rng.standard_normal((k, 6))
+    sharp = B.ncc_error_bound(Z, y, means=means, kind="sharp").class_terms
+    pairs = k * B.ncc_error_bound(Z, y, means=means, kind="directional").pair_terms  # (k, k) Cantelli terms
+    tol = 1e-6
+    assert np.all(pairs.max(axis=1) <= sharp + tol)
+    assert np.all(sharp <= np.minimum(1.0, pairs.sum(axis=1)) + tol)
+    assert np.all((0 <= sharp) & (sharp <= 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sharp_bound_is_at_least_the_error_of_the_sample_whose_moments_it_uses(seed):
+    """The empirical distribution of a sample has exactly the sample's mean and (ddof 0) covariance, so the
+    sharp bound from those moments bounds its class-averaged NCC error, a large Gaussian sample included."""
+    rng = np.random.default_rng(seed)
+    Z, y = _gaussian_embeddings(rng, k=4, p=3, n=20000, separation=1.2)
+    half = np.arange(len(y)) % 2 == 0
+    means = C.class_means(Z[half], y[half])
+    error = C.ncc_error(Z, y, means=means, balanced=True)
+    sharp = B.ncc_error_bound(Z, y, means=means, kind="sharp").value
+    assert 0.05 < error <= sharp <= B.capped(B.ncc_error_bound(Z, y, means=means, kind="directional")).value + 1e-6
+
+
+def test_sharp_bound_from_moments_equals_the_one_from_embeddings_and_grows_with_the_covariance():
+    rng = np.random.default_rng(3)
+    Z, y = _gaussian_embeddings(rng, k=3, p=4, n=200, separation=2.0)
+    means = C.class_means(Z, y) + 0.1
+    m, S = _moments(Z, y)
+    from_z = B.ncc_error_bound(Z, y, means=means, kind="sharp")
+    from_m = B.ncc_error_bound_sharp_from_moments(m, S, means)
+    np.testing.assert_allclose(from_m.class_terms, from_z.class_terms, rtol=1e-6, atol=1e-8)
+    A = rng.standard_normal((3, 4, 4))
+    bigger = B.ncc_error_bound_sharp_from_moments(m, S + 0.3 * A @ A.transpose(0, 2, 1), means)
+    assert np.all(bigger.class_terms >= from_m.class_terms - 1e-7) and bigger.value > from_m.value
+
+
+def test_sharp_bound_is_one_when_a_test_mean_is_past_a_boundary_and_zero_without_spread():
+    means = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    S = np.zeros((3, 2, 2)) + 0.1 * np.eye(2)
+    past = means.copy()
+    past[0] = [1.5, 0.0]  # class 0's mean is nearer centre 1
+    assert B.ncc_error_bound_sharp_from_moments(past, S, means).class_terms[0] == 1.0
+    assert B.ncc_error_bound_sharp_from_moments(means, np.zeros((3, 2, 2)), means).value == 0.0
+
+
+def test_sharp_worst_case_has_the_given_moments_and_puts_the_bound_outside_the_cell():
+    rng = np.random.default_rng(4)
+    means = rng.standard_normal((4, 5))
+    m = means[0] + 0.2 * rng.standard_normal(5)
+    A = rng.standard_normal((5, 5))
+    S = 0.3 * A @ A.T
+    w = B.sharp_worst_case(m, S, means, 0)
+    value = B.ncc_error_bound_sharp_from_moments(np.vstack([m, means[1:]]), np.stack([S] * 4), means).class_terms[0]
+    assert w["value"] == pytest.approx(value, rel=1e-9) and 0 < w["value"] < 1 and not w["trivial"]
+    assert w["masses"].sum() == pytest.approx(w["value"], rel=1e-6) and w["masses"].sum() <= 1 + 1e-9
+    R = w["remainder"]
+    assert np.linalg.eigvalsh(R).min() >= -1e-6 * np.abs(R).max()  # moments left for the mass inside the cell
+    assert R[-1, -1] == pytest.approx(1 - w["masses"].sum(), abs=1e-12)
+    ext = np.hstack([w["atoms"], np.ones((len(w["masses"]), 1))])
+    total = R + (ext * w["masses"][:, None]).T @ ext  # atoms + remainder = the given moment matrix
+    np.testing.assert_allclose(total, np.block([[S + np.outer(m, m), m[:, None]], [m[None], np.ones((1, 1))]]),
+                               atol=1e-10)
+    for x, j in zip(w["atoms"], w["halfspaces"]):  # each atom lies in its halfspace: nearer mu_j than mu_0
+        a, b = 2 * (means[j] - means[0]), means[j] @ means[j] - means[0] @ means[0]
+        assert a @ x >= b - 1e-5 * (1 + abs(b))
+        assert np.linalg.norm(x - means[j]) <= np.linalg.norm(x - means[0]) + 1e-5
+
+
+def test_sharp_bound_refuses_bad_inputs_naming_them():
+    m, S = MEANS3 + 0.1, np.stack([np.eye(2)] * 3)
+    with pytest.raises(ValueError, match=r"covs must have shape \(k, p, p\) = \(3, 2, 2\)"):
+        B.ncc_error_bound_sharp_from_moments(m, S[:2], MEANS3)
+    with pytest.raises(ValueError, match=r"test_means must have the shape of means \(3, 2\)"):
+        B.ncc_error_bound_sharp_from_moments(m[:, :1], S, MEANS3)
+    with pytest.raises(ValueError, match="covs must be positive semidefinite"):
+        B.ncc_error_bound_sharp_from_moments(m, -S, MEANS3)
+    with pytest.raises(ValueError, match="covs must be symmetric"):
+        B.ncc_error_bound_sharp_from_moments(m, S + np.array([[0, 1.0], [0, 0]]), MEANS3)
+    with pytest.raises(ValueError, match="covs"):
+        B.ncc_error_bound_sharp_from_moments(m, S * np.nan, MEANS3)
+    with pytest.raises(ValueError, match="coincid|equal|distinct"):
+        B.ncc_error_bound_sharp_from_moments(m, S, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"i must be a class row of means, an integer in 0..2"):
+        B.sharp_worst_case(m[0], S[0], MEANS3, 3)
+
+
+def test_a_sharp_bound_solver_failure_is_a_value_error_naming_the_problem(monkeypatch):
+    monkeypatch.setattr(B, "SHARP_SOLVERS", ("NO_SUCH_SOLVER",))
+    with pytest.raises(ValueError, match=r"sharp-bound SDP \(2 halfspaces in 2 dimensions\) was not solved "
+                                         r"\(NO_SUCH_SOLVER: not installed\)"):
+        B.ncc_error_bound_sharp_from_moments(MEANS3 + 0.1, np.stack([np.eye(2)] * 3), MEANS3)
+
+
+@pytest.mark.parametrize("errors,n", [(0, 10), (3, 100), (10, 10), (57, 1000), (1, 1)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_clopper_pearson_upper_equals_scipys_exact_one_sided_interval(errors, n, confidence):
+    from scipy.stats import binomtest
+
+    expected = binomtest(errors, n, alternative="less").proportion_ci(confidence, method="exact").high
+    assert B.clopper_pearson_upper(errors, n, confidence) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_ncc_error_cp_upper_pools_balanced_classes_and_bonferronis_unbalanced_ones():
+    assert B.ncc_error_cp_upper([1, 2, 3], [100, 100, 100]) == B.clopper_pearson_upper(6, 300)
+    expected = np.mean([B.clopper_pearson_upper(e, n, 1 - 0.05 / 3) for e, n in ((1, 100), (2, 50), (3, 100))])
+    assert B.ncc_error_cp_upper([1, 2, 3], [100, 50, 100]) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(B.clopper_pearson_upper(np.array([0, 5]), np.array([10, 10])),
+                               [B.clopper_pearson_upper(0, 10), B.clopper_pearson_upper(5, 10)])
+
+
+def test_clopper_pearson_refuses_bad_counts_and_confidence():
+    with pytest.raises(ValueError, match="0 <= errors <= n"):
+        B.clopper_pearson_upper(11, 10)
+    with pytest.raises(ValueError, match="0 <= errors <= n"):
+        B.clopper_pearson_upper(0, 0)
+    with pytest.raises(TypeError, match="errors must be an integer count"):
+        B.clopper_pearson_upper(0.5, 10)
+    with pytest.raises(ValueError, match=r"confidence must be a probability in \(0, 1\)"):
+        B.clopper_pearson_upper(1, 10, confidence=95)
+    with pytest.raises(ValueError, match=r"errors and counts must be two \(k,\) vectors"):
+        B.ncc_error_cp_upper([1, 2], [10])

@@ -74,7 +74,7 @@ BAD_FIELDS = [
                          "digits (0..9); got (3, 10)"),
     ("classes", (4,), "classes must be empty (every class) or 2 or more distinct labels"),
     ("target_dataset", "imagenet", "target_dataset must be one of '', 'mnist5k'"),
-    ("extras", ("nope",), "extras must be one of 'gc_estimators'; got 'nope'"),
+    ("extras", ("nope",), "extras must be one of 'gc_estimators', 'moment_bounds'; got 'nope'"),
     ("dtype", "float16", "dtype must be one of 'float32', 'float64'; got 'float16'"),
     ("model", "transformer", "model: got 'transformer'; accepted: mlp, convnet"),
 ]
@@ -107,3 +107,10 @@ def test_check_configs_checks_every_field():
     checked = [field for field, _ in field_checks(TINY)]
     assert checked[:2] == ["model", "activation"] and len(set(checked)) == len(checked)
     assert set(RunConfig.__dataclass_fields__) - set(checked) == {"data_root"}  # a folder, looked at when data loads
+
+
+@pytest.mark.parametrize("model", ["convnet", "vgg11", "resnet18"])
+def test_a_non_mlp_model_on_the_gaussian_vectors_is_refused_naming_the_dataset_and_the_fix(model):
+    with pytest.raises(ValueError, match=r"dataset: 'gaussians' holds vectors .*use model='mlp'"):
+        check_configs([TINY.replace(dataset="gaussians", model=model)])
+    check_configs([TINY.replace(dataset="gaussians", model="mlp")])

@@ -200,3 +200,29 @@ def test_split_per_class_holds_out_the_fraction_of_each_class_deterministically(
     np.testing.assert_array_equal(te, te2)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         data.split_per_class(y, 1.0, seed=0)
+
+
+# ---- synthetic Gaussian classes -------------------------------------------------------------------------------
+def test_gaussians_are_deterministic_balanced_vectors_of_ten_classes_with_their_true_moments():
+    X, y = data.load("gaussians", "train")
+    Xt, yt = data.load("gaussians", "test")
+    assert X.shape == (4000, 1, 1, 32) and Xt.shape == (1000, 1, 1, 32) and X.dtype == np.float32
+    assert y.dtype == np.int64 and np.all(np.bincount(y) == 400) and np.all(np.bincount(yt) == 100)
+    X2, y2 = data.load("gaussians", "train")
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert not np.array_equal(X[:1000], Xt)  # test is another draw
+    mu, S = data.gaussians_means(), data.gaussians_covariances()
+    sig = data.GAUSSIANS_SIGMAS
+    assert mu.shape == (10, 32) and S.shape == (10, 32, 32) and 0.8 <= sig.min() and sig.max() <= 1.2
+    np.testing.assert_allclose(S, sig[:, None, None] ** 2 * np.eye(32))
+    iu = np.triu_indices(10, 1)
+    assert np.linalg.norm(mu[:, None] - mu[None], axis=-1)[iu].mean() == pytest.approx(6.0 * sig.mean())
+    Z = X.reshape(len(X), -1).astype(np.float64)
+    for c in (0, 9):  # the sample moments are those of N(mu_c, sigma_c^2 I) (400 samples: loose tolerances)
+        Zc = Z[y == c]
+        assert np.abs(Zc.mean(axis=0) - mu[c]).max() < 5 * sig[c] / np.sqrt(400)
+        assert np.var(Zc - Zc.mean(axis=0)) == pytest.approx(sig[c] ** 2, rel=0.05)
+    Zt = Xt.reshape(len(Xt), -1)
+    pred = ((Zt[:, None, :] - mu[None]) ** 2).sum(-1).argmin(axis=1)  # NCC with the true means: a few percent
+    assert 0.005 < np.mean(pred != yt) < 0.08
+    assert data.download("gaussians") == [] and "gaussians" in data.DATASETS

@@ -339,3 +339,48 @@ def test_directional_gc_matches_rows_of_means_to_classes_by_label(small_problem)
     expected = gc.directional_gc(m, P, X, y, means)
     shuffled = gc.directional_gc(m, P, X, y, means[[2, 0, 1]], labels=np.array([9, 5, 7]))
     np.testing.assert_allclose(shuffled, expected, rtol=1e-12)
+
+
+# ---- Jacobian moments per class ------------------------------------------------------------------------------
+def test_class_jacobian_moments_equal_autograd_jacobians_and_their_trace_is_the_class_gc():
+    from autograd import jacobian
+
+    m = models.build("mlp", (1, 1, 5), 3, hidden=(7, 4), activation="tanh")
+    P = m.init(1, dtype="float64", backend="numpy")
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((11, 1, 1, 5))
+    y = np.array([2, 0, 1, 2, 0, 1, 2, 2, 0, 1, 1])
+    F = [rng.standard_normal((r, 5)) for r in (3, 6, 2)]  # Sigma_c = F_c^T F_c, any rank
+    JJ, JSJ = gc.class_jacobian_moments(m, P, X, y, F, batch_size=2)  # batches smaller than a class
+    J = np.stack([jacobian(lambda x: m.embed(P, x[None])[0])(x).reshape(m.embed_dim, -1) for x in X])  # (N, p, D)
+    for c in range(3):
+        Jc = J[y == c]
+        np.testing.assert_allclose(JJ[c], np.mean([j @ j.T for j in Jc], axis=0), rtol=1e-10, atol=1e-14)
+        S = F[c].T @ F[c]
+        np.testing.assert_allclose(JSJ[c], np.mean([j @ S @ j.T for j in Jc], axis=0), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(np.trace(JJ, axis1=1, axis2=2), gc.class_gc(m, P, X, y), rtol=1e-10)
+    assert gc.class_jacobian_moments(m, P, X, y)[1] is None
+
+
+def test_class_jacobian_moments_refuse_factors_of_the_wrong_shape_or_count():
+    m = models.build("mlp", (1, 1, 5), 3, hidden=(4,))
+    P = m.init(0, dtype="float64", backend="numpy")
+    X, y = np.zeros((4, 1, 1, 5)), np.array([0, 1, 2, 0])
+    with pytest.raises(ValueError, match=r"one factor F_c .* per class, 3 of them; got 2"):
+        gc.class_jacobian_moments(m, P, X, y, [np.eye(5)] * 2)
+    with pytest.raises(ValueError, match=r"input_cov_factors\[1\] must have shape \(r_c, D\) = \(r_c, 5\)"):
+        gc.class_jacobian_moments(m, P, X, y, [np.eye(5), np.eye(4), np.eye(5)])
+
+
+# ---- library edges (issue 33 item 8) -------------------------------------------------------------------------
+def test_geometric_complexity_refuses_params_of_another_model():
+    model, other = models.mlp([6, 8, 5], 3), models.mlp([6, 9, 5], 3)
+    with pytest.raises(ValueError, match="params were built for another model"):
+        gc.geometric_complexity(model, other.init(0), np.zeros((4, 6)))
+
+
+@pytest.mark.parametrize("method,kw", [("exact", {}), ("mask", {"q": 0.5, "rng": 0}), ("subset", {"n": 1, "rng": 0})])
+def test_geometric_complexity_of_zero_samples_says_so(method, kw):
+    model = models.mlp([6, 8, 5], 3)
+    with pytest.raises(ValueError, match="X has 0 samples; GC is a mean over samples"):
+        gc.geometric_complexity(model, model.init(0), np.zeros((0, 6)), method=method, **kw)

@@ -36,6 +36,17 @@ def close(a, b, what=""):
                                err_msg=what)
 
 
+def cp_upper(Z, y, means):
+    """The Clopper-Pearson 95% bound of the class-averaged NCC error, written out: pooled if balanced, else Bonferroni."""
+    pred = collapse.ncc_predict(means, Z)
+    classes = np.unique(y)
+    errors = np.array([np.sum(pred[y == c] != c) for c in classes])
+    counts = np.array([np.sum(y == c) for c in classes])
+    if np.all(counts == counts[0]):
+        return bounds.clopper_pearson_upper(int(errors.sum()), int(counts.sum()))
+    return np.mean([bounds.clopper_pearson_upper(int(e), int(n), 1 - 0.05 / len(classes)) for e, n in zip(errors, counts)])
+
+
 def direct(model, params, data):
     """{metric: value} computed here with the library's functions, the way the module docstring defines them."""
     Ztr, Zte = to_numpy(model.embed(params, data.X_train)), to_numpy(model.embed(params, data.X_test))
@@ -69,10 +80,15 @@ def direct(model, params, data):
         "ncc_train_error": collapse.ncc_error(Ztr, ytr, means=means),
         "bound_markov": bounds.ncc_error_bound(Zte, yte, means=means, kind="markov").value,
         "bound_directional": bounds.ncc_error_bound(Zte, yte, means=means, kind="directional").value,
+        "bound_markov_capped": bounds.capped(bounds.ncc_error_bound(Zte, yte, means=means, kind="markov")).value,
+        "bound_directional_capped": bounds.capped(
+            bounds.ncc_error_bound(Zte, yte, means=means, kind="directional")).value,
+        "ncc_test_error_cp_upper": cp_upper(Zte, yte, means),
         "rho": rho,
         "rho_max": np.max(rho),
         "offset_sq": np.sum((test_means - means) ** 2, axis=1),
         "bound_gc": bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means).value,
+        "bound_gc_capped": bounds.capped(bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means)).value,
         "bound_gc_directional": bounds.ncc_error_bound_directional_gc(
             gc.directional_gc(model, params, data.X_eval_test, data.y_eval_test, means), means, rho, test_means).value,
         "nc_gc_bound": bounds.nc_gc_bound(class_gc, means, rho).value,
@@ -141,7 +157,57 @@ def test_a_metric_that_cannot_be_computed_is_nan_with_its_reason_and_the_run_goe
 
 def test_an_unknown_extra_is_refused_and_a_registered_one_is_recorded(run, monkeypatch):
     model, params, data, _ = run
-    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['gc_estimators'\]"):
+    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['gc_estimators', 'moment_bounds'\]"):
         measure.measure(model, params, data, extras=("nope",))
     monkeypatch.setitem(measure.EXTRAS, "mine", lambda model, params, data, seed, step: {"mine": float(seed + step)})
     assert measure.measure(model, params, data, seed=2, extras=("mine",), step=5)["mine"] == 7.0
+
+
+MOMENT_KEYS = ("bound_sharp", "bound_sharp_class", "bound_sharp_gc", "bound_gc_weighted", "bound_sharp_gc_weighted",
+               "weighted_poincare_margin", "weighted_poincare_margin_min", "seconds_moment_bounds")
+
+
+@pytest.fixture(scope="module")
+def gaussian_run():
+    """(model, params, data) of an untrained tanh MLP (no dead units) on the synthetic Gaussian classes."""
+    config = scale_base("tiny", dataset="gaussians", hidden=(16, 6), activation="tanh", eval_per_class=20,
+                        extras=("moment_bounds",), seed=1)
+    data = prepare_data(config)
+    model = build_model(config, data.n_classes, data.input_shape)
+    return model, model.init(config.seed, dtype="float64", backend="numpy"), data
+
+
+def test_the_moment_bounds_extra_records_every_key_finite_and_the_sharp_bound_is_the_tightest(run, gaussian_run):
+    for model, params, data in (run[:3], gaussian_run):
+        rec = measure.measure(model, params, data, extras=("moment_bounds",))
+        assert "warnings" not in rec, rec["warnings"]
+        assert all(np.all(np.isfinite(rec[k])) for k in MOMENT_KEYS)
+        assert len(rec["bound_sharp_class"]) == len(rec["weighted_poincare_margin"]) == data.n_classes
+        assert rec["bound_sharp"] <= rec["bound_directional_capped"] + 1e-6  # the best bound from these moments
+        assert rec["bound_sharp"] == pytest.approx(np.mean(rec["bound_sharp_class"]), rel=1e-12)
+        assert 0 <= rec["bound_sharp"] <= 1 and 0 <= rec["bound_gc_weighted"] <= 1
+        Zte = to_numpy(model.embed(params, data.X_test))
+        means = collapse.class_means(to_numpy(model.embed(params, data.X_train)), data.y_train)
+        expected = bounds.ncc_error_bound(Zte, data.y_test, means=means, kind="sharp").value
+        assert rec["bound_sharp"] == pytest.approx(expected, rel=1e-9)
+        assert rec["ncc_test_error_balanced"] <= rec["ncc_test_error_cp_upper"] <= 1
+
+
+def test_the_sharp_gc_bound_is_at_least_the_sharp_bound_when_the_poincare_step_holds(gaussian_run):
+    """With rho large enough that rho_c E_c[J J^T] >= Cov_c in the PSD order (which the trace margins >= 1 do not
+    imply alone, so it is checked), the sharp bound only grows: bound_sharp_gc >= bound_sharp."""
+    model, params, data = gaussian_run
+    data = dataclasses.replace(data, rho=4.0 * data.rho)
+    rec = measure.measure(model, params, data, extras=("moment_bounds",))
+    assert rec["poincare_margin_min"] >= 1
+    JJ, _ = gc.class_jacobian_moments(model, params, data.X_eval_test, data.y_eval_test)
+    Zte = to_numpy(model.embed(params, data.X_test))
+    for c in range(data.n_classes):
+        S = np.cov(Zte[data.y_test == c].T, ddof=0)
+        assert np.linalg.eigvalsh(data.rho[c] * JJ[c] - S).min() >= 0  # the matrix Poincare step holds here
+    assert rec["bound_sharp_gc"] >= rec["bound_sharp"] - 1e-6
+    # on Gaussian classes the weighted step uses the true Sigma_c: the same as rho_c E[J J^T] (Sigma_c = rho_c I)
+    d0 = gaussian_run[2]
+    rec0 = measure.measure(model, params, d0, extras=("moment_bounds",))
+    assert rec0["bound_sharp_gc_weighted"] == pytest.approx(rec0["bound_sharp_gc"], rel=1e-6, abs=1e-8)
+    assert rec0["weighted_poincare_margin"] == pytest.approx(rec0["poincare_margin"], rel=1e-9)

@@ -97,3 +97,26 @@ def test_the_run_data_follows_the_configs_dtype_and_the_model_its_fields():
     assert model.embed_dim == CONFIG.hidden[-1] and model.n_classes == 3 and model.input_dim == 64
     conv = prepare.build_model(CONFIG.replace(model="convnet", channels=(2, 3), hidden=(5,)), 3, (1, 8, 8))
     assert conv.embed_dim == 5 and "conv" in conv.name
+
+
+def test_gaussians_get_the_exact_poincare_constants_and_covariance_factors_of_their_standardized_inputs():
+    d = prepare.prepare_data(scale_base("tiny", dataset="gaussians", eval_per_class=4))
+    _, std, _ = data_mod.standardize(data_mod.load("gaussians", "train")[0])
+    np.testing.assert_allclose(d.rho, data_mod.GAUSSIANS_SIGMAS ** 2 / float(std[0]) ** 2, rtol=1e-6)
+    F = prepare.input_cov_factors(d)
+    assert len(F) == 10 and F[0].dtype == d.X_train.dtype
+    for c in (0, 9):
+        np.testing.assert_allclose(F[c].T @ F[c], data_mod.gaussians_covariances()[c] / float(std[0]) ** 2, rtol=1e-6)
+    sub = prepare.prepare_data(scale_base("tiny", dataset="gaussians", classes=(2, 7), eval_per_class=4))
+    _, std2, _ = data_mod.standardize(data_mod.class_split(*data_mod.load("gaussians", "train"), [2, 7])[0])
+    np.testing.assert_allclose(sub.rho, data_mod.GAUSSIANS_SIGMAS[[2, 7]] ** 2 / float(std2[0]) ** 2, rtol=1e-6)
+
+
+def test_the_input_cov_factors_of_images_give_the_sample_covariance_whose_lambda_max_is_rho(run_data):
+    assert run_data.input_cov_factors is None  # computed on demand: no second copy of the training set
+    F = prepare.input_cov_factors(run_data)
+    X = run_data.X_train.reshape(len(run_data.X_train), -1)
+    for c in range(3):
+        S = np.cov(X[run_data.y_train == c].T)
+        np.testing.assert_allclose(F[c].T @ F[c], S, rtol=1e-9, atol=1e-12)
+        assert np.linalg.eigvalsh(F[c].T @ F[c]).max() == pytest.approx(run_data.rho[c], rel=1e-9)

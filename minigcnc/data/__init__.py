@@ -1,6 +1,7 @@
 """Datasets as ``(X, y)`` arrays, and what is done to them before training: standardization and splits.
 
-``load(name, split="train", root=None)`` returns ``X`` float32 ``(N, C, H, W)`` in [0, 1] and ``y`` int64 ``(N,)``.
+``load(name, split="train", root=None)`` returns ``X`` float32 ``(N, C, H, W)`` in [0, 1] (the synthetic
+``"gaussians"``: unbounded vectors) and ``y`` int64 ``(N,)``.
 
 Dataset names
     ``"mnist5k"``        the embedded default: 400 train / 100 test MNIST images per class, 1x28x28, read from
@@ -17,6 +18,9 @@ Dataset names
                          100 fine labels.
     ``"cifarfs"``        CIFAR-FS (Bertinetto et al. 2019): CIFAR-100 split by class name into 64 train / 16 val /
                          20 test classes; ``split`` is the class split and takes all 600 images of each class.
+    ``"gaussians"``      synthetic Gaussian classes (``load_gaussians``): 10 classes in 32 dimensions, 400 train / 100
+                         test per class, shape (N, 1, 1, 32), not in [0, 1]; generated from a fixed seed, no files.
+                         Their exact covariances: ``gaussians_covariances()``.
     ``"mnist5k_rot"``, ``"digits_rot"``, ``"mnist_rot"``, ``"fashion_mnist_rot"``
                          rotation-augmented classes (``rotate_classes``): every image of the base dataset at 0, 90,
                          180 and 270 degrees, each (class, rotation) its own class, label ``4 * label + k`` for a
@@ -41,7 +45,8 @@ from .. import checks
 from . import files, formats
 
 DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifarfs",
-            "mnist5k_rot", "digits_rot", "mnist_rot", "fashion_mnist_rot")
+            "mnist5k_rot", "digits_rot", "mnist_rot", "fashion_mnist_rot", "gaussians")
+SYNTHETIC = ("gaussians",)  # generated from a fixed seed, no files; inputs are vectors (N, 1, 1, D), not images
 ROTATED_SUFFIX = "_rot"  # "<base>_rot": the base dataset with rotation-augmented classes (rotate_classes)
 N_ROTATIONS = 4
 SPLITS = ("train", "test")
@@ -78,7 +83,7 @@ tractor
 def load(name, split="train", root=None):
     """Return ``(X, y)``: images float32 ``(N, C, H, W)`` in [0, 1] and labels int64 ``(N,)`` of one dataset split.
 
-    ``name`` is one of ``DATASETS``; ``split`` is ``"train"`` or ``"test"`` (for ``"cifarfs"``: ``"train"``,
+    (``"gaussians"``: vectors as (N, 1, 1, 32), not bounded; see ``load_gaussians``.) ``name`` is one of ``DATASETS``; ``split`` is ``"train"`` or ``"test"`` (for ``"cifarfs"``: ``"train"``,
     ``"val"`` or ``"test"``, the class split, labels re-indexed 0..k-1 in sorted class-name order, see
     ``cifarfs_class_names``). ``root`` is the folder holding the files of the file-based datasets; see
     ``minigcnc.data.files`` for where they are looked for otherwise.
@@ -87,6 +92,8 @@ def load(name, split="train", root=None):
     _check_split(name, split)
     if name.endswith(ROTATED_SUFFIX):
         return rotate_classes(*load(name[: -len(ROTATED_SUFFIX)], split, root))
+    if name == "gaussians":
+        return load_gaussians(split)
     if name == "mnist5k":
         images, labels = formats.parse_mnist5k(files.mnist5k_bytes(), split)
     elif name == "digits":
@@ -113,7 +120,7 @@ def download(name, root=None):
     _check_name(name)
     if name.endswith(ROTATED_SUFFIX):
         return download(name[: -len(ROTATED_SUFFIX)], root)
-    if name in ("mnist5k", "digits"):
+    if name in ("mnist5k", "digits") + SYNTHETIC:
         return []
     return files.download_files(name, root)
 
@@ -152,6 +159,53 @@ def _check_split(name, split):
     accepted = CIFARFS_SPLITS if name == "cifarfs" else SPLITS
     if split not in accepted:
         raise ValueError(f"split: received {split!r} for dataset {name!r}; accepted: {', '.join(accepted)}")
+
+
+GAUSSIANS_SEED = 20240527  # the one draw of the means and of the samples
+GAUSSIANS_K, GAUSSIANS_D = 10, 32
+GAUSSIANS_TRAIN, GAUSSIANS_TEST = 400, 100  # per class
+GAUSSIANS_MEAN_DISTANCE = 6.0  # the mean pairwise distance of the class means, in units of the mean sigma (1)
+GAUSSIANS_SIGMAS = np.linspace(0.8, 1.2, GAUSSIANS_K)  # sigma_c: class c has covariance sigma_c^2 I
+
+
+def gaussians_means():
+    """Return the true class means of ``"gaussians"``, float64 (10, 32).
+
+    Drawn once, ``mu_c ~ N(0, I_32)`` from ``default_rng(GAUSSIANS_SEED)``, then all scaled by one factor so that
+    the mean of the 45 pairwise distances ``||mu_i - mu_j||`` is ``GAUSSIANS_MEAN_DISTANCE`` = 6 times the mean
+    sigma (1): a rule fixed before any bound was computed on them. It makes the NCC error of the true means a
+    few percent: at most ``(1/k) sum_i sum_{j != i} Phi(-||mu_i - mu_j|| / (2 sigma_i))`` (union over the pairs).
+    """
+    M = np.random.default_rng(GAUSSIANS_SEED).standard_normal((GAUSSIANS_K, GAUSSIANS_D))
+    iu = np.triu_indices(GAUSSIANS_K, 1)
+    dist = np.sqrt(((M[:, None, :] - M[None, :, :]) ** 2).sum(-1))[iu]
+    return M * (GAUSSIANS_MEAN_DISTANCE * GAUSSIANS_SIGMAS.mean() / dist.mean())
+
+
+def gaussians_covariances():
+    """Return the true class covariances of ``"gaussians"``, ``Sigma_c = sigma_c^2 I_32``: float64 (10, 32, 32)."""
+    return GAUSSIANS_SIGMAS[:, None, None] ** 2 * np.eye(GAUSSIANS_D)[None]
+
+
+def load_gaussians(split):
+    """Return ``(X float32 (N, 1, 1, 32), y int64 (N,))`` of one split of the synthetic Gaussian classes.
+
+    Class c (0..9): ``x ~ N(mu_c, sigma_c^2 I_32)`` with ``mu_c = gaussians_means()[c]`` and ``sigma_c =
+    GAUSSIANS_SIGMAS[c]`` (evenly spaced in [0.8, 1.2]). 400 train / 100 test samples per class, all drawn from
+    ``default_rng([GAUSSIANS_SEED, 1])`` (train first, then test), so both splits are the same on every call;
+    rows shuffled by the same generator. The shape (N, C=1, H=1, W=32) fits ``standardize`` and the MLP.
+    """
+    _check_split("gaussians", split)
+    rng = np.random.default_rng([GAUSSIANS_SEED, 1])
+    mu = gaussians_means()
+    out = {}
+    for name, n in (("train", GAUSSIANS_TRAIN), ("test", GAUSSIANS_TEST)):
+        X = np.concatenate([mu[c] + GAUSSIANS_SIGMAS[c] * rng.standard_normal((n, GAUSSIANS_D))
+                            for c in range(GAUSSIANS_K)])
+        y = np.repeat(np.arange(GAUSSIANS_K, dtype=np.int64), n)
+        order = rng.permutation(len(y))
+        out[name] = (X[order].astype(np.float32)[:, None, None, :], y[order])
+    return out[split]
 
 
 def _load_digits(split):

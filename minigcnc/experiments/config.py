@@ -182,6 +182,12 @@ def field_checks(config):
             raise ValueError(f"activation: {config.model} is built with ReLU only; activation={v!r} works with "
                              "model 'mlp' or 'convnet'")
 
+    def dataset(v):
+        checks.one_of("dataset", v, data.DATASETS)
+        if v in data.SYNTHETIC and config.model != "mlp":
+            raise ValueError(f"dataset: {v!r} holds vectors (N, 1, 1, D), not images, so model={config.model!r} "
+                             "(convolutions over an image) cannot take it; use model='mlp'")
+
     def sequence(name, v):
         if not isinstance(v, (tuple, list)):
             raise TypeError(f"{name} must be a tuple; got {type(v).__name__} {v!r}")
@@ -214,7 +220,7 @@ def field_checks(config):
     return [
         ("model", model),
         ("activation", activation),
-        ("dataset", lambda v: checks.one_of("dataset", v, data.DATASETS)),
+        ("dataset", dataset),
         ("target_dataset", lambda v: checks.one_of("target_dataset", v, ("",) + data.DATASETS)),
         ("hidden", sizes("hidden")),
         ("channels", sizes("channels")),

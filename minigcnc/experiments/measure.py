@@ -11,10 +11,14 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 - ``nc_train``, ``nc_test``: CDNV (the paper's NC) of train / test embeddings; ``nc1`` .. ``nc4`` (Papyan);
 - ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
   ``ncc_test_error_balanced`` its class average ``(1/k) sum_c P(error | c)``, which the bounds bound;
-  ``ncc_train_error`` the same classifier on the training images;
+  ``ncc_train_error`` the same classifier on the training images; ``ncc_test_error_cp_upper`` a 95% Clopper-Pearson
+  upper bound on the class-averaged error of the test distribution from the test counts (pooled when the test
+  classes are balanced, Bonferroni over the classes otherwise; ``ncc_cp_upper``);
 - bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
-  ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
+  ``bound_gc`` and ``bound_gc_directional`` with the test class GC; ``bound_markov_capped``,
+  ``bound_directional_capped``, ``bound_gc_capped`` the same union bounds with each class's sum capped at 1
+  (``bounds.capped``), never above 1; the offsets ``offset_sq`` of the test
   class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs
   (``rho_max`` their maximum);
   ``nc_gc_bound = max rho * gcol``; the implied constants ``implied_rho = nc_train / gcol`` and, per class,
@@ -28,6 +32,11 @@ lists) for one checkpoint. The quantities, with the module that computes each:
   digit of each rotated-digit class) also ``fewshot5_distinct`` (and ``_ci95``), 5-shot NCC accuracy on
   episodes whose 5 classes are of 5 different groups.
 
+Extra groups (``RunConfig(extras=(name,))``): ``"gc_estimators"`` (Figure 2: ``gc_<method>_<level>`` and
+``seconds_*``) and ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``,
+``bound_sharp_gc``, ``bound_gc_weighted``, ``bound_sharp_gc_weighted``, ``weighted_poincare_margin``,
+``weighted_poincare_margin_min``, ``seconds_moment_bounds``).
+
 A metric that cannot be computed (e.g. coincident class means in a dead network) is recorded as NaN with
 the reason under ``warnings``; it never stops the run.
 """
@@ -36,6 +45,7 @@ import time
 import numpy as onp
 
 from .. import bounds, collapse, fewshot, gc, ops
+from . import prepare
 from ..backend import get_xp, to_numpy
 
 
@@ -50,6 +60,28 @@ def _accuracy_and_loss(model, params, Z, y):
     loss = float(to_numpy(ops.cross_entropy(logits, y)))
     acc = float(onp.mean(to_numpy(logits).argmax(axis=1) == to_numpy(y)))
     return loss, acc, logits
+
+
+def _value_and_capped(result):
+    """(value, capped value) of a BoundResult, or (nan, nan) where ``safe`` recorded its failure."""
+    if isinstance(result, bounds.BoundResult):
+        return result.value, bounds.capped(result).value
+    return float("nan"), float("nan")
+
+
+def ncc_cp_upper(Z, y, means, confidence=0.95):
+    """Clopper-Pearson upper bound (``confidence``) on the class-averaged NCC test error with centres ``means``.
+
+    Per class c of y (rows of ``means`` = labels 0..k-1): ``errors_c = #{n : y_n = c, argmin_j ||z_n - mu_j|| != c}``
+    among ``counts_c`` test samples; ``bounds.ncc_error_cp_upper`` pools them when the classes are balanced (one
+    exact binomial bound on ``k n`` trials) and otherwise averages Bonferroni-corrected per-class bounds.
+    """
+    pred = collapse.ncc_predict(means, Z)
+    y = onp.asarray(y)
+    present = onp.unique(y)
+    errors = onp.array([int(onp.sum(pred[y == c] != c)) for c in present])
+    counts = onp.array([int(onp.sum(y == c)) for c in present])
+    return bounds.ncc_error_cp_upper(errors, counts, confidence)
 
 
 EXTRAS = {}  # name -> fn(model, params, data, seed, step) -> dict of extra metrics (see ``register_extra``)
@@ -118,16 +150,17 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     rec["ncc_test_error_balanced"] = safe("ncc_test_error_balanced", lambda: collapse.ncc_error(
         Zte_h, yte_h, means=means, labels=labels, balanced=True))  # what the bounds bound: the class-averaged error
     rec["ncc_train_error"] = safe("ncc_train_error", lambda: collapse.ncc_error(Ztr_h, ytr_h, means=means, labels=labels))
-    rec["bound_markov"] = safe("bound_markov", lambda: bounds.ncc_error_bound(
-        Zte_h, yte_h, means=means, kind="markov", labels=labels).value)
-    rec["bound_directional"] = safe("bound_directional", lambda: bounds.ncc_error_bound(
-        Zte_h, yte_h, means=means, kind="directional", labels=labels).value)
+    rec["ncc_test_error_cp_upper"] = safe("ncc_test_error_cp_upper", lambda: ncc_cp_upper(Zte_h, yte_h, means))
+    for kind in ("markov", "directional"):
+        res = safe(f"bound_{kind}", lambda: bounds.ncc_error_bound(Zte_h, yte_h, means=means, kind=kind, labels=labels))
+        rec[f"bound_{kind}"], rec[f"bound_{kind}_capped"] = _value_and_capped(res)
     rho = data.rho
     rec["rho"] = [float(r) for r in rho]
     rec["rho_max"] = float(onp.max(rho))
     test_means = collapse.class_means(Zte_h, yte_h)
     rec["offset_sq"] = onp.sum((test_means - means) ** 2, axis=1).tolist()  # ||m_test,c - mu_c||^2
-    rec["bound_gc"] = safe("bound_gc", lambda: bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means).value)
+    res = safe("bound_gc", lambda: bounds.ncc_error_bound_gc(class_gc_test, means, rho, test_means))
+    rec["bound_gc"], rec["bound_gc_capped"] = _value_and_capped(res)
 
     def gc_directional():
         dir_gc = to_numpy(gc.directional_gc(model, params, data.X_eval_test, data.y_eval_test_dev, means,
@@ -168,7 +201,9 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     for name in extras:
         if name not in EXTRAS:
             raise ValueError(f"unknown extra metrics {name!r}; registered: {sorted(EXTRAS)} (import the module that registers it)")
-        rec.update(EXTRAS[name](model, params, data, seed, step))
+        extra = dict(EXTRAS[name](model, params, data, seed, step))
+        warnings.extend(extra.pop("warnings", []))
+        rec.update(extra)
     rec = {k: (float(v) if isinstance(v, (onp.floating, onp.integer)) else v) for k, v in rec.items()}
     if warnings:
         rec["warnings"] = warnings
@@ -212,4 +247,70 @@ def gc_estimators(model, params, data, seed, step):
             t0 = time.perf_counter()
             out[key] = gc.geometric_complexity(model, params, data.X_eval, method=method, rng=rng, **kw)
             out[f"seconds_{key}"] = time.perf_counter() - t0
+    return out
+
+
+@register_extra("moment_bounds")
+def moment_bounds(model, params, data, seed, step):
+    """The sharp (generalized Chebyshev) NCC bounds and the covariance-weighted GC bounds (Figure 3, issue 27).
+
+    Centres mu_c: the train class means; m_c, Var_c: the test class means and variances (all test images);
+    Jacobian moments ``E_c[J J^T]``, ``E_c[J Sigma_c J^T]`` (``gc.class_jacobian_moments``) on the fixed test
+    evaluation subset, ``Sigma_c = F_c^T F_c`` from ``prepare.input_cov_factors(data)`` (exact for
+    ``"gaussians"``, the sample covariance of the standardized training inputs otherwise), rho_c = ``data.rho``.
+
+    - ``bound_sharp``: ``bounds.ncc_error_bound(kind="sharp")`` on the test embeddings (per class
+      ``bound_sharp_class``): the best bound from each class's test mean and covariance;
+    - ``bound_sharp_gc``: the sharp bound with ``S_c`` replaced by ``rho_c E_c[J J^T]`` (valid when the
+      Poincare inequality holds with rho_c: then ``Cov_c <= rho_c E_c[J J^T]`` in the PSD order, and the bound
+      increases with the covariance);
+    - ``bound_gc_weighted``: the capped Markov GC bound (``ncc_error_bound_gc``, offsets
+      ``||m_c - mu_c||^2`` included) with ``rho_c GC_c`` replaced by ``E_c tr(J Sigma_c J^T)``: the
+      covariance-weighted Gaussian Poincare inequality ``Var_c <= E_c tr(J Sigma_c J^T)``, valid only for
+      Gaussian classes x ~ N(m_c, Sigma_c) (exact for ``"gaussians"``; a heuristic for images);
+    - ``bound_sharp_gc_weighted``: the sharp bound with ``S_c`` replaced by ``E_c[J Sigma_c J^T]`` (same proviso);
+    - ``weighted_poincare_margin`` per class ``E_c tr(J Sigma_c J^T) / Var_c`` on the test images (the weighted
+      step holds on them when >= 1), ``weighted_poincare_margin_min`` its minimum;
+    - ``seconds_moment_bounds``: wall seconds of this group (embeddings, Jacobian moments, SDP solves).
+
+    A bound that fails (e.g. a solver failure) is NaN with the reason under the record's ``warnings``.
+    """
+    t0 = time.perf_counter()
+    out, warnings = {}, []
+
+    def safe(name, fn):
+        try:
+            return fn()
+        except (ValueError, FloatingPointError, onp.linalg.LinAlgError) as e:
+            warnings.append(f"{name}: {e}")
+            return None
+
+    Ztr = to_numpy(embed_in_chunks(model, params, data.X_train))
+    Zte = to_numpy(embed_in_chunks(model, params, data.X_test))
+    labels = onp.arange(data.n_classes)
+    means = collapse.class_means(Ztr, data.y_train)
+    test_means = collapse.class_means(Zte, data.y_test)
+    sharp = safe("bound_sharp", lambda: bounds.ncc_error_bound(Zte, data.y_test, means=means, kind="sharp",
+                                                               labels=labels))
+    out["bound_sharp"] = float("nan") if sharp is None else sharp.value
+    out["bound_sharp_class"] = [float("nan")] * len(means) if sharp is None else [float(v) for v in sharp.class_terms]
+    JJ, JSJ = gc.class_jacobian_moments(model, params, data.X_eval_test, data.y_eval_test,
+                                        prepare.input_cov_factors(data))
+    rho = onp.asarray(data.rho, dtype=onp.float64)
+
+    def sharp_from(covs, name):
+        res = safe(name, lambda: bounds.ncc_error_bound_sharp_from_moments(test_means, covs, means))
+        return float("nan") if res is None else res.value
+
+    out["bound_sharp_gc"] = sharp_from(rho[:, None, None] * JJ, "bound_sharp_gc")
+    weighted = onp.trace(JSJ, axis1=1, axis2=2)  # (k,): E_c tr(J Sigma_c J^T)
+    res = safe("bound_gc_weighted", lambda: bounds.capped(bounds.ncc_error_bound_gc(weighted, means, 1.0, test_means)))
+    out["bound_gc_weighted"] = float("nan") if res is None else res.value
+    out["bound_sharp_gc_weighted"] = sharp_from(JSJ, "bound_sharp_gc_weighted")
+    margins = bounds.poincare_margins(weighted, collapse.class_variances(Zte, data.y_test), 1.0)
+    out["weighted_poincare_margin"] = [float(v) for v in margins]
+    out["weighted_poincare_margin_min"] = float(onp.min(margins))
+    out["seconds_moment_bounds"] = time.perf_counter() - t0
+    if warnings:
+        out["warnings"] = warnings
     return out

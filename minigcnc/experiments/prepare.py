@@ -8,7 +8,12 @@
   with a fixed seed so every run and checkpoint measures the same images;
 - ``rho``: one Poincare constant per class, the Gaussian proxy ``lambda_max(Cov(x | class c))`` of the
   class's standardized training inputs (``bounds.poincare_constants``; docs/theory.md#the-poincare-step
-  says why it is only a proxy for images);
+  says why it is only a proxy for images); for the synthetic ``"gaussians"`` the exact constant
+  ``lambda_max(Sigma_c) / std^2`` of the standardized inputs (std: the standardization scale);
+- ``input_cov_factors``: for ``"gaussians"`` the exact per-class factors ``F_c = (sigma_c / std) I_D`` (host)
+  of the standardized inputs' covariance ``Sigma_c = F_c^T F_c``; None for other datasets, whose factors
+  ``input_cov_factors(data)`` computes on demand: the centred standardized training inputs of class c divided
+  by ``sqrt(N_c - 1)`` (so ``Sigma_c`` is the sample covariance whose lambda_max is the proxy rho);
 - the target classes (transfer), standardized with the same source statistics, and for rotation-augmented
   target classes (``data.rotate_classes``) ``target_groups``, the digit (base class) of each target label.
 
@@ -21,7 +26,7 @@ from functools import lru_cache
 import numpy as onp
 
 from .. import data as data_mod
-from ..backend import asarray
+from ..backend import asarray, get_xp
 from ..bounds import poincare_constants
 from ..models import build
 
@@ -51,6 +56,7 @@ class RunData:
     y_test_dev: object = None
     y_eval_test_dev: object = None
     target_groups: onp.ndarray = None  # target label j -> its base class (rotated targets only; else None)
+    input_cov_factors: tuple = None  # exact per-class F_c (r_c, D), host, Sigma_c = F_c^T F_c; None: sample (input_cov_factors)
 
 
 def source_splits(dataset, data_root):
@@ -101,9 +107,40 @@ def host_data(dataset, classes, target_classes, eval_per_class, data_root, targe
     Xt = std[4] if Xt is not None else None
     idx = data_mod.stratified_subset(ytr, eval_per_class, onp.random.default_rng(EVAL_SUBSET_SEED))
     idx_test = eval_subset(yte, eval_per_class, EVAL_SUBSET_SEED)
-    # The Poincare constant of each class's input distribution, Gaussian proxy: lambda_max of its covariance
-    rho = poincare_constants(Xtr.reshape(len(Xtr), -1), ytr)
+    if dataset == "gaussians":  # exact: Sigma_c / std^2 for the standardized inputs
+        rho = gaussian_scales(classes, std[1]) ** 2
+    else:  # The Poincare constant of each class's input distribution, Gaussian proxy: lambda_max of its covariance
+        rho = poincare_constants(Xtr.reshape(len(Xtr), -1), ytr)
     return Xtr, ytr, Xte, yte, idx, idx_test, rho, Xt, yt
+
+
+def gaussian_scales(classes, std):
+    """``sigma_c / std`` (k,) of the synthetic ``"gaussians"`` classes kept (``classes``, or all), after the
+    standardization by ``std`` (one channel): the standardized inputs of class c have covariance
+    ``(sigma_c / std)^2 I``, so this squared is their exact Poincare constant."""
+    sig = data_mod.GAUSSIANS_SIGMAS[list(classes) if classes else slice(None)]
+    return onp.asarray(sig, dtype=onp.float64) / float(onp.asarray(std).reshape(-1)[0])
+
+
+def input_cov_factors(data):
+    """Per class ``F_c`` (r_c, D) with ``F_c^T F_c = Sigma_c``, the covariance of class c's standardized inputs,
+    on the backend and dtype of ``data.X_train`` (a tuple in class order).
+
+    ``data.input_cov_factors`` when set (host arrays: the exact ``(sigma_c / std) I_D`` of ``"gaussians"``);
+    otherwise ``(X_c - mean(X_c)) / sqrt(N_c - 1)`` of the standardized training inputs X_c of class c, so
+    ``Sigma_c`` is the sample covariance (ddof 1) whose lambda_max is the proxy rho. Computed on demand (the
+    ``"moment_bounds"`` extra), so a run that does not ask for it holds no second copy of its training set.
+    """
+    xp = get_xp(data.X_train)
+    if data.input_cov_factors is not None:
+        return tuple(xp.asarray(onp.asarray(F).astype(data.X_train.dtype)) for F in data.input_cov_factors)
+    N = data.X_train.shape[0]
+    X = data.X_train.reshape(N, -1)
+    out = []
+    for c in onp.unique(data.y_train):
+        Xc = X[xp.asarray(onp.flatnonzero(data.y_train == c))]
+        out.append((Xc - xp.mean(Xc, axis=0)) / float(onp.sqrt(Xc.shape[0] - 1.0)))
+    return tuple(out)
 
 
 def target_groups(config, n_target_classes):
@@ -133,6 +170,8 @@ def prepare_data(config):
         X_target=None if Xt is None else dev(Xt), y_target=yt, n_target_classes=n_target,
         y_train_dev=ints(ytr), y_test_dev=ints(yte), y_eval_test_dev=ints(yte[idx_test]),
         target_groups=target_groups(config, n_target),
+        input_cov_factors=tuple(onp.sqrt(r) * onp.eye(Xtr[0].size) for r in rho) if config.dataset == "gaussians"
+        else None,  # gaussians: rho_c = (sigma_c / std)^2 exactly, so F_c = sqrt(rho_c) I; else input_cov_factors
     )
 
 
