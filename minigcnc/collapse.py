@@ -67,8 +67,14 @@ def class_variances(Z, y):
     return centred_variances(xp, centred, onehot, counts)
 
 
+_HUGE = 1e100  # features beyond this are rescaled first: their squares would overflow float64
+
+
 def _cdnv_matrix(Z, y, what):
     xp, Z, classes = prepare(Z, y, what)
+    big = scalar(xp.max(xp.abs(Z))) if Z.size else 0.0
+    if big > _HUGE:  # the CDNV is scale invariant; squares of 1e154 overflow to inf (inf / inf = NaN)
+        Z = Z / big
     means, centred, onehot, counts = means_and_centred(xp, Z, classes)
     var = centred_variances(xp, centred, onehot, counts)  # (k,)
     d2 = pairwise_sq_dists(means)
@@ -94,7 +100,8 @@ def cdnv(Z, y):
 
     ``NC = (2 / (k(k-1))) sum_{i<j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (Munn, Dherin, Gonzalvo 2024,
     section 3; CDNV of Galanti, Gyorgy, Hutter 2022). ``Z``: (N, p) embeddings; ``y``: (N,) integer labels.
-    Invariant to scaling, rotating and translating the features and to relabelling the classes.
+    Invariant to scaling, rotating and translating the features and to relabelling the classes (features
+    larger than 1e100 in magnitude are rescaled first, so their squares do not overflow).
     """
     return pair_mean(_cdnv_matrix(Z, y, "cdnv"))
 
@@ -336,6 +343,9 @@ def ncc_error(Z, y, *old_order, means=None, labels=None, balanced=False):
         means = class_means(Z, y)
     means = as_features(means, "means", "class means (k classes, p features)")
     Z = as_features(Z)
+    if Z.shape[0] == 0:
+        raise ValueError("ncc_error: Z has 0 samples; the error rate of no samples is undefined (give at least one "
+                         "sample)")
     classes = Classes(as_labels(y, Z.shape[0]))
     rows = rows_of_classes(means.shape, classes, Z.shape[1], labels=labels, subset=True)
     xp = get_xp(means, Z)

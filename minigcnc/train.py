@@ -109,7 +109,26 @@ def sum_of(terms):
     return total
 
 
-def _save_checkpoint(path, params, velocity, step, history, losses):
+CHECKPOINT_FORMAT = 2  # a checkpoint of another format is discarded (with a warning), never misread
+
+
+def _checkpoint_digest(arrays):
+    """sha256 over every array of a checkpoint but ``digest`` (name, dtype, shape and bytes, in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "digest":
+            continue
+        a = onp.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path, params, velocity, step, history, losses, meta):
+    """Write the state of a run at ``step`` to ``path`` (atomically), with ``meta`` (what the run is: seed, steps,
+    hyperparameters, the caller's ``checkpoint_key``) and a digest of it all, checked when it is read."""
     leaves = [to_numpy(a) for a in tree_leaves(params)]
     vel = [to_numpy(a) for a in tree_leaves(velocity)] if velocity is not None else []
     arrays = {f"p{i}": a for i, a in enumerate(leaves)}
@@ -117,6 +136,8 @@ def _save_checkpoint(path, params, velocity, step, history, losses):
     arrays["step"] = onp.array(step)
     arrays["history"] = onp.array(json.dumps(history))
     arrays["losses"] = onp.asarray(losses, dtype=onp.float64)
+    arrays["meta"] = onp.array(json.dumps({**meta, "format": CHECKPOINT_FORMAT}, sort_keys=True))
+    arrays["digest"] = onp.array(_checkpoint_digest(arrays))
 
     def write(tmp):
         with open(tmp, "wb") as out:  # a file object: savez adds no ".npz" to the name
@@ -125,28 +146,76 @@ def _save_checkpoint(path, params, velocity, step, history, losses):
     checks.write_atomically(path, write)
 
 
-def _load_checkpoint(path, params, velocity):
-    with onp.load(path, allow_pickle=False) as f:
-        n = len(tree_leaves(params))
-        missing = [f"p{i}" for i in range(n) if f"p{i}" not in f.files]
-        if missing:
-            raise ValueError(f"checkpoint {path} does not match this model ({len(missing)} parameter arrays missing); delete it or use another path")
-        leaves = [f[f"p{i}"] for i in range(n)]
-        for a, ref in zip(leaves, tree_leaves(params)):
-            if a.shape != tuple(ref.shape):
-                raise ValueError(f"checkpoint {path} has a parameter of shape {a.shape}, the model needs {tuple(ref.shape)}")
-        xp = get_xp(*tree_leaves(params))
-        to_dev = (lambda a: xp.asarray(a)) if is_device_array(tree_leaves(params)[0]) else (lambda a: a)
-        new_params = tree_unflatten(params, [to_dev(a.astype(ref.dtype)) for a, ref in zip(leaves, tree_leaves(params))])
-        new_vel = None
-        if velocity is not None and "v0" in f.files:
-            new_vel = tree_unflatten(velocity, [to_dev(f[f"v{i}"]) for i in range(len(tree_leaves(velocity)))])
-        return new_params, new_vel, int(f["step"]), json.loads(str(f["history"])), list(f["losses"])
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: damaged, of another format, or of another run."""
+
+
+def _load_checkpoint(path, params, velocity, meta, steps):
+    """(params, velocity, step, history, losses) of the checkpoint at ``path``, after checking its digest, that
+    it is of this run (``meta``: seed, hyperparameters, key) and that its step is at most ``steps``; a
+    CheckpointError says why not."""
+    try:
+        with open(path, "rb") as fh, onp.load(fh, allow_pickle=False) as f:  # (our handle: closed on a bad zip)
+            arrays = {name: f[name] for name in f.files}
+    except Exception as e:  # noqa: BLE001 - a damaged file: zip, npy header, truncation (BadZipFile, OSError, ...)
+        raise CheckpointError(f"is damaged ({type(e).__name__}: {e})") from None
+    if "digest" not in arrays or "meta" not in arrays:
+        raise CheckpointError("has no digest (written by another version)")
+    if str(arrays["digest"]) != _checkpoint_digest(arrays):
+        raise CheckpointError("does not match its digest (edited or damaged)")
+    try:
+        stored = json.loads(str(arrays["meta"]))
+        step = int(arrays["step"])
+        history = json.loads(str(arrays["history"]))
+        losses = [float(v) for v in arrays["losses"]]
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"is damaged ({type(e).__name__}: {e})") from None
+    if stored.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"is of format {stored.get('format')!r}, not {CHECKPOINT_FORMAT}")
+    differ = [f"{k} {stored.get(k)!r} (this run: {v!r})" for k, v in meta.items() if stored.get(k) != v]
+    if differ:
+        raise CheckpointError("is of another run: " + ", ".join(differ))
+    if not 0 <= step <= steps or len(losses) != step:
+        raise CheckpointError(f"claims step {step} of a run of {steps} steps ({len(losses)} losses)")
+    if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("step"), int) and
+                                                0 <= h["step"] <= step for h in history):
+        raise CheckpointError(f"holds evaluations that are not of steps 0..{step}")
+    n = len(tree_leaves(params))
+    refs = tree_leaves(params)
+    if any(f"p{i}" not in arrays for i in range(n)) or any(arrays[f"p{i}"].shape != tuple(r.shape)
+                                                          for i, r in enumerate(refs)):
+        raise CheckpointError("does not match this model (its parameter arrays differ)")
+    xp = get_xp(*refs)
+    to_dev = (lambda a: xp.asarray(a)) if is_device_array(refs[0]) else (lambda a: a)
+    new_params = tree_unflatten(params, [to_dev(arrays[f"p{i}"].astype(r.dtype)) for i, r in enumerate(refs)])
+    new_vel = None
+    if velocity is not None:
+        vrefs = tree_leaves(velocity)
+        if any(f"v{i}" not in arrays or arrays[f"v{i}"].shape != tuple(r.shape) for i, r in enumerate(vrefs)):
+            raise CheckpointError("has no momentum buffers of this model")
+        new_vel = tree_unflatten(velocity, [to_dev(arrays[f"v{i}"]) for i in range(len(vrefs))])
+    return new_params, new_vel, step, history, losses
+
+
+def _resume_or_discard(path, params, velocity, meta, steps):
+    """``_load_checkpoint``, or None after a one-line warning and the file's removal when it cannot be resumed
+    (the run then starts from step 0: a damaged checkpoint costs its steps, never the run)."""
+    import warnings
+
+    try:
+        return _load_checkpoint(path, params, velocity, meta, steps)
+    except CheckpointError as e:
+        warnings.warn(f"checkpoint {path} {e}; discarded, the run starts from step 0", stacklevel=3)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return None
 
 
 def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, penalty=None, eval_every=None,
         on_eval=None, seed=0, progress=True, checkpoint=None, checkpoint_every=None, desc=None,
-        divergence_factor=100.0, fused=True, blas_threads=None):
+        divergence_factor=100.0, fused=True, blas_threads=None, checkpoint_key=None):
     """Train ``params`` with minibatch SGD and return a ``FitResult``.
 
     X (N, ...) and y (N,) may be host or device arrays; they are moved once to the device of ``params``.
@@ -158,13 +227,16 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     after a divergence); its
     dicts (with ``step`` added) form ``history``. ``checkpoint``: a ``.npz`` path written atomically every
     ``checkpoint_every`` steps (default: at each evaluation) and at the end; if it exists, training resumes
-    from it with the same batches and momentum.
+    from it with the same batches and momentum. A checkpoint carries a digest of its content and what run it
+    is (seed, lr, batch size, l2, momentum, the number of samples and ``checkpoint_key``, any string the caller
+    names the run by, e.g. its cache key); one that fails the digest, is of another run or claims a step beyond
+    ``steps`` is discarded with a one-line warning and the run starts from step 0.
 
     Every argument is checked before the first step: a NaN or inf in ``X`` raises ValueError (checked once on
     the whole array, on its own device). Divergence: the run stops, with ``diverged=True`` and a message naming
     the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
     the first step's (at least 1e-3; ReLU nets often blow up to huge but finite losses instead of NaN);
-    ``divergence_factor=0`` or None checks only for non-finite values. ``FitResult.step`` is then the last
+    ``divergence_factor=0`` or None checks only for non-finite values (a negative or NaN factor is refused). ``FitResult.step`` is then the last
     step whose update was applied. ``fused``: the loss by
     the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off). ``params``
     must have the shapes ``model.init`` makes (a ValueError otherwise).
@@ -184,7 +256,11 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     steps = checks.integer("steps", steps, minimum=0)
     l2 = checks.number("l2", l2, 0.0)
     momentum = checks.number("momentum", momentum, 0.0, high=1.0)
+    if divergence_factor is not None:
+        divergence_factor = checks.number("divergence_factor", divergence_factor, 0.0)
     X = model.check_input(X)
+    if onp.iscomplexobj(X):
+        raise TypeError(f"X must be real; got dtype {X.dtype} (complex). Pass X.real, or abs(X), as you mean it")
     n = X.shape[0]
     batch_size = checks.integer("batch_size", batch_size, minimum=1)
     if batch_size > n:
@@ -204,8 +280,12 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
         X = xp.asarray(X).astype(dtype) if not is_device_array(X) else X.astype(dtype, copy=False)  # no 2nd copy
         y_dev = xp.asarray(y_host)
     else:
-        X = onp.asarray(to_numpy(X), dtype=dtype)
+        with onp.errstate(over="ignore"):  # (an overflow is named just below)
+            X = onp.asarray(to_numpy(X), dtype=dtype)
         y_dev = y_host
+    if not bool(to_numpy(xp.all(xp.isfinite(X)))):  # finite before the cast: too large for the params' dtype
+        raise ValueError(f"X holds values too large for the params' dtype {dtype} (they overflow to inf when cast); "
+                         "rescale X (e.g. standardize it) or build the params with dtype='float64'")
 
     takes_step = getattr(penalty, "takes_step", False)
 
@@ -223,9 +303,13 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     grads_owned = penalty is None
     velocity = tree_map(lambda a: a * 0, params) if momentum else None
     start, history, losses = 0, [], []
+    meta = {"seed": seed, "lr": lr, "batch_size": batch_size, "l2": l2, "momentum": momentum, "n": n,
+            "key": None if checkpoint_key is None else str(checkpoint_key)}
     if checkpoint and os.path.exists(checkpoint):
-        params, vel, start, history, losses = _load_checkpoint(checkpoint, params, velocity)
-        velocity = vel if vel is not None else velocity
+        resumed = _resume_or_discard(checkpoint, params, velocity, meta, steps)
+        if resumed is not None:
+            params, vel, start, history, losses = resumed
+            velocity = vel if vel is not None else velocity
 
     def evaluate(step, p):
         if on_eval is not None and not any(h.get("step") == step for h in history):
@@ -264,13 +348,13 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
                 if eval_every and step % eval_every == 0:
                     evaluate(step, params)
                 if checkpoint and step % ckpt_every == 0:
-                    _save_checkpoint(checkpoint, params, velocity, step, history, losses)
+                    _save_checkpoint(checkpoint, params, velocity, step, history, losses, meta)
         finally:
             bar.close()
         if not diverged:
             evaluate(step, params)
     if checkpoint:
-        _save_checkpoint(checkpoint, params, velocity, step, history, losses)
+        _save_checkpoint(checkpoint, params, velocity, step, history, losses, meta)
     return FitResult(params, step, diverged, message, history, losses, time.time() - t0)
 
 

@@ -449,3 +449,21 @@ def test_ncc_error_takes_the_order_of_its_bounds_and_refuses_the_old_one():
     assert C.ncc_error(Z, y, means=np.array([[1.0], [0.0]])) == 1.0
     with pytest.raises(TypeError, match=r"ncc_error\(Z, y, means=means\)"):
         C.ncc_error(np.array([[0.0], [1.0]]), Z, y)
+
+
+# ---- library edges (issue 33 item 8) -------------------------------------------------------------------------
+@pytest.mark.parametrize("balanced", [False, True])
+def test_ncc_error_of_zero_samples_is_an_error_not_nan(balanced):
+    means = np.eye(3)
+    with pytest.raises(ValueError, match="ncc_error: Z has 0 samples"):
+        C.ncc_error(np.zeros((0, 3)), np.zeros(0, dtype=int), means=means, labels=np.arange(3),
+                           balanced=balanced)
+
+
+def test_cdnv_of_huge_features_equals_the_cdnv_of_the_same_features_rescaled(rng):
+    Z, y = rng.standard_normal((30, 4)), np.arange(30) % 3
+    Z[y == 1] += 3.0
+    expected = C.cdnv(Z, y)
+    for scale in (1e154, 1e300):
+        assert C.cdnv(Z * scale, y) == pytest.approx(expected, rel=1e-12)
+    assert C.cdnv_matrix(Z * 1e154, y) == pytest.approx(C.cdnv_matrix(Z, y), rel=1e-12)

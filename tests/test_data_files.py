@@ -120,3 +120,32 @@ def test_missing_cifar_archive_names_both_archives_and_the_download_url(tmp_path
     for expected in ["cifar-100-binary.tar.gz", "cifar-100-python.tar.gz", str(tmp_path),
                      "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "root=", "MINIGCNC_DATA"]:
         assert expected in message
+
+
+def test_a_gzip_bomb_is_refused_with_bounded_memory(monkeypatch, tmp_path):
+    """A small .gz that inflates past the official size is refused after reading one byte more than that size
+    (the limit is lowered here to keep the test small: 16 MiB of zeros against a 32 kB limit)."""
+    import gzip
+    import tracemalloc
+
+    write_fake_idx(tmp_path)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * (16 << 20), compresslevel=9))  # 16 MiB of zeros in ~16 kB
+    assert bomb.stat().st_size < 200_000
+    monkeypatch.setitem(files.MAX_BYTES, "train-images-idx3-ubyte", 32768)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="inflates to more than 32768 bytes, the size of the official file"):
+            data.load("mnist", "train", root=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak  # never the 16 MiB
+
+
+def test_a_file_larger_than_the_official_one_is_refused_before_it_is_read(monkeypatch, tmp_path):
+    write_fake_idx(tmp_path)
+    monkeypatch.setitem(files.MAX_BYTES, "train-labels-idx1-ubyte", 10)
+    monkeypatch.setattr(type(tmp_path), "read_bytes", lambda self: pytest.fail(f"{self} was read"))
+    with pytest.raises(ValueError, match="bytes on disk, more than 10 bytes, the size of the official file"):
+        files._checksummed_bytes(tmp_path / "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz")

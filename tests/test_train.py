@@ -1,5 +1,7 @@
 """train.fit: the SGD and momentum updates, determinism, argument checks, divergence, checkpoints, evaluations,
 and that it learns; train.batch_indices / train.batches: the deterministic mini-batches."""
+from pathlib import Path
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
@@ -252,13 +254,95 @@ def test_a_hutchinson_penalized_run_resumed_from_a_checkpoint_equals_an_uninterr
     assert not np.array_equal(other.params[0][0], whole.params[0][0])
 
 
-def test_a_checkpoint_of_another_model_is_refused(problem, tmp_path):
+def edited_checkpoint(path, keep_digest=False, **changes):
+    """Rewrite the checkpoint at ``path`` with some arrays replaced (its digest kept as it was, or redone)."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays.update({k: np.asarray(v) for k, v in changes.items()})
+    if not keep_digest:
+        arrays["digest"] = np.array(train._checkpoint_digest(arrays))
+    with open(path, "wb") as out:
+        np.savez(out, **arrays)
+
+
+def meta_with(path, **changes):
+    import json
+
+    with np.load(path, allow_pickle=False) as f:
+        return json.dumps({**json.loads(str(f["meta"])), **changes}, sort_keys=True)
+
+
+def discarded(model, params, X, y, ckpt, **kw):
+    """fit resumed from ``ckpt``: it warns once, in one line, that the checkpoint was discarded, and starts over."""
+    with pytest.warns(UserWarning) as caught:
+        result = fit(model, params, X, y, checkpoint=ckpt, **kw)
+    (message,) = [str(w.message) for w in caught if "checkpoint" in str(w.message)]
+    assert message.startswith(f"checkpoint {ckpt} ") and message.endswith("; discarded, the run starts from step 0")
+    assert "\n" not in message
+    return result, message
+
+
+def test_a_checkpoint_of_another_model_is_discarded_with_a_warning(problem, tmp_path):
     model, params, X, y = problem
     ckpt = str(tmp_path / "run.npz")
     fit(model, params, X, y, steps=2, checkpoint=ckpt)
     wider = models.mlp([D, 9, 5], K)
-    with pytest.raises(ValueError, match="checkpoint .* has a parameter of shape"):
-        fit(wider, wider.init(0), X, y, steps=4, checkpoint=ckpt)
+    result, message = discarded(wider, wider.init(0), X, y, ckpt, steps=4)
+    assert "does not match this model" in message
+    assert_same_params(result.params, fit(wider, wider.init(0), X, y, steps=4).params)  # trained from step 0
+
+
+@pytest.mark.parametrize("case,why", [
+    ("another seed", "is of another run: seed 2 (this run: 1)"),
+    ("another key", "is of another run: key 'run-b' (this run: 'run-a')"),
+    ("step beyond the run", "claims step 1000000 of a run of 6 steps"),
+    ("edited parameters", "does not match its digest"),
+    ("no digest", "has no digest"),
+    ("damaged file", "is damaged ("),
+    ("truncated file", "is damaged ("),
+])
+def test_a_checkpoint_that_is_not_this_runs_is_discarded_and_the_run_trains_from_step_0(problem, tmp_path, case, why):
+    """Each case of issue 33 item 1 for checkpoints: the run is trained from scratch, bit-identical, and the
+    discarded file is replaced by the run's own."""
+    model, params, X, y = problem
+    kw = {"seed": 1, "steps": 6, "checkpoint_every": 3, "checkpoint_key": "run-a"}
+    whole = fit(model, params, X, y, **kw)
+    ckpt = str(tmp_path / "run.npz")
+    if case == "another seed":
+        fit(model, params, X, y, **{**kw, "seed": 2, "steps": 3})
+        fit(model, params, X, y, checkpoint=ckpt, **{**kw, "seed": 2, "steps": 3})
+    else:
+        fit(model, params, X, y, checkpoint=ckpt, **{**kw, "steps": 3})
+    if case == "another key":
+        edited_checkpoint(ckpt, meta=meta_with(ckpt, key="run-b"))
+    elif case == "step beyond the run":
+        edited_checkpoint(ckpt, step=np.array(1_000_000))
+    elif case == "edited parameters":
+        with np.load(ckpt, allow_pickle=False) as f:
+            p0 = f["p0"].copy()
+        p0[0, 0] += 1e-3
+        edited_checkpoint(ckpt, keep_digest=True, p0=p0)
+    elif case == "no digest":
+        with np.load(ckpt, allow_pickle=False) as f:
+            arrays = {n: f[n] for n in f.files if n not in ("digest", "meta")}
+        with open(ckpt, "wb") as out:
+            np.savez(out, **arrays)
+    elif case == "damaged file":
+        Path(ckpt).write_bytes(b"PK\x03\x04 not a zip")
+    elif case == "truncated file":
+        data = Path(ckpt).read_bytes()
+        Path(ckpt).write_bytes(data[: len(data) // 2])
+    kw.pop("seed")
+    result, message = discarded(model, params, X, y, ckpt, seed=1, **kw)
+    assert why in message, message
+    assert result.step == 6 and result.losses == whole.losses
+    assert_same_params(result.params, whole.params)
+    assert Path(ckpt).exists()  # the run's own final checkpoint
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit(model, params, X, y, checkpoint=ckpt, seed=1, **kw).losses == whole.losses  # resumed, silently
 
 
 def test_a_checkpoint_path_without_npz_suffix_is_written_whole_and_resumed(problem, tmp_path):
@@ -447,3 +531,25 @@ def test_fit_on_a_device_leaves_blas_alone(rng):
 
     fit(model, params, rng.standard_normal((N, D)), rng.integers(0, K, N), blas_threads=1, on_eval=record)
     assert seen == [blas_threads_now()] * 2 and backend.get_backend() == "numpy"
+
+
+# ---- library edges (issue 33 item 8) -------------------------------------------------------------------------
+def test_complex_inputs_are_refused_not_cast(problem):
+    model, params, X, y = problem
+    with pytest.raises(TypeError, match="X must be real; got dtype complex128"):
+        fit(model, params, X + 1j, y)
+
+
+def test_inputs_that_overflow_the_params_dtype_are_named_before_training(problem):
+    model, _, X, y = problem
+    X = X.copy()
+    X[0, 0] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match="X holds values too large for the params' dtype float32"):
+        fit(model, model.init(0, dtype="float32"), X, y)
+
+
+@pytest.mark.parametrize("factor", [float("nan"), -1.0, float("inf")])
+def test_a_nan_negative_or_infinite_divergence_factor_is_refused(problem, factor):
+    model, params, X, y = problem
+    with pytest.raises(ValueError, match="divergence_factor must be a finite number >= 0"):
+        fit(model, params, X, y, divergence_factor=factor)

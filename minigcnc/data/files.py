@@ -6,7 +6,9 @@
   archive, so its ``<name>`` is ``cifar100``.
 - Checksums: every file is checked before anything is parsed from it (``verified_bytes``, ``mnist5k_bytes``):
   the md5 of the archive for CIFAR, the md5 of the decompressed bytes for IDX files (Debian recompresses the
-  .gz files), the sha256 of the embedded mnist5k .npz. A mismatch refuses to load.
+  .gz files), the sha256 of the embedded mnist5k .npz. A mismatch refuses to load. Memory stays bounded on an
+  untrusted file: nothing larger than the official file (``MAX_BYTES``) is read, and a .gz is inflated in a
+  stream that stops one byte past the official decompressed size (a gzip bomb is refused after ~47 MB).
 - Files that ship with the code: the embedded ``_data/mnist5k.npz`` and scikit-learn's digits csv.
 - ``download_files`` is the only function of ``minigcnc.data`` that uses the network; a download is checked
   against its md5 before it is moved into place (``checks.write_atomically``), so a failed or corrupt one
@@ -18,7 +20,6 @@ import gzip
 import hashlib
 import importlib.util
 import os
-import shutil
 import urllib.error
 import urllib.request
 import zlib
@@ -68,6 +69,13 @@ MD5 = {
         "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85",
     },
 }
+# The size in bytes of each official file once decompressed (IDX: 16- or 8-byte header + the values), and a
+# bound above every official CIFAR archive (168.5-170.5 MB): nothing larger is read into memory.
+MAX_BYTES = {
+    "train-images-idx3-ubyte": 16 + 60000 * 28 * 28, "train-labels-idx1-ubyte": 8 + 60000,
+    "t10k-images-idx3-ubyte": 16 + 10000 * 28 * 28, "t10k-labels-idx1-ubyte": 8 + 10000,
+}
+MAX_ARCHIVE_BYTES = 200_000_000
 HOMEPAGES = {
     "mnist": "https://yann.lecun.com/exdb/mnist/",
     "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist",
@@ -132,12 +140,15 @@ def _missing_file_message(name, alternatives, dirs):
     wanted = " or ".join(repr(f) for f in alternatives)
     looked = "\n".join(f"  {d}" for d in dirs)
     url = DOWNLOAD_URLS[folder] + alternatives[0]
-    hint = ("; or install the Debian package dataset-fashion-mnist (apt install dataset-fashion-mnist)"
-            if folder == "fashion_mnist" else "")
+    system = SYSTEM_DIRS.get(folder, ())
+    hint = (f"Or install the Debian package dataset-fashion-mnist (sudo apt install dataset-fashion-mnist): it "
+            f"puts the files in {system[0]}, where they are found with nothing to pass; just run the same command "
+            "again." if folder == "fashion_mnist" and system else "")
     return (f"{name}: file {wanted} not found. Looked in:\n{looked}\n"
-            f"Get it from {url} (official page {HOMEPAGES[folder]}; or call minigcnc.data.download({folder!r}) "
-            f"when online){hint}, then pass root='<folder with the file>' to load() or set the environment "
-            f"variable {ENV_VAR}=<folder>.")
+            f"Get it from {url} (official page {HOMEPAGES[folder]}), or call minigcnc.data.download({folder!r}) "
+            f"when online (it goes to {CACHE_DIR / folder}, found with nothing to pass). Files placed in another "
+            f"folder: pass root='<folder>' to load(), --data-root <folder> on the command line, or set "
+            f"{ENV_VAR}=<folder>." + (f" {hint}" if hint else ""))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -183,15 +194,33 @@ def _md5_key(filename):
     return filename[:-3] if filename.endswith("-ubyte.gz") else filename
 
 
+def _max_bytes(filename):
+    """The most bytes an official file (decompressed, for ``*-ubyte.gz``) can have."""
+    return MAX_BYTES.get(_md5_key(filename), MAX_ARCHIVE_BYTES)
+
+
 def _checksummed_bytes(path, filename):
-    """Return the bytes whose md5 is published: decompressed for ``*-ubyte.gz``, the raw file otherwise."""
-    data = Path(path).read_bytes()
+    """Return the bytes whose md5 is published: decompressed for ``*-ubyte.gz``, the raw file otherwise.
+
+    Never more than ``_max_bytes(filename)`` (+1) bytes are held: a larger file, or a .gz that inflates past
+    the official size (a gzip bomb), is refused with a ValueError before it is read whole.
+    """
+    limit = _max_bytes(filename)
+    size = Path(path).stat().st_size
+    too_big = (f"{path}: {{}} more than {limit} bytes, the size of the official file; refusing to load it (it is "
+               "not the official file): delete it and download it again")
+    if size > limit:
+        raise ValueError(too_big.format(f"{size} bytes on disk,"))
     if not filename.endswith("-ubyte.gz"):
-        return data
+        return Path(path).read_bytes()
     try:
-        return gzip.decompress(data)
+        with gzip.open(path, "rb") as stream:
+            data = stream.read(limit + 1)  # inflated in a stream: at most limit + 1 bytes in memory
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{path}: not a valid gzip file ({error}); delete it and download it again") from None
+    if len(data) > limit:
+        raise ValueError(too_big.format("inflates to"))
+    return data
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -257,8 +286,13 @@ def _download_file(folder, filename, root):
             raise
         except urllib.error.URLError as error:  # no network (no DNS, no route, refused)
             raise ConnectionError(_offline_message(folder, url, error.reason)) from None
+        limit = _max_bytes(filename)
         with response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out)
+            while chunk := response.read(min(1 << 20, limit + 1 - out.tell())):  # never more than the limit
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise ValueError(f"{url}: more than {limit} bytes, the size of the official file; not the "
+                                     "official file, nothing kept")
         _check_md5(_checksummed_bytes(part, filename), MD5[folder][_md5_key(filename)], url)
 
     return checks.write_atomically(target, fetch)

@@ -7,8 +7,18 @@ or schedule; ``experiments/run.py``, the glue from a config to ``train.fit``, is
 docstrings are not part of the hash (it is taken over the parsed code), so editing a comment retrains
 nothing, while editing a line of ``gc.py`` or ``train.py`` retrains every run.
 
-Files are written atomically (``checks.write_atomically``); a damaged file, or one that holds another run
-(its stored key or config differs from the requested one), is named in a warning and its run is recomputed.
+Files are written atomically (``checks.write_atomically``) with a digest of their content and of the key they
+were written for (``store_run``); a file that cannot be read, does not match its digest (edited by hand, a
+flipped bit) or holds another run (its stored key or config differs from the requested one) is named in a
+one-line warning and its run is recomputed, never reused. Checkpoints carry their own digest and the run's key
+(``train.fit(checkpoint_key=...)``).
+
+A metric of your own (``measure.register_extra``) defined outside ``minigcnc`` is part of the key of the runs
+that record it: the parsed source of its function and of the functions and constants of its module that it
+names (``extra_code``), so editing it recomputes those runs.
+
+Temporary files left by a killed writer (``.<name>.tmp-<pid>``) are counted by ``--info`` and deleted by
+``--prune`` once their process is gone (``stale_temps``).
 
 Cache folder: ``--cache DIR``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc`` (``--out`` moves only a
 figure's PNG and JSON, never the cache). Runs of other code are never read again, and never deleted on their
@@ -37,7 +47,7 @@ NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "e
                       "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
                       "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
                       "experiments/grid.py", "experiments/progress.py", "experiments/dask_runner.py",
-                      "experiments/presets.py", "registry.py")
+                      "experiments/presets.py", "experiments/power.py", "registry.py")
 
 
 def result_modules(root=None):
@@ -78,8 +88,79 @@ def code_hash(root=None):
 
 
 def run_key(config):
-    """The cache key of ``config`` under the current code."""
-    return config.key(code_hash())
+    """The cache key of ``config`` under the current code (its own metrics' code included, ``extra_code``)."""
+    extras = extra_code(getattr(config, "extras", ()))
+    return config.key(code_hash() + (f"+{extras}" if extras else ""))
+
+
+PINNED_EXTRAS = {}  # name -> the hash of a registered extra as the client computed it (set in workers)
+
+
+def extra_code(names):
+    """A short hash of the code of the extra metrics ``names`` defined outside ``minigcnc`` ("" when there are
+    none: the package's own are in ``code_hash``); an unregistered name counts as its name."""
+    parts = []
+    for name in names:
+        if name in PINNED_EXTRAS:
+            parts.append(f"{name}:{PINNED_EXTRAS[name]}")
+            continue
+        from .measure import EXTRAS
+
+        fn = EXTRAS.get(name)
+        if fn is None or (getattr(fn, "__module__", "") or "").split(".")[0] == "minigcnc":
+            continue
+        parts.append(f"{name}:{function_code(fn)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts else ""
+
+
+def function_code(fn):
+    """A short hash of ``fn``'s parsed source (comments and docstrings aside) and of the functions and plain
+    constants of its module that it names, recursively (the code object when the source cannot be read)."""
+    import inspect
+    import textwrap
+    import types
+
+    h, seen, todo = hashlib.sha256(), set(), [fn]
+    while todo:
+        f = todo.pop()
+        if id(f) in seen:
+            continue
+        seen.add(id(f))
+        try:
+            h.update(_code_of_text(textwrap.dedent(inspect.getsource(f))).encode())
+        except (OSError, TypeError, SyntaxError):
+            code = f.__code__
+            h.update(code.co_code + repr((code.co_consts, code.co_names)).encode())
+        for name in sorted(_names_used(f.__code__)):
+            value = f.__globals__.get(name)
+            if isinstance(value, types.FunctionType) and value.__module__ == f.__module__:
+                todo.append(value)
+            elif isinstance(value, (int, float, str, bytes, tuple, frozenset, bool)) and not isinstance(value, type):
+                h.update(f"{name}={value!r}".encode())
+    return h.hexdigest()[:12]
+
+
+def _names_used(code):
+    """The global names a code object (and the code nested in it) reads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_used(const)
+    return names
+
+
+def _code_of_text(text):
+    """``_code_of`` for source text."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
+                isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    for node in ast.walk(tree):  # the decorator line is the registration, not the code
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.decorator_list = []
+    return ast.dump(tree, annotate_fields=False)
 
 
 def default_cache_dir():
@@ -90,6 +171,22 @@ def default_cache_dir():
 def run_path(config, cache_dir=None):
     """Where the finished run of ``config`` is stored: ``<cache>/runs/<key>.json``."""
     return Path(cache_dir or default_cache_dir()) / "runs" / f"{run_key(config)}.json"
+
+
+def run_digest(history, key):
+    """The digest of a run file: sha256 of its content (all but ``digest``) and of the key it is written for."""
+    body = {k: v for k, v in history.items() if k != "digest"}
+    text = json.dumps({"key": key, "run": body}, sort_keys=True, allow_nan=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def store_run(path, history):
+    """Write the run ``history`` to ``path`` (``<cache>/runs/<key>.json``) with its digest (added to
+    ``history`` too, so the dict returned equals the one read back)."""
+    history.update(json.loads(json.dumps(history, allow_nan=True, default=list)))  # as JSON will give it back
+    history.pop("digest", None)
+    history["digest"] = run_digest(history, Path(path).stem)
+    return write_json(path, history)
 
 
 def write_json(path, obj):
@@ -114,6 +211,10 @@ def load_run(config, cache_dir=None):
         if history.get("key") != run_key(config) or not _same_config(history.get("config"), config):
             raise ValueError(f"it holds another run (key {history.get('key')!r}, seed "
                              f"{(history.get('config') or {}).get('seed')!r}), not {run_key(config)!r}")
+        if "digest" not in history:
+            raise ValueError("it has no digest (written by an older version)")
+        if history["digest"] != run_digest(history, path.stem):
+            raise ValueError("its content does not match its digest (edited by hand or damaged)")
         return history
     except (OSError, ValueError, UnicodeDecodeError) as e:
         try:

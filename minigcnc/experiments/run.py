@@ -6,12 +6,17 @@
 - ``train_in_worker(config_dict, checkpoint_dir, fresh)``: the same as a Dask task (``dask_runner.run_on_dask``):
   the worker trains and sends the history back; the client writes the cache.
 
+The data are prepared with one BLAS thread in every mode (``--jobs 1``, ``--jobs N``, Dask), so that the
+numbers computed from them (the Poincare constants ``rho``) do not depend on how the sweep is scheduled. Each
+checkpoint is tagged with the run's cache key (``train.fit(checkpoint_key=...)``), and each run file carries a
+digest (``cache.store_run``), both checked when read.
+
 A *result module* (``cache.py``): its code is part of every run's cache key, so editing a line here retrains.
 Scheduling many runs is ``sweep.py``'s job.
 """
 import time
 
-from .cache import load_run, run_key, run_path, versions, write_json
+from .cache import load_run, run_key, run_path, store_run, versions
 from .config import RunConfig
 from .dask_runner import worker_checkpoint_dir
 
@@ -20,13 +25,15 @@ def train_run(config, checkpoint=None, progress=True):
     """Train ``config`` from scratch (or from ``checkpoint``) and return its history; writes no result file."""
     from .. import gc
     from ..backend import set_backend
+    from ..threads import blas_limit
     from ..train import fit
     from .measure import measure
     from .prepare import build_model, prepare_data
 
     set_backend(config.backend)
     t0 = time.time()
-    data = prepare_data(config)
+    with blas_limit(1):  # the same rounding whatever the sweep's jobs (its workers run with one thread each)
+        data = prepare_data(config)
     model = build_model(config, data.n_classes, data.input_shape)
     params = model.init(config.seed, dtype=config.dtype, backend=config.backend)
     penalty = (gc.make_gc_penalty(model, config.gc_reg, method=config.gc_reg_method, seed=config.seed)
@@ -34,6 +41,7 @@ def train_run(config, checkpoint=None, progress=True):
     res = fit(model, params, data.X_train, data.y_train_dev, lr=config.lr, batch_size=config.batch_size,
               steps=config.steps, l2=config.l2, momentum=config.momentum, penalty=penalty,
               eval_every=config.eval_every, seed=config.seed, progress=progress, checkpoint=checkpoint,
+              checkpoint_key=run_key(config),
               on_eval=lambda step, p: measure(model, p, data, config.fewshot_episodes, config.seed, tuple(config.extras),
                                               probe=config.fewshot_probe, step=step),
               desc=f"{config.model} lr={config.lr:g} bs={config.batch_size} l2={config.l2:g} seed={config.seed}")
@@ -57,18 +65,19 @@ def run(config, cache_dir=None, fresh=False, progress=True):
         ckpt.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     history = train_run(config, checkpoint=str(ckpt), progress=progress)
-    write_json(path, history)
+    store_run(path, history)
     if ckpt.exists():
         ckpt.unlink()
     return history
 
 
-def train_in_worker(config_dict, checkpoint_dir, fresh):
+def train_in_worker(config_dict, checkpoint_dir, fresh, keep_checkpoint=False):
     """A Dask task: train the run and return its history (the client writes it to the cache).
 
-    The checkpoint lives in ``checkpoint_dir`` on the worker's own disk (None: the worker's local directory,
-    ``dask_runner.worker_checkpoint_dir``), so a worker restarted on the same machine resumes it; the client's
-    cache is never touched here.
+    The checkpoint lives in ``checkpoint_dir`` (None: the worker's local directory,
+    ``dask_runner.worker_checkpoint_dir``; a sweep gives its cache's ``runs/`` folder when the worker sees it), so
+    a rerun resumes it; no run file is written here. ``keep_checkpoint``: leave the final checkpoint for the
+    client to remove once it has written the history (nothing is lost if the client stops before).
     """
     from pathlib import Path
 
@@ -79,6 +88,6 @@ def train_in_worker(config_dict, checkpoint_dir, fresh):
     if fresh and ckpt.exists():
         ckpt.unlink()
     history = train_run(config, checkpoint=str(ckpt), progress=False)
-    if ckpt.exists():
+    if ckpt.exists() and not keep_checkpoint:
         ckpt.unlink()
     return history

@@ -14,7 +14,7 @@ The layout of a figure's runs (``sweep_configs``, ``flat``, ``by_sweep``) is ``g
 """
 import contextlib
 
-from .cache import code_hash, load_run, run_key, run_path, write_json
+from .cache import code_hash, load_run, run_key, run_path, store_run
 from .config import RunConfig, check_configs
 from .dask_runner import run_on_dask
 from .run import run, train_in_worker
@@ -64,7 +64,7 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
                     if theirs != code_hash():  # the client's cache must only hold runs of the client's code
                         raise ValueError(f"--dask: a worker ran other code (code hash {theirs}, here {code_hash()}); "
                                          "install the same minigcnc on every worker")
-                    write_json(run_path_of(history, cache_dir), history)
+                    store_run(run_path_of(history, cache_dir), history)
                     bar.finished(history)
             elif jobs == 1 or len(left) == 1:
                 for c in left:
