@@ -49,8 +49,10 @@ def test_calibration_no_effect_rarely_holds_and_a_planted_effect_mostly_holds():
 
     no effect (x, y independent):   sweep Spearman 5 seeds x 5 points  holds 3.0%  (significant 5.5%)
                                     training Pearson 5 seeds x 12 pts  holds 2.5%  (significant 4.0%)
-    planted y = 0.8 x_std + N(0,1): sweep Spearman (mean rho ~0.65)    holds 92%
-                                    training Pearson (mean r ~0.64)    holds 100%
+    planted y = 0.8 x_std + N(0,1): sweep Spearman (mean rho ~0.65)    holds 70% (significant 92%: since issue
+                                                                       28 a claim whose interval holds 0 is not
+                                                                       "holds"; 92% before that rule)
+                                    training Pearson (mean r ~0.64)    holds 99.5%
     """
     null_rank = _rates(_rank, 5, 5, 0.0)
     null_pearson = _rates(_pearson, 5, 12, 0.0)
@@ -66,7 +68,7 @@ def test_calibration_no_effect_rarely_holds_and_a_planted_effect_mostly_holds():
     assert null_rank[1] <= 0.09 and null_pearson[1] <= 0.09
     # the planted effect is the moderate one asked for, and it is found in most draws
     assert 0.55 < eff_rank[2] < 0.75 and 0.55 < eff_pearson[2] < 0.75
-    assert eff_rank[0] > 0.80 and eff_pearson[0] > 0.90
+    assert eff_rank[0] > 0.65 and eff_rank[1] > 0.85 and eff_pearson[0] > 0.90
 
 
 def test_two_seeds_must_both_agree_and_an_underpowered_claim_says_so():
@@ -83,17 +85,18 @@ def test_two_seeds_must_both_agree_and_an_underpowered_claim_says_so():
 
 
 def test_autocorrelated_checkpoints_make_the_within_run_correlation_a_description():
-    """Independent random walks (5 seeds x 12 checkpoints): the within-seed permutation test says "holds" in
-    measured 14.5% of draws (vs 2.5% for independent points), so over training it is a description only."""
+    """Independent random walks (5 seeds x 12 checkpoints): the within-seed permutation test gives p < 0.05 in
+    measured 30.5% of draws (vs 4% for independent points; "holds" 14.5% before issue 28's interval rule, 1.0%
+    with it), so over training it is a description only."""
     rng = np.random.default_rng(3)
-    holds = 0
+    significant = 0
     for i in range(DRAWS):
         x = np.cumsum(rng.standard_normal((5, 12)), axis=1)
         y = np.cumsum(rng.standard_normal((5, 12)), axis=1)
         c = _pearson(x, y, i)
-        holds += c.verdict == "holds"
-    print(f"random walks, pearson 5x12: holds {holds / DRAWS:.1%}")
-    assert holds / DRAWS > 0.08
+        significant += c.p_value < 0.05
+    print(f"random walks, pearson 5x12: p < 0.05 in {significant / DRAWS:.1%}")
+    assert significant / DRAWS > 0.15
     assert c.kind == "description" and "not a test" in c.detail
     assert C.rank_correlation_claim("f", "s", x, y, +1, "x", "y", over_training=True).kind == "description"
 
@@ -118,7 +121,8 @@ def test_tracking_calibration_shared_trends_and_random_walks_rarely_hold_linked_
 
     independent decays (own tau per curve):  holds 3.3%, fails 1.7%   (the within-run test: holds in > 90%)
     independent random walks:                holds 1.7%, fails 2.3%
-    linked decays (same tau within a seed):  holds 91.7%
+    linked decays (same tau within a seed):  holds 88.0% (91.7% before issue 28's rule that a claim whose
+                                             interval holds 0 is not "holds")
     """
     draws = 300
     rates = {}
@@ -243,9 +247,11 @@ def test_significant_but_two_seeds_disagree_is_inconclusive_not_holds():
     assert c.p_value < 0.05 and c.value > 0
     assert sum(v < 0 for v in c.per_seed) == 2
     assert c.verdict == "inconclusive"
-    # all but one disagreeing seed is still holds
+    # all but one disagreeing seed passes the seed rule (verdict without the interval), but the interval holds 0
     c = C.rank_correlation_claim("f", "s", xs[:5], ys[:5], +1, "x", "y")
-    assert c.verdict == "holds"
+    used = [v for v in c.per_seed if math.isfinite(v)]
+    assert C.verdict_of(c.value, used, c.p_value, +1, 0.05) == "holds"
+    assert c.ci[0] <= 0 and c.verdict == "inconclusive"
 
 
 # ---- multiplicity -----------------------------------------------------------------------------------------
@@ -390,7 +396,8 @@ def test_to_dict_has_exactly_the_keys_and_nan_becomes_none():
     c = C.rank_correlation_claim("f", "s", [[1, np.nan]], [[1, 2]], +1, "x", "y")
     d = c.to_dict()
     assert set(d) == {"figure", "kind", "statement", "statistic", "value", "per_seed", "ci", "p_value", "q_value",
-                      "alpha", "n_seeds", "n_points", "verdict", "by_construction", "expected", "derived_from", "detail"}
+                      "alpha", "n_seeds", "n_points", "verdict", "by_construction", "expected", "derived_from", "detail",
+                      "per_unit", "q_by", "verdict_by"}
     assert d["value"] is None and d["ci"] == [None, None] and d["p_value"] is None and d["per_seed"] == [None]
     json.dumps(d, allow_nan=False)
     g = C.rank_correlation_claim("f", "s", [[1, 2, 3]] * 3, [[1, 2, 3]] * 3, +1, "x", "y").to_dict()
@@ -406,3 +413,227 @@ def test_old_positional_claim_still_builds_and_prints():
     assert d["kind"] == "claim" and d["ci"] == [None, None] and d["p_value"] is None
     table = C.claim_table([c])
     assert table.splitlines()[-1].startswith("1 claim:") and "1 mixed" in table.splitlines()[-1]
+
+
+# ---- configs as the units ---------------------------------------------------------------------------------
+def _config_curves(rng, n_cfg, n_seeds, linked, noise=0.02, jitter=0.1, n=20):
+    """a[c][s], b[c][s]: decays exp(-t / tau) over n checkpoints. Each config has a fixed tau for a and (unless
+    linked) its own unrelated fixed tau for b, log-uniform in [0.05, 0.5]; each seed jitters tau by
+    exp(jitter N(0, 1)) (the same jitter for a and b when linked: b follows a in every run) and adds noise."""
+    t = np.arange(1, n + 1) / n
+    ta = np.exp(rng.uniform(np.log(0.05), np.log(0.5), n_cfg))
+    tb = ta if linked else np.exp(rng.uniform(np.log(0.05), np.log(0.5), n_cfg))
+    ea = np.exp(jitter * rng.standard_normal((n_cfg, n_seeds)))
+    eb = ea if linked else np.exp(jitter * rng.standard_normal((n_cfg, n_seeds)))
+    a = np.exp(-t / (ta[:, None, None] * ea[..., None])) + noise * rng.standard_normal((n_cfg, n_seeds, n))
+    b = np.exp(-t / (tb[:, None, None] * eb[..., None])) + noise * rng.standard_normal((n_cfg, n_seeds, n))
+    return a, b
+
+
+def _independent_per_seed_p(a, b, rng, n_perm=999):
+    """The rejected design: b's config labels permuted independently in each seed (Monte Carlo, two-sided)."""
+    n_cfg, n_seeds = a.shape[:2]
+    za = (a - a.mean(-1, keepdims=True)) / a.std(-1, keepdims=True)
+    zb = (b - b.mean(-1, keepdims=True)) / b.std(-1, keepdims=True)
+    R = np.einsum("csn,dsn->scd", za, zb) / a.shape[-1]
+    perms = np.argsort(rng.random((n_perm, n_seeds, n_cfg)), axis=-1)
+    t_obs = np.mean([C._pairing_stat(R[s], np.arange(n_cfg)[None])[0] for s in range(n_seeds)])
+    t = np.mean([C._pairing_stat(R[s], perms[:, s]) for s in range(n_seeds)], axis=0)
+    return (1 + np.sum(np.abs(t) >= abs(t_obs) - 1e-12)) / (1 + n_perm), t_obs
+
+
+def test_config_tracking_calibration_fixed_config_effects_rarely_hold_a_tracker_mostly_does():
+    """600 draws each (300 for the tracker), 5 seeds, exact over the 120 config permutations (so p < 0.05 means
+    at most 5 of 120: its nominal rate is 4.2%, one side 2.1%). Measured (fixed seeds):
+
+    unrelated fixed config effects, 5 configs:  holds 3.5%, fails 0.8%, p < 0.05 4.3%
+      (300 of the same draws, b's configs permuted independently in each seed: holds 22.0%, so that design is
+      refused)
+    unrelated, noisy (noise 0.2, jitter 0.3):   holds 2.3%, fails 1.2%, p < 0.05 3.8%
+    a tracker (b's tau is a's, per config and per seed), 5 configs:  p < 0.05 99.3%, holds 99.3% (no interval
+      with 5 configs, so the verdict is the test's)
+    """
+    rates = {}
+    for name, kw in [("unrelated", dict(linked=False)), ("noisy", dict(linked=False, noise=0.2, jitter=0.3)),
+                     ("tracker", dict(linked=True))]:
+        rng = np.random.default_rng(1)
+        draws = 300 if name == "tracker" else 600
+        out = [C.config_tracking_claim("f", "s", *_config_curves(rng, 5, 5, **kw), "a", "b", seed=i)
+               for i in range(draws)]
+        v = [c.verdict for c in out]
+        rates[name] = (v.count("holds") / draws, v.count("fails") / draws, np.mean([c.p_value < 0.05 for c in out]))
+        print(f"{name:10s} holds {rates[name][0]:6.1%}  fails {rates[name][1]:6.1%}  p<0.05 {rates[name][2]:6.1%}")
+    assert rates["unrelated"][0] <= 0.06 and rates["noisy"][0] <= 0.06
+    assert rates["unrelated"][1] <= 0.06 and rates["noisy"][1] <= 0.06
+    assert rates["tracker"][0] >= 0.85
+    rng = np.random.default_rng(1)
+    draws = 300
+    old = [_independent_per_seed_p(*_config_curves(rng, 5, 5, False), rng) for _ in range(draws)]
+    old_holds = np.mean([p < 0.05 and t > 0 for p, t in old])
+    print(f"independent per-seed permutation on the unrelated runs: holds {old_holds:.1%}")
+    assert old_holds > 0.10
+
+
+def test_config_tracking_statistic_p_per_seed_and_per_unit_by_brute_force():
+    rng = np.random.default_rng(3)
+    a, b = _config_curves(rng, 4, 3, True, noise=0.05)
+    c = C.config_tracking_claim("f", "s", a, b, "a", "b")
+    R = np.array([[[stats.pearsonr(a[i, s], b[j, s])[0] for j in range(4)] for i in range(4)] for s in range(3)])
+
+    def stat(perm):  # the same permutation of b's configs in every seed
+        return np.mean([np.mean(R[s, np.arange(4), perm]) - (R[s].sum() - R[s, np.arange(4), perm].sum()) / 12
+                        for s in range(3)])
+
+    t = stat(np.arange(4))
+    all_t = np.array([stat(np.array(p)) for p in itertools.permutations(range(4))])
+    assert c.value == pytest.approx(t)
+    assert c.p_value == pytest.approx(np.mean(np.abs(all_t) >= abs(t) - 1e-12))
+    assert c.per_seed == pytest.approx([stat_s for stat_s in
+                                        [np.trace(R[s]) / 4 - (R[s].sum() - np.trace(R[s])) / 12 for s in range(3)]])
+    assert c.per_unit == pytest.approx([np.mean([R[s, i, i] - np.mean(np.delete(R[s, i], i)) for s in range(3)])
+                                        for i in range(4)])
+    assert np.mean(c.per_unit) == pytest.approx(c.value)
+    assert "exact (24 config permutations" in c.detail and c.kind == "claim"
+    assert all(math.isnan(v) for v in c.ci) and "no ci" in c.detail  # 4 configs: no interval
+    d = c.to_dict()
+    assert len(d["per_unit"]) == 4 and len(d["per_seed"]) == 3
+    json.dumps(d, allow_nan=False)
+    # three configs: no permutation can reach alpha -> a description
+    three = C.config_tracking_claim("f", "s", a[:3], b[:3], "a", "b")
+    assert three.kind == "description" and "smallest p" in three.detail
+    # Spearman kind: the ranks' Pearson
+    sp = C.config_tracking_claim("f", "s", a, b, "a", "b", kind="spearman")
+    Rs = np.array([[[stats.spearmanr(a[i, s], b[j, s])[0] for j in range(4)] for i in range(4)] for s in range(3)])
+    assert sp.per_seed[0] == pytest.approx(np.trace(Rs[0]) / 4 - (Rs[0].sum() - np.trace(Rs[0])) / 12)
+
+
+def test_config_tracking_uses_the_checkpoints_every_curve_of_a_seed_has_and_zeroes_constant_curves():
+    rng = np.random.default_rng(4)
+    a, b = _config_curves(rng, 4, 2, True)
+    a, b = [[list(r) for r in cfg] for cfg in a], [[list(r) for r in cfg] for cfg in b]
+    a[2][1] = a[2][1][:15]  # config 2 stopped early in seed 1
+    c = C.config_tracking_claim("f", "s", a, b, "a", "b")
+    full = C.config_tracking_claim("f", "s", [[r[:20] if s == 0 else r[:15] for s, r in enumerate(cfg)] for cfg in a],
+                                   [[r[:20] if s == 0 else r[:15] for s, r in enumerate(cfg)] for cfg in b], "a", "b")
+    assert c.value == pytest.approx(full.value) and c.p_value == pytest.approx(full.p_value)
+    assert "35 checkpoint(s) dropped" in c.detail  # 7 other curves of seed 1 lose 5 each
+    b[1][0] = [1.0] * 20
+    k = C.config_tracking_claim("f", "s", a, b, "a", "b")
+    assert "4 correlation(s) set to 0" in k.detail and math.isfinite(k.value)
+    with pytest.raises(ValueError, match="same seeds"):
+        C.config_tracking_claim("f", "s", [a[0], a[1][:1]], b[:2], "a", "b")
+
+
+def test_config_tracking_jackknife_interval_covers_from_eight_configs():
+    """The delete-one jackknife over configs, 300 intervals each; the truth E[T] from 2,000 draws. Measured:
+
+    configs x seeds   tracker (noise 0.02)   tracker (noise 0.2, jitter 0.3)   unrelated
+    4 x 3 / 4 x 5     89.3% / 85.3%          96.7% / 98.0%                     96.7% / 95.7%
+    5 x 3 / 5 x 5     88.7% / 89.3%          95.7% / 97.7%                     99.0% / 99.0%
+    8 x 3 / 8 x 5     95.3% / 93.7%          97.3% / 95.7%                     97.0% / 96.7%
+    so an interval is given from 8 configs (TRACKING_CI_MIN_CONFIGS) and none below. This test reruns 8 x 3 and
+    8 x 5 (tracker, noise 0.02; measured 95.3% / 94.7%) and 5 x 5 (90.7% here: too close to 90% to give one)."""
+    def draw(rng, n_cfg, n_seeds):
+        return _config_curves(rng, n_cfg, n_seeds, True)
+
+    rng = np.random.default_rng(1)
+    truth = np.mean([C.config_tracking_claim("f", "s", *draw(rng, 8, 3), "a", "b", n_perm=1, exact_max=0).value
+                     for _ in range(2000)])
+    for n_cfg, n_seeds in [(8, 3), (8, 5), (5, 5)]:
+        cover = []
+        for i in range(300):
+            a, b = draw(rng, n_cfg, n_seeds)
+            ci = C.jackknife_interval(lambda keep: float(C._pairing_stat(
+                np.mean([np.corrcoef(a[keep][:, s], b[keep][:, s])[:len(keep), len(keep):] for s in range(n_seeds)], 0),
+                np.arange(len(keep))[None])[0]), n_cfg)
+            cover.append(ci[0] <= truth <= ci[1])
+        print(f"{n_cfg} configs x {n_seeds} seeds: coverage {np.mean(cover):.1%}")
+        if n_cfg >= C.TRACKING_CI_MIN_CONFIGS:
+            assert np.mean(cover) >= 0.90
+    c = C.config_tracking_claim("f", "s", *draw(rng, 8, 3), "a", "b")
+    assert np.isfinite(c.ci[0]) and c.ci[0] <= c.value <= c.ci[1]
+
+
+def _config_effects(rng, n_cfg, n_seeds, ratio, related=False):
+    """x[c][s] = e_c + ratio N(0, 1), y[c][s] = f_c + ratio N(0, 1): fixed config effects e, f ~ N(0, 1),
+    unrelated (f independent of e) or related (f = e), seed noise at noise/effect ``ratio``."""
+    e = rng.standard_normal(n_cfg)
+    f = e if related else rng.standard_normal(n_cfg)
+    return (e[:, None] + ratio * rng.standard_normal((n_cfg, n_seeds)),
+            f[:, None] + ratio * rng.standard_normal((n_cfg, n_seeds)))
+
+
+def test_config_rank_calibration_fixed_unrelated_config_effects_rarely_hold():
+    """300 draws each, 5 seeds, alpha 0.05, B = 999 (Monte Carlo over 11 configs; exact over 6). Measured:
+
+    configs  noise/effect   configs as units: holds   within-seed test on the same runs: holds
+    11       0.25           2.3%                      16.0%
+    11       1              2.0%                      5.0%
+    6        0.25           3.7%                      -
+    related config effects (f = e), 11 configs, noise/effect 1: holds 89% (100 draws)
+    (the within-seed numbers include issue 28's interval rule; the issue measured 19% / 7.5% without it)
+    """
+    draws = 300
+    for n_cfg, ratio in [(11, 0.25), (11, 1.0), (6, 0.25)]:
+        rng = np.random.default_rng(5)
+        new = old = 0
+        for i in range(draws):
+            x, y = _config_effects(rng, n_cfg, 5, ratio)
+            new += C.config_rank_claim("f", "s", x, y, +1, "x", "y", n_perm=999, seed=i).verdict == "holds"
+            if n_cfg == 11:
+                old += _rank(x.T, y.T, i).verdict == "holds"
+        print(f"{n_cfg} configs, noise/effect {ratio}: configs as units holds {new / draws:.1%}, "
+              f"within-seed holds {old / draws:.1%}")
+        assert new / draws <= 0.06
+        if n_cfg == 11 and ratio == 0.25:
+            assert old / draws > 0.10  # the pseudo-replication it replaces
+    rng = np.random.default_rng(6)
+    power = np.mean([C.config_rank_claim("f", "s", *_config_effects(rng, 11, 5, 1.0, related=True), +1, "x", "y",
+                                         n_perm=999, seed=i).verdict == "holds" for i in range(100)])
+    print(f"related effects, 11 configs, noise/effect 1: holds {power:.1%}")
+    assert power >= 0.8
+
+
+def test_config_rank_claim_is_the_spearman_of_config_means_with_an_exact_p():
+    xs = [[1.0, 1.2, np.nan], [2.0, 2.1, 1.9], [3.0, 2.8, 3.1], [4.0, 4.2, 3.9], [5.0, 5.5, 4.8]]
+    ys = [[0.1, 0.3, 0.2], [0.5, 0.4, 0.6], [0.2, 0.1, 0.3], [0.9, 0.8, 1.0], [1.1, 1.0, 1.2]]
+    c = C.config_rank_claim("f", "s", xs, ys, +1, "x", "y")
+    mx = [np.nanmean(r) for r in xs]
+    my = [np.mean(r) for r in ys]
+    assert c.value == pytest.approx(stats.spearmanr(mx, my)[0])
+    perms = [stats.spearmanr(mx, np.array(my)[list(p)])[0] for p in itertools.permutations(range(5))]
+    assert c.p_value == pytest.approx(np.mean(np.abs(perms) >= abs(c.value) - 1e-9))
+    assert "exact (120 permutations of the configs)" in c.detail and "1 non-finite" in c.detail
+    assert c.per_seed[1] == pytest.approx(stats.spearmanr([r[1] for r in xs], [r[1] for r in ys])[0])
+    assert c.per_unit == pytest.approx(my) and all(math.isnan(v) for v in c.ci) and "no ci" in c.detail
+    assert c.n_points == 5 and c.n_seeds == 3
+    mc = C.config_rank_claim("f", "s", xs, ys, +1, "x", "y", exact_max=0, n_perm=20000, seed=1)
+    assert "Monte Carlo" in mc.detail and mc.p_value == pytest.approx(c.p_value, abs=0.01)
+    perfect = C.config_rank_claim("f", "s", [[i, i] for i in range(6)], [[i, i] for i in range(6)], -1, "x", "y")
+    assert perfect.verdict == "fails" and perfect.p_value == pytest.approx(2 / 720)
+    na = C.config_rank_claim("f", "s", [[1.0], [np.nan]], [[1.0], [2.0]], +1, "x", "y")
+    assert na.verdict == "n/a" and "dropped" in na.detail
+    json.dumps(c.to_dict(), allow_nan=False)
+
+
+def test_an_interval_holding_zero_or_the_other_sign_is_never_holds_nor_fails():
+    assert C.verdict_of(0.667, [0.5, 0.7, 0.8], 0.01, +1, 0.05, ci=(-0.06, 1.0)) == "inconclusive"
+    assert C.verdict_of(-0.833, [-0.6, -0.9, -1.0], 0.01, -1, 0.05, ci=(-1.0, 0.83)) == "inconclusive"
+    assert C.verdict_of(-0.833, [-0.6, -0.9, -1.0], 0.01, -1, 0.05, ci=(-1.0, -0.2)) == "holds"
+    assert C.verdict_of(-0.833, [-0.6, -0.9, -1.0], 0.01, +1, 0.05, ci=(-1.0, 0.2)) == "inconclusive"
+    assert C.verdict_of(-0.833, [-0.6, -0.9, -1.0], 0.01, +1, 0.05, ci=(-1.0, -0.2)) == "fails"
+    assert C.verdict_of(0.667, [0.5, 0.7, 0.8], 0.01, +1, 0.05, ci=(float("nan"), float("nan"))) == "holds"
+    c = C.Claim("f", "s", "st", 0.5, 3, "positive", "?", [0.4, 0.5, 0.6], ci=(-0.1, 0.9), p_value=0.001,
+                alpha=0.05, expected_sign=1)
+    C.judge([c])
+    assert c.verdict == "inconclusive" and c.verdict_by == "inconclusive" and c.q_by == pytest.approx(0.001)
+
+
+def test_judge_gives_benjamini_yekutieli_q_values_beside_bh():
+    ps = [0.001, 0.01, 0.02, 0.03, 0.2]
+    cl = [C.Claim("f", f"c{i}", "st", 0.5, 3, "positive", "?", [0.5, 0.5, 0.5], p_value=p, alpha=0.05,
+                  expected_sign=1) for i, p in enumerate(ps)]
+    C.judge(cl)
+    assert [c.q_by for c in cl] == pytest.approx(stats.false_discovery_control(ps, method="by"))
+    assert [c.verdict for c in cl] == ["holds"] * 4 + ["inconclusive"]
+    assert [c.verdict_by for c in cl] == ["holds"] + ["inconclusive"] * 4

@@ -25,6 +25,13 @@ Claims
   minus the mean over mismatched pairs (a_i, b_j), j != i; the p-value is exact over all k! pairings of the
   seed labels (two-sided). With so few seeds that no pairing can reach alpha (k <= 3 at 0.05), it is a
   description, shown and never counted.
+- ``config_rank_claim`` and ``config_tracking_claim``: the same two questions with *configs as the units*,
+  for claims that compare runs of different configs (seeds re-measure a config; they are replicates, not new
+  evidence about how configs differ). ``config_rank_claim``: Spearman of the seed-averaged configs, exact (or
+  Monte Carlo) over permutations of the configs. ``config_tracking_claim``: matched minus mismatched
+  correlation of configs' curves, b's config labels permuted the same way in every seed. With fixed,
+  unrelated config effects the within-seed tests above say "holds" in 16-22% of draws; these in 2-4%
+  (tests/test_claims.py).
 - ``correlation_claim`` and ``rank_correlation_claim(over_training=True)``: the within-seed correlation of two
   curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
   curves "hold" in every draw), so these are descriptions, never counted.
@@ -39,8 +46,10 @@ Verdicts (``alpha`` default 0.05; "expected sign" = the sign the paper predicts,
 on its q-value (Benjamini-Hochberg over the counted claims of its figure, ``judge``; alone, q = p):
 
 - ``holds``: q < alpha AND ``value`` has the expected sign AND the per-seed coefficient has the expected
-  sign in every seed or all but one;
-- ``fails``: q < alpha with the wrong sign (significant evidence against the statement);
+  sign in every seed or all but one AND the claim's interval, when it has one, lies wholly on the expected
+  side of 0;
+- ``fails``: q < alpha with the wrong sign (significant evidence against the statement) AND the interval,
+  when there is one, lies wholly on the other side;
 - ``inconclusive``: anything else with a test: not significant (whatever the sign of ``value``, which the
   table shows), or significant while the seeds disagree. Pure noise lands here about 95% of the time;
 - ``n/a``: no seed with at least 3 finite points (e.g. every run diverged).
@@ -138,6 +147,9 @@ class Claim:
     q_value: float = None
     expected_sign: int = 0
     derived_from: str = ""
+    per_unit: list = field(default_factory=list)
+    q_by: float = None
+    verdict_by: str = None
 
     def to_dict(self):
         ci = list(self.ci) if self.ci is not None else [None, None]
@@ -149,6 +161,7 @@ class Claim:
             "n_points": None if self.n_points is None else int(self.n_points),
             "verdict": self.verdict, "by_construction": bool(self.by_construction),
             "expected": self.expected, "derived_from": self.derived_from, "detail": self.detail,
+            "per_unit": [_num(v) for v in self.per_unit], "q_by": _num(self.q_by), "verdict_by": self.verdict_by,
         }
 
 
@@ -244,18 +257,33 @@ def t_interval(values, confidence=0.95, limits=(-1.0, 1.0), fisher=False):
     return (max(limits[0], min(lo, mean)), min(limits[1], max(hi, mean)))
 
 
-def verdict_of(value, per_seed_used, q_value, expected_sign, alpha):
+def _ci_sides(ci):
+    """(lo, hi) of an interval when both ends are finite, else None (no interval given)."""
+    if ci is None:
+        return None
+    lo, hi = (list(ci) + [None, None])[:2]
+    if _num(lo) is None or _num(hi) is None:
+        return None
+    return float(lo), float(hi)
+
+
+def verdict_of(value, per_seed_used, q_value, expected_sign, alpha, ci=None):
     """The verdict rule of the module docstring (``per_seed_used``: coefficients of the seeds used; ``q_value``:
-    the p-value adjusted for the figure's family, or the p-value of a claim judged alone)."""
+    the p-value adjusted for the figure's family, or the p-value of a claim judged alone; ``ci``: the claim's
+    interval, when it has one: a claim whose interval holds 0 or lies on the other side is never ``holds``, and
+    one whose interval holds 0 or lies on the expected side is never ``fails``)."""
     if not per_seed_used or q_value is None or not math.isfinite(q_value):
         return "n/a"
     s = check_sign(expected_sign)
     significant = q_value < alpha
     agree = sum(1 for v in per_seed_used if s * v > 0)
     needed = len(per_seed_used) if len(per_seed_used) <= 2 else len(per_seed_used) - 1  # "all but one" needs 3 seeds
-    if significant and s * value > 1e-12 and agree >= needed:
+    sides = _ci_sides(ci)
+    ci_expected = sides is None or min(s * sides[0], s * sides[1]) > 0   # the whole interval on the expected side
+    ci_against = sides is None or max(s * sides[0], s * sides[1]) < 0    # the whole interval on the other side
+    if significant and s * value > 1e-12 and agree >= needed and ci_expected:
         return "holds"
-    if significant and s * value < -1e-12:
+    if significant and s * value < -1e-12 and ci_against:
         return "fails"
     return "inconclusive"
 
@@ -328,7 +356,7 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
     if text:
         detail += "; " + "; ".join(text)
     return Claim(figure, statement, f"{kind}({x_name}, {y_name})", value, len(used),
-                 "positive" if sign > 0 else "negative", verdict_of(value, used, p, sign, alpha), per_seed, detail,
+                 "positive" if sign > 0 else "negative", verdict_of(value, used, p, sign, alpha, ci), per_seed, detail,
                  ci=ci, p_value=p, alpha=alpha, n_points=n_points, kind="description" if over_training else "claim",
                  expected_sign=sign)
 
@@ -406,9 +434,232 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
         text.insert(0, f"a description, not a test: with {k} seeds the smallest p is {p_min:.3g} >= alpha")
     if text:
         detail += "; " + "; ".join(text)
-    return Claim(figure, statement, stat_name, t, k, "positive", verdict_of(t, contrasts, p, 1, alpha), per_seed,
-                 detail, ci=t_interval(contrasts, limits=(-2.0, 2.0)), p_value=p, alpha=alpha, n_points=n_points,
+    ci = t_interval(contrasts, limits=(-2.0, 2.0))
+    return Claim(figure, statement, stat_name, t, k, "positive", verdict_of(t, contrasts, p, 1, alpha, ci), per_seed,
+                 detail, ci=ci, p_value=p, alpha=alpha, n_points=n_points,
                  kind="claim" if counted else "description", expected_sign=1)
+
+
+# ---- configs as the units ----------------------------------------------------------------------------
+def _config_seed_grid(xs, name):
+    """xs[c][s] as a list of lists with every config holding the same number of seeds (ValueError otherwise)."""
+    xs = [list(row) for row in xs]
+    if not xs:
+        raise ValueError(f"{name}: no configs")
+    n_seeds = {len(row) for row in xs}
+    if len(n_seeds) != 1:
+        raise ValueError(f"{name}: every config must have the same seeds; got seed counts {sorted(n_seeds)}")
+    return xs, n_seeds.pop()
+
+
+def _pairing_stat(R, rows):
+    """T(sigma) of ``pairing_test`` for each pairing in ``rows`` (m, k) of a (k, k) matrix R."""
+    k = R.shape[0]
+    matched = R[onp.arange(k), rows].sum(axis=1)
+    return matched / k - (R.sum() - matched) / (k * (k - 1))
+
+
+def jackknife_interval(stat, n_units, confidence=0.95):
+    """t-interval from the delete-one jackknife over ``n_units`` units: ``stat(keep)`` is the statistic on the
+    units ``keep`` (an index array); pseudo-values n T - (n - 1) T_(-i), t with n - 1 degrees of freedom.
+    (nan, nan) with fewer than 3 units."""
+    if n_units < 3:
+        return (float("nan"), float("nan"))
+    full = stat(onp.arange(n_units))
+    loo = onp.array([stat(onp.delete(onp.arange(n_units), i)) for i in range(n_units)])
+    pseudo = n_units * full - (n_units - 1) * loo
+    half = float(stats.t.ppf((1 + confidence) / 2, n_units - 1) * pseudo.std(ddof=1) / math.sqrt(n_units))
+    center = float(pseudo.mean())
+    return (min(center - half, full), max(center + half, full))
+
+
+def _corr_matrix(A, B, kind):
+    """R[i, j] = Pearson (or Spearman) of rows A[i], B[j] (finite, equally long); 0 where a row is constant.
+    Returns (R, mask of the entries set to 0)."""
+    if kind == "spearman":
+        A, B = stats.rankdata(A, axis=1), stats.rankdata(B, axis=1)
+    const_a = onp.array([is_constant(r) for r in A])
+    const_b = onp.array([is_constant(r) for r in B])
+    za = (A - A.mean(1, keepdims=True)) / onp.where(const_a, 1.0, A.std(1))[:, None]
+    zb = (B - B.mean(1, keepdims=True)) / onp.where(const_b, 1.0, B.std(1))[:, None]
+    R = onp.clip(za @ zb.T / A.shape[1], -1.0, 1.0)
+    bad = const_a[:, None] | const_b[None, :]
+    R[bad] = 0.0
+    return R, bad
+
+
+TRACKING_CI_MIN_CONFIGS = 8  # the jackknife over configs covers >= 93% from 8 configs, 85-89% at 4-5 (tests)
+
+
+def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pearson", alpha=0.05, n_perm=4999,
+                          seed=0, exact_max=40320):
+    """Does curve a track curve b over training across configs? Config pairing, configs as the units.
+
+    a, b: ``a[c][s]`` = the curve over training checkpoints of config c, seed s (every config has the same
+    seeds; the curves of one seed share their checkpoints, and only the first checkpoints that every curve of
+    that seed has are used, the rest counted in ``detail``). For each seed, ``R_s[c, c'] = corr(a[c][s],
+    b[c'][s])`` over those checkpoints (finite pairs; a curve with < 3 finite points or constant gives 0, noted).
+    Statistic ``T = mean_s [mean_c R_s[c, c] - mean_{c != c'} R_s[c, c']]`` (matched minus mismatched, expected
+    positive); ``per_seed`` = each seed's contrast (replicates), ``per_unit`` = each config's seed-averaged
+    contrast ``mean_s [R_s[c, c] - mean_{c' != c} R_s[c, c']]`` (their mean is T).
+
+    p: the config labels of b are permuted, the *same* permutation in every seed (a config's a meets its own b in
+    every seed, so a fixed, unrelated config effect would otherwise look like tracking repeated S times: the
+    within-seed independent permutation says "holds" in about a fifth of null draws, measured in the tests);
+    two-sided, exact over all C! permutations when C! <= ``exact_max``, else Monte Carlo ``(1 + hits) / (1 +
+    n_perm)``. It equals ``pairing_test`` on the seed-averaged matrix. Kind "claim" when the smallest attainable
+    p is below ``alpha`` (C >= 4 configs at 0.05), else "description".
+    Interval: 95% delete-one jackknife over configs (t, C - 1 df), given with at least
+    ``TRACKING_CI_MIN_CONFIGS`` configs (coverage measured in tests/test_claims.py); else none, said in ``detail``.
+    """
+    a, n_seeds = _config_seed_grid(a, "a")
+    b, n_seeds_b = _config_seed_grid(b, "b")
+    if len(a) != len(b) or n_seeds != n_seeds_b:
+        raise ValueError(f"a and b must have the same configs and seeds: {len(a)}x{n_seeds} != {len(b)}x{n_seeds_b}")
+    coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
+    n_cfg = len(a)
+    stat_name = f"matched - mismatched {kind}({a_name}, {b_name}) over configs"
+    text = []
+    if n_cfg < 2 or n_seeds < 1:
+        return Claim(figure, statement, stat_name, float("nan"), n_seeds, "positive", "n/a",
+                     [float("nan")] * n_seeds, f"{n_cfg} config(s): no pairing", alpha=alpha, n_points=0,
+                     kind="description", expected_sign=1)
+    Rs, dropped_ckpt, zeroed, n_points = [], 0, 0, 0
+    for s in range(n_seeds):
+        curves_a = [onp.asarray(a[c][s], dtype=float).ravel() for c in range(n_cfg)]
+        curves_b = [onp.asarray(b[c][s], dtype=float).ravel() for c in range(n_cfg)]
+        n = min(len(v) for v in curves_a + curves_b)
+        dropped_ckpt += sum(len(v) - n for v in curves_a + curves_b)
+        A = onp.array([v[:n] for v in curves_a])
+        B = onp.array([v[:n] for v in curves_b])
+        if n >= 3 and onp.isfinite(A).all() and onp.isfinite(B).all():  # the common case, as one product
+            R, bad = _corr_matrix(A, B, kind)
+            zeroed += int(bad.sum())
+            n_points += n_cfg * n
+        else:
+            R = onp.zeros((n_cfg, n_cfg))
+            for i in range(n_cfg):
+                for j in range(n_cfg):
+                    af, bf = _finite_pairs(A[i], B[j])
+                    if len(af) >= 3 and not (is_constant(af) or is_constant(bf)):
+                        R[i, j] = float(coef(af, bf)[0])
+                    else:
+                        zeroed += 1
+                    if i == j:
+                        n_points += len(af)
+        Rs.append(R)
+    Rs = onp.array(Rs)  # (S, C, C)
+    off = ~onp.eye(n_cfg, dtype=bool)
+    per_seed = [float(_pairing_stat(R, onp.arange(n_cfg)[None])[0]) for R in Rs]
+    rows = onp.array([[R[i, i] - R[i, off[i]].mean() for i in range(n_cfg)] for R in Rs])  # (S, C)
+    per_unit = [float(v) for v in rows.mean(axis=0)]
+    Rbar = Rs.mean(axis=0)
+    t, p, method, p_min = pairing_test(Rbar, n_perm=n_perm, seed=seed, exact_max=exact_max)
+    method = method.replace("pairings", "config permutations, the same in every seed")
+    counted = p_min < alpha
+    if n_cfg >= TRACKING_CI_MIN_CONFIGS:
+        ci = jackknife_interval(lambda keep: float(_pairing_stat(Rbar[onp.ix_(keep, keep)],
+                                                                 onp.arange(len(keep))[None])[0]), n_cfg)
+        ci_text = "ci: 95% delete-one jackknife over configs (t, C - 1 df)"
+    else:
+        ci = (float("nan"), float("nan"))
+        ci_text = (f"no ci: the jackknife over configs covers 95% only from {TRACKING_CI_MIN_CONFIGS} configs in "
+                   f"the tests (85-89% with 4-5), and there are {n_cfg}")
+    matched = float(onp.mean([onp.trace(R) / n_cfg for R in Rs]))
+    mismatched = float(onp.mean([R[off].mean() for R in Rs]))
+    detail = (f"{n_cfg} configs x {n_seeds} seeds, configs the units; matched mean {matched:+.3f}, mismatched mean "
+              f"{mismatched:+.3f} ({kind} over {n_points} matched points); p: config-pairing test, {method}; "
+              f"{ci_text}; per_unit: each config's seed-averaged contrast")
+    if not counted:
+        text.append(f"a description, not a test: with {n_cfg} configs the smallest p is {p_min:.3g} >= alpha")
+    if dropped_ckpt:
+        text.append(f"{dropped_ckpt} checkpoint(s) dropped beyond the checkpoints every curve of its seed has")
+    if zeroed:
+        text.append(f"{zeroed} correlation(s) set to 0 (fewer than 3 finite points or a constant curve)")
+    if text:
+        detail += "; " + "; ".join(text)
+    return Claim(figure, statement, stat_name, t, n_seeds, "positive", verdict_of(t, per_seed, p, 1, alpha, ci),
+                 per_seed, detail, ci=ci, p_value=p, alpha=alpha, n_points=n_points,
+                 kind="claim" if counted else "description", expected_sign=1, per_unit=per_unit)
+
+
+def _finite_row_means(X):
+    """Mean of each row's finite entries; nan for a row with none."""
+    ok = onp.isfinite(X)
+    n = ok.sum(axis=1)
+    total = onp.where(ok, X, 0.0).sum(axis=1)
+    return onp.where(n > 0, total / onp.maximum(n, 1), onp.nan)
+
+
+def _rank_perm_test(rx, ry, n_perm, seed, exact_max):
+    """Two-sided permutation p of Pearson(rx, ry) (ranks: Spearman) over permutations of ry's entries: exact
+    when n! <= exact_max, else Monte Carlo. Returns (p, method, p_min)."""
+    zx, zy = _standardized(rx), _standardized(ry)
+    n = len(zx)
+    t_obs = abs(float(zx @ zy) / n)
+    tol = 1e-9
+    if math.factorial(n) <= exact_max:
+        idx = onp.array(list(itertools.permutations(range(n))))
+        t = onp.abs(_seed_coefs(zx, zy, idx))
+        return (float(onp.mean(t >= t_obs - tol)), f"exact ({len(t)} permutations of the configs)",
+                float(onp.mean(t >= t.max() - tol)))
+    rng = onp.random.default_rng(seed)
+    idx = rng.permuted(onp.tile(onp.arange(n), (n_perm, 1)), axis=1)
+    t = onp.abs(_seed_coefs(zx, zy, idx))
+    return ((1 + int(onp.sum(t >= t_obs - tol))) / (1 + n_perm), f"Monte Carlo ({n_perm} permutations of the configs)",
+            1 / (1 + n_perm))
+
+
+def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, *, alpha=0.05, n_perm=4999,
+                      seed=0, exact_max=40320):
+    """Spearman correlation across configs, configs as the units (seeds re-measure a config; they are not new
+    evidence about how configs differ).
+
+    xs, ys: ``xs[c][s]`` = one number per config and seed (e.g. a run's final bound). Each config is averaged
+    over its finite seeds (nanmean; a config with no finite x or y is dropped, counted in ``detail``); ``value``
+    = Spearman of the config means. p: two-sided, exact over all permutations of the configs when C! <=
+    ``exact_max``, else Monte Carlo ``(1 + hits) / (1 + n_perm)``. ``per_seed`` = each seed's own Spearman across
+    configs (reproducibility, described; the verdict asks the seeds to agree in sign, all but one); ``per_unit``
+    = the config means of y. No interval: the configs are a designed grid, not draws from a population, so no
+    population coefficient exists for an interval to cover (said in ``detail``).
+    """
+    sign = check_sign(expected_sign)
+    xs, n_seeds = _config_seed_grid(xs, "xs")
+    ys, n_seeds_y = _config_seed_grid(ys, "ys")
+    if len(xs) != len(ys) or n_seeds != n_seeds_y:
+        raise ValueError(f"xs and ys must have the same configs and seeds: {len(xs)}x{n_seeds} != "
+                         f"{len(ys)}x{n_seeds_y}")
+    X, Y = onp.array(xs, dtype=float), onp.array(ys, dtype=float)  # (C, S)
+    mx, my = _finite_row_means(X), _finite_row_means(Y)
+    keep = onp.isfinite(mx) & onp.isfinite(my)
+    text = []
+    if (~keep).any():
+        text.append(f"{int((~keep).sum())} config(s) dropped with no finite seed")
+    n_nonfinite = int((~onp.isfinite(X[keep])).sum() + (~onp.isfinite(Y[keep])).sum())
+    if n_nonfinite:
+        text.append(f"{n_nonfinite} non-finite value(s) left out of their config's mean")
+    mx, my = mx[keep], my[keep]
+    per_seed = [spearman(X[keep, s], Y[keep, s]) for s in range(n_seeds)]
+    used = [v for v in per_seed if math.isfinite(v)]
+    stat_name = f"spearman({x_name}, {y_name}) over config means"
+    n_cfg = len(mx)
+    base = (f"{n_cfg} configs x {n_seeds} seeds, configs the units: value = Spearman of the seed-averaged "
+            f"configs; per seed: each seed's Spearman across configs (reproducibility, described)")
+    if n_cfg < 3 or is_constant(mx) or is_constant(my):
+        text.insert(0, "fewer than 3 configs or a constant config mean: no test")
+        return Claim(figure, statement, stat_name, float("nan"), n_seeds, "positive" if sign > 0 else "negative",
+                     "n/a", per_seed, base + "; " + "; ".join(text), alpha=alpha, n_points=n_cfg, kind="claim",
+                     expected_sign=sign, per_unit=[float(v) for v in my])
+    value = float(stats.spearmanr(mx, my)[0])
+    p, method, p_min = _rank_perm_test(stats.rankdata(mx), stats.rankdata(my), n_perm, seed, exact_max)
+    if p_min >= alpha:
+        text.append(f"underpowered: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha")
+    text.append("no ci: the configs are a designed grid, not draws from a population, so there is no population "
+                "coefficient for an interval to cover")
+    detail = f"{base}; p: permutation test over configs, {method}; " + "; ".join(text)
+    return Claim(figure, statement, stat_name, value, n_seeds, "positive" if sign > 0 else "negative",
+                 verdict_of(value, used, p, sign, alpha), per_seed, detail, p_value=p, alpha=alpha,
+                 n_points=n_cfg, kind="claim", expected_sign=sign, per_unit=[float(v) for v in my])
 
 
 def derived(claim, from_what):
@@ -419,14 +670,21 @@ def derived(claim, from_what):
 
 def judge(claims):
     """Benjamini-Hochberg q-values over the counted claims (``kind == "claim"`` with a p-value) of one figure,
-    and their verdicts on q (``scipy.stats.false_discovery_control``); in place, returns ``claims``."""
+    and their verdicts on q (``scipy.stats.false_discovery_control``); in place, returns ``claims``.
+
+    Also ``q_by`` / ``verdict_by``: the Benjamini-Yekutieli q-values (valid under any dependence between the
+    claims' tests, where BH assumes independence or positive dependence) and the verdict on them, so a table can
+    show which verdicts are marginal."""
     family = [c for c in claims if c.kind == "claim" and c.p_value is not None and math.isfinite(c.p_value)]
     if family:
-        qs = stats.false_discovery_control([c.p_value for c in family], method="bh")
-        for c, q in zip(family, qs):
-            c.q_value = float(q)
+        ps = [c.p_value for c in family]
+        qs = stats.false_discovery_control(ps, method="bh")
+        qby = stats.false_discovery_control(ps, method="by")
+        for c, q, qb in zip(family, qs, qby):
+            c.q_value, c.q_by = float(q), float(qb)
             used = [v for v in c.per_seed if v is not None and math.isfinite(v)]
-            c.verdict = verdict_of(c.value, used, c.q_value, c.expected_sign, c.alpha)
+            c.verdict = verdict_of(c.value, used, c.q_value, c.expected_sign, c.alpha, c.ci)
+            c.verdict_by = verdict_of(c.value, used, c.q_by, c.expected_sign, c.alpha, c.ci)
     return claims
 
 
