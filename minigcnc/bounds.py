@@ -469,11 +469,19 @@ def _sharp_class(i, test_mean, cov, means, what, worst=False):
     C, d, G, _, halfspaces = red
     if C.shape[0] == 0:  # no halfspace can be entered: the class's mass never leaves its cell
         return (0.0, (onp.zeros(0), onp.zeros((0, means.shape[1])), halfspaces)) if worst else 0.0
-    value, lam, z = _solve_sharp(C, d, what)
+    # padded to k-1 halfspaces in k-1 dimensions (one compiled problem per k), exactly: a padded coordinate is
+    # met by no halfspace, and a padded halfspace 0^T u >= 1 forces its lambda to 0
+    m0, r0 = C.shape
+    K = means.shape[0] - 1
+    Cp = onp.zeros((K, K))
+    Cp[:m0, :r0] = C
+    dp = onp.ones(K)
+    dp[:m0] = d
+    value, lam, z = _solve_sharp(Cp, dp, what)
     value = float(onp.clip(value, 0.0, 1.0))
     if not worst:
         return value
-    lam = onp.clip(lam, 0.0, None)
+    lam, z = onp.clip(lam[:m0], 0.0, None), z[:m0, :r0]
     with onp.errstate(divide="ignore", invalid="ignore"):
         atoms = test_mean[None, :] + (z / onp.where(lam > 0, lam, 1.0)[:, None]) @ G.T  # x_j = m + G z_j / lambda_j
     return value, (lam, atoms, halfspaces)
@@ -528,8 +536,8 @@ def ncc_error_bound_sharp_from_moments(test_means, covs, means):
     complement of C_i into disjoint parts E_j within ``{a_j^T z >= b_j}``; ``lambda_j = P(E_j)``,
     ``z_j = E[z 1_{E_j}]``, ``Z_j = E[z z^T 1_{E_j}]`` are feasible with objective ``P(z not in C_i)``. Sharp: the
     SDP value is the supremum. It is solved exactly in the span of the a_j (the event depends on z only
-    through that projection) and whitened coordinates (docs/theory.md#f-the-sharp-moment-bound): at most k - 1
-    blocks of size at most k. It increases with S_i in the PSD order, so an upper bound on the covariance (e.g.
+    through that projection) and whitened coordinates (docs/theory.md#f-the-sharp-moment-bound): k - 1 blocks of
+    size k (smaller problems padded exactly to that size, so one compiled problem serves every class). It increases with S_i in the PSD order, so an upper bound on the covariance (e.g.
     ``rho_i E_i[J J^T]`` under the Poincare inequality) gives a valid bound too. Each ``B_i`` is clipped into
     [0, 1]; a solver failure raises ValueError. ``test_means`` (k, p), ``covs`` (k, p, p), ``means`` (k, p).
     """

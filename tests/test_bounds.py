@@ -714,3 +714,14 @@ def test_clopper_pearson_refuses_bad_counts_and_confidence():
         B.clopper_pearson_upper(1, 10, confidence=95)
     with pytest.raises(ValueError, match=r"errors and counts must be two \(k,\) vectors"):
         B.ncc_error_cp_upper([1, 2], [10])
+
+
+@pytest.mark.parametrize("s2", [0.1, 0.5, 2.0])
+def test_sharp_bound_between_two_collinear_neighbours_is_the_two_sided_chebyshev_bound(s2):
+    """Centres -2, 0, 2 on a line in R^2: the middle class errs when |z_1| >= 1, and the sharp bound from mean 0
+    and variance s2 along the line is Chebyshev's min(1, s2 / 1) (the span of mu_j - mu_i is one line: the problem
+    is padded from one dimension to two, exactly)."""
+    means = np.array([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]])
+    covs = np.stack([np.diag([s2, 0.7])] * 3)
+    assert B.ncc_error_bound_sharp_from_moments(means, covs, means).class_terms[1] == pytest.approx(
+        min(1.0, s2), rel=1e-6, abs=1e-8)
