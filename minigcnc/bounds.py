@@ -63,7 +63,7 @@ def capped(result):
 
     A probability is at most 1, so each class's union bound ``sum_{j != i} term_ij`` (a bound on
     ``P(error | class i)``) can be replaced by ``min(1, .)`` before the average over classes: still a valid bound
-    on the class-averaged NCC error, and never vacuous (at most 1). The result keeps ``pair_terms`` and carries the
+    on the class-averaged NCC error, and never vacuous (at most 1; docs/theory.md#g-capped-union-bounds). The result keeps ``pair_terms`` and carries the
     capped ``class_terms``. ``result``: a BoundResult of an NCC error bound (one with ``class_terms``).
     """
     if not isinstance(result, BoundResult):
@@ -583,7 +583,8 @@ def clopper_pearson_upper(errors, n, confidence=0.95):
 
     For ``errors`` = x failures among ``n`` independent trials, the exact upper bound at level ``confidence`` =
     1 - alpha is the (1 - alpha) quantile of Beta(x + 1, n - x), i.e. the p with ``P(Bin(n, p) <= x) = alpha``
-    (Clopper & Pearson 1934), and 1 when x = n: ``P_p(upper >= p) >= confidence`` for every p. Equals the upper
+    (Clopper & Pearson 1934; docs/theory.md#i-a-confidence-bound-on-the-measured-error), and 1 when x = n:
+    ``P_p(upper >= p) >= confidence`` for every p. Equals the upper
     end of ``scipy.stats.binomtest(x, n, alternative="less").proportion_ci(confidence, method="exact")``.
     ``errors``, ``n``: integers (or integer arrays of one shape) with 0 <= errors <= n, n >= 1;
     ``confidence`` in (0, 1).

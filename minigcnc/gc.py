@@ -362,7 +362,7 @@ def make_gc_penalty(model, strength, method="exact", target="embed", probes=1, d
 
 
 # --------------------------------------------------------------------------------------------------
-# Jacobian moments per class (the matrix forms of the Poincare step, docs/theory.md#f-the-sharp-moment-bound)
+# Jacobian moments per class (the matrix Poincare steps, docs/theory.md#h-matrix-and-covariance-weighted-poincare-steps)
 # --------------------------------------------------------------------------------------------------
 def class_jacobian_moments(model, params, X, y, input_cov_factors=None, *, batch_size=64):
     """Return per class c (sorted labels of y) ``E_c[J J^T]`` and, with factors, ``E_c[J Sigma_c J^T]``.
@@ -372,7 +372,8 @@ def class_jacobian_moments(model, params, X, y, input_cov_factors=None, *, batch
     (k, p, p), ``JSJ`` None without ``input_cov_factors``. ``trace(JJ[c]) = class_gc(...)[c]``. With
     ``input_cov_factors`` a sequence of k arrays ``F_c`` (r_c, D), ``Sigma_c = F_c^T F_c`` (the class's input
     covariance) and ``E_c[J Sigma_c J^T] = E_c[(J F_c^T)(J F_c^T)^T]``: the right side of the Gaussian Poincare
-    inequality in matrix form, ``Cov_c(g) <= E_c[J Sigma_c J^T]`` for x ~ N(m_c, Sigma_c). ``batch_size``: samples
+    inequality in matrix form, ``Cov_c(g) <= E_c[J Sigma_c J^T]`` for x ~ N(m_c, Sigma_c)
+    (docs/theory.md#h-matrix-and-covariance-weighted-poincare-steps). ``batch_size``: samples
     per Jacobian pass (memory: batch_size x p x D values).
     """
     Xc = model.check_input(X)

@@ -252,7 +252,8 @@ def gc_estimators(model, params, data, seed, step):
 
 @register_extra("moment_bounds")
 def moment_bounds(model, params, data, seed, step):
-    """The sharp (generalized Chebyshev) NCC bounds and the covariance-weighted GC bounds (Figure 3, issue 27).
+    """The sharp (generalized Chebyshev) NCC bounds and the covariance-weighted GC bounds (Figure 3, issue 27;
+    docs/theory.md#f-the-sharp-moment-bound and #h-matrix-and-covariance-weighted-poincare-steps).
 
     Centres mu_c: the train class means; m_c, Var_c: the test class means and variances (all test images);
     Jacobian moments ``E_c[J J^T]``, ``E_c[J Sigma_c J^T]`` (``gc.class_jacobian_moments``) on the fixed test
