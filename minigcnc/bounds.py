@@ -44,10 +44,10 @@ KINDS = ("markov", "directional", "sharp")
 
 @dataclass(frozen=True)
 class BoundResult:
-    """A bound: its ``value`` (float), the (k, k) host array ``pair_terms`` it is made of (diagonal 0), and for
-    the NCC error bounds ``class_terms`` (k,), the bound on ``P(error | class i)`` of each class.
+    """A bound: its ``value`` (float), the (k, k) host ``pair_terms`` it is made of, and the (k,) ``class_terms``.
 
-    For the union bounds (markov, directional, their GC forms) ``class_terms[i] = k sum_j pair_terms[i, j]``
+    ``pair_terms`` has a zero diagonal. ``class_terms`` (NCC error bounds only) is the bound on
+    ``P(error | class i)`` of each class. For the union bounds (markov, directional, their GC forms) ``class_terms[i] = k sum_j pair_terms[i, j]``
     (uncapped, so ``value == class_terms.mean()`` up to rounding); ``capped(result)`` caps each at 1. For the
     sharp bound ``class_terms`` is the per-class SDP value (already in [0, 1]) and ``pair_terms`` is None.
     The NC / CDNV bounds have ``class_terms=None``.

@@ -16,11 +16,10 @@ lists) for one checkpoint. The quantities, with the module that computes each:
   classes are balanced, Bonferroni over the classes otherwise; ``ncc_cp_upper``);
 - bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
-  ``bound_gc`` and ``bound_gc_directional`` with the test class GC; ``bound_markov_capped``,
-  ``bound_directional_capped``, ``bound_gc_capped`` the same union bounds with each class's sum capped at 1
-  (``bounds.capped``), never above 1; the offsets ``offset_sq`` of the test
+  ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
   class means from the centres, and the Gaussian-proxy Poincare constants ``rho`` of each class's inputs
-  (``rho_max`` their maximum);
+  (``rho_max`` their maximum); ``bound_markov_capped``, ``bound_directional_capped`` and ``bound_gc_capped``:
+  the same union bounds with each class's sum capped at 1 (``bounds.capped``), never above 1;
   ``nc_gc_bound = max rho * gcol``; the implied constants ``implied_rho = nc_train / gcol`` and, per class,
   ``implied_rho_test = Var_test,c / GC_test,c`` (``implied_rho_test_max`` their maximum); the margin of the
   Poincare step ``poincare_margin = rho_c GC_test,c / Var_test,c`` per class (``poincare_margin_min``: the
