@@ -511,7 +511,7 @@ def test_the_gaussian_proxy_rho_fails_for_a_bimodal_class_and_the_poincare_check
     assert error == pytest.approx(0.25, abs=0.02) and bound < error / 10
     assert margins[0] < 0.01 < 1 <= margins[1]
     history = {"config": {"seed": 0}, "status": "finished", "evals": [{"step": 0, "poincare_margin": list(margins)}]}
-    check = figure3.poincare_check([history])
+    check = figure3.slack_check([history], "bimodal", "poincare_margin", "Poincare step", "rho_c GC_c / Var_c")
     assert check.verdict == "fails" and check.value == pytest.approx(margins[0])
     assert B.ncc_error_bound(Zte, yte, means=means, kind="markov").value >= error
 
