@@ -384,3 +384,18 @@ def test_geometric_complexity_of_zero_samples_says_so(method, kw):
     model = models.mlp([6, 8, 5], 3)
     with pytest.raises(ValueError, match="X has 0 samples; GC is a mean over samples"):
         gc.geometric_complexity(model, model.init(0), np.zeros((0, 6)), method=method, **kw)
+
+
+def test_class_jacobian_moments_run_on_the_strict_device_and_match_numpy():
+    from strict_device import register, strict
+
+    register()
+    m, P, X = build("mlp-relu")
+    Pd = tree_unflatten(P, [strict.asarray(a) for a in tree_leaves(P)])
+    y = np.array([0, 1, 0])
+    F = [np.random.default_rng(c).standard_normal((3, m.input_dim)) for c in range(2)]
+    on_dev = gc.class_jacobian_moments(m, Pd, strict.asarray(X), strict.asarray(y), [strict.asarray(f) for f in F])
+    on_host = gc.class_jacobian_moments(m, P, X, y, F)
+    for a, b in zip(on_dev, on_host):
+        assert isinstance(a, np.ndarray)  # host results
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
