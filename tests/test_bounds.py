@@ -695,12 +695,27 @@ def test_clopper_pearson_upper_equals_scipys_exact_one_sided_interval(errors, n,
     assert B.clopper_pearson_upper(errors, n, confidence) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
-def test_ncc_error_cp_upper_pools_balanced_classes_and_bonferronis_unbalanced_ones():
-    assert B.ncc_error_cp_upper([1, 2, 3], [100, 100, 100]) == B.clopper_pearson_upper(6, 300)
-    expected = np.mean([B.clopper_pearson_upper(e, n, 1 - 0.05 / 3) for e, n in ((1, 100), (2, 50), (3, 100))])
-    assert B.ncc_error_cp_upper([1, 2, 3], [100, 50, 100]) == pytest.approx(expected, rel=1e-12)
-    np.testing.assert_allclose(B.clopper_pearson_upper(np.array([0, 5]), np.array([10, 10])),
-                               [B.clopper_pearson_upper(0, 10), B.clopper_pearson_upper(5, 10)])
+def test_ncc_error_cp_upper_pools_the_first_n_samples_of_every_class():
+    y = np.repeat([0, 1, 2], 100)
+    wrong = np.zeros(300, bool)
+    wrong[[0, 100, 101, 200, 201, 202]] = True
+    assert B.ncc_error_cp_upper(wrong, y) == B.clopper_pearson_upper(6, 300)  # balanced: every sample
+    y2, w2 = np.concatenate([y, [1] * 50]), np.concatenate([wrong, [True] * 50])  # class 1 has 150: its last 50 unused
+    assert B.ncc_error_cp_upper(w2, y2) == B.clopper_pearson_upper(6, 300)
+    order = np.random.default_rng(0).permutation(350)  # "first" is in the order given
+    y3, w3 = y2[order], w2[order]
+    firsts = np.concatenate([np.flatnonzero(y3 == c)[:100] for c in range(3)])
+    assert B.ncc_error_cp_upper(w3, y3, 0.9) == B.clopper_pearson_upper(int(w3[firsts].sum()), 300, 0.9)
+
+
+def test_ncc_error_cp_upper_covers_the_class_averaged_error_of_unequal_classes():
+    """Poisson-binomial trials (class errors 0.02, 0.1, 0.3; counts 40, 55, 70): the 90% bound covers
+    p_bar = 0.14 in at least 90% of 2,000 draws (Hoeffding 1956 makes the pooled CP bound valid)."""
+    rng = np.random.default_rng(1)
+    p, counts = np.array([0.02, 0.1, 0.3]), np.array([40, 55, 70])
+    y = np.repeat(np.arange(3), counts)
+    covered = [B.ncc_error_cp_upper(rng.random(len(y)) < p[y], y, 0.9) >= p.mean() for _ in range(2000)]
+    assert np.mean(covered) >= 0.9
 
 
 def test_clopper_pearson_refuses_bad_counts_and_confidence():
@@ -712,8 +727,10 @@ def test_clopper_pearson_refuses_bad_counts_and_confidence():
         B.clopper_pearson_upper(0.5, 10)
     with pytest.raises(ValueError, match=r"confidence must be a probability in \(0, 1\)"):
         B.clopper_pearson_upper(1, 10, confidence=95)
-    with pytest.raises(ValueError, match=r"errors and counts must be two \(k,\) vectors"):
-        B.ncc_error_cp_upper([1, 2], [10])
+    with pytest.raises(ValueError, match=r"wrong must be a \(N,\) array of booleans"):
+        B.ncc_error_cp_upper(np.array([0.5, 1.0]), [0, 1])
+    with pytest.raises(ValueError, match="y has 1 labels but wrong has 2 rows"):
+        B.ncc_error_cp_upper(np.array([True, False]), [0])
 
 
 @pytest.mark.parametrize("s2", [0.1, 0.5, 2.0])

@@ -12,8 +12,8 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 - ``ncc_test_error``: nearest-class-centre error on the test images with the train class means;
   ``ncc_test_error_balanced`` its class average ``(1/k) sum_c P(error | c)``, which the bounds bound;
   ``ncc_train_error`` the same classifier on the training images; ``ncc_test_error_cp_upper`` a 95% Clopper-Pearson
-  upper bound on the class-averaged error of the test distribution from the test counts (pooled when the test
-  classes are balanced, Bonferroni over the classes otherwise; ``ncc_cp_upper``);
+  upper bound on the class-averaged error of the test distribution from the test errors (pooled over the first
+  n test images of every class, n the smallest class count: all of them when balanced; ``ncc_cp_upper``);
 - bounds on that error (``bounds.py``; centres = train class means, every other term on the test images):
   ``bound_markov`` (rho-free CDNV form), ``bound_directional`` (one-sided Chebyshev), and their GC forms
   ``bound_gc`` and ``bound_gc_directional`` with the test class GC, the offsets ``offset_sq`` of the test
@@ -71,16 +71,11 @@ def _value_and_capped(result):
 def ncc_cp_upper(Z, y, means, confidence=0.95):
     """Clopper-Pearson upper bound (``confidence``) on the class-averaged NCC test error with centres ``means``.
 
-    Per class c of y (rows of ``means`` = labels 0..k-1): ``errors_c = #{n : y_n = c, argmin_j ||z_n - mu_j|| != c}``
-    among ``counts_c`` test samples; ``bounds.ncc_error_cp_upper`` pools them when the classes are balanced (one
-    exact binomial bound on ``k n`` trials) and otherwise averages Bonferroni-corrected per-class bounds.
+    ``bounds.ncc_error_cp_upper(wrong, y)`` with ``wrong_n = (argmin_j ||z_n - mu_j|| != y_n)`` (rows of ``means`` =
+    labels 0..k-1): the pooled errors of the first n test samples of every class, n the smallest class count.
     """
-    pred = collapse.ncc_predict(means, Z)
     y = onp.asarray(y)
-    present = onp.unique(y)
-    errors = onp.array([int(onp.sum(pred[y == c] != c)) for c in present])
-    counts = onp.array([int(onp.sum(y == c)) for c in present])
-    return bounds.ncc_error_cp_upper(errors, counts, confidence)
+    return bounds.ncc_error_cp_upper(collapse.ncc_predict(means, Z) != y, y, confidence)
 
 
 EXTRAS = {}  # name -> fn(model, params, data, seed, step) -> dict of extra metrics (see ``register_extra``)
