@@ -406,3 +406,49 @@ def class_jacobian_moments(model, params, X, y, input_cov_factors=None, *, batch
         if JSJ is not None:
             JSJ[c] /= len(rows)
     return JJ, JSJ
+
+
+# --------------------------------------------------------------------------------------------------
+# The average gradient outer product (AGOP), whose trace is GC (docs/theory.md#agop)
+# --------------------------------------------------------------------------------------------------
+def agop(model, params, X, *, target="embed", batch_size=64):
+    """Return the average gradient outer product ``E[J^T J] = (1/N) sum_n J(x_n)^T J(x_n)``, host float64 (D, D).
+
+    ``J(x_n)`` (q x D) is the exact Jacobian of the embedding (or of the logits, ``target="logits"``) with respect to
+    the flattened input (``input_jacobian``). ``trace(agop) = GC`` exactly (``trace J^T J = ||J||_F^2``); its
+    eigenvectors are the input directions the map is sensitive to and its eigenvalues how much of the GC each
+    carries (Radhakrishnan et al. 2024; Beaglehole, Sukenik, Mondelli, Belkin 2024 on AGOP and deep neural
+    collapse). ``batch_size``: samples per Jacobian pass (memory: batch_size x q x D values); D x D values are kept,
+    so for inputs of a few thousand dimensions at most.
+    """
+    Xc = model.check_input(X)
+    N = Xc.shape[0]
+    if N == 0:
+        raise ValueError("X has 0 samples; the AGOP is a mean over samples, so give at least one")
+    batch_size = checks.integer("batch_size", batch_size, minimum=1)
+    Xc = _checked_inputs(model, Xc)
+    D = model.input_dim
+    A = onp.zeros((D, D))
+    for a in range(0, N, batch_size):
+        J = to_numpy(input_jacobian(model, params, Xc[a:a + batch_size], target=target)).astype(onp.float64)
+        Jf = J.reshape(-1, D)  # the rows of every sample's J stacked: sum_n J_n^T J_n = Jf^T Jf
+        A += Jf.T @ Jf
+    return A / N
+
+
+def agop_directions(A, fraction=0.9):
+    """Return the number of eigenvalues of the AGOP ``A`` (largest first) that carry ``fraction`` of its trace (int).
+
+    The smallest r with ``sum_{i<=r} lambda_i >= fraction * sum_i lambda_i``: how many input directions carry
+    that share of the GC (negative round-off eigenvalues count as 0). ``A``: the (D, D) matrix, or its
+    eigenvalues (1-D, any order). ``fraction`` in (0, 1].
+    """
+    fraction = checks.number("fraction", fraction)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a share of the trace in (0, 1]; got fraction={fraction!r}")
+    A = onp.asarray(A, dtype=onp.float64)
+    lam = onp.clip(onp.sort(A if A.ndim == 1 else onp.linalg.eigvalsh(A))[::-1], 0.0, None)
+    total = lam.sum()
+    if total == 0:
+        return 0
+    return int(onp.searchsorted(onp.cumsum(lam), fraction * total * (1 - 1e-12)) + 1)

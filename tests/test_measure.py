@@ -155,7 +155,7 @@ def test_a_metric_that_cannot_be_computed_is_nan_with_its_reason_and_the_run_goe
 
 def test_an_unknown_extra_is_refused_and_a_registered_one_is_recorded(run, monkeypatch):
     model, params, data, _ = run
-    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['gc_estimators', 'moment_bounds'\]"):
+    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['flatness', 'gc_estimators', 'layers', 'moment_bounds'\]"):
         measure.measure(model, params, data, extras=("nope",))
     monkeypatch.setitem(measure.EXTRAS, "mine", lambda model, params, data, seed, step: {"mine": float(seed + step)})
     assert measure.measure(model, params, data, seed=2, extras=("mine",), step=5)["mine"] == 7.0
@@ -209,3 +209,46 @@ def test_the_sharp_gc_bound_is_at_least_the_sharp_bound_when_the_poincare_step_h
     rec0 = measure.measure(model, params, d0, extras=("moment_bounds",))
     assert rec0["bound_sharp_gc_weighted"] == pytest.approx(rec0["bound_sharp_gc"], rel=1e-6, abs=1e-8)
     assert rec0["weighted_poincare_margin"] == pytest.approx(rec0["poincare_margin"], rel=1e-9)
+
+
+def test_the_flatness_extra_is_hutchinsons_trace_on_the_fixed_subset_with_the_runs_probes(run):
+    from minigcnc import sharpness
+
+    model, params, data, _ = run
+    rec = measure.measure(model, params, data, seed=3, extras=("flatness",), step=50)
+    N = len(data.y_train)
+    idx = np.sort(np.random.default_rng(measure.FLATNESS_SUBSET_SEED).choice(N, size=min(measure.FLATNESS_IMAGES, N),
+                                                                            replace=False))
+    samples = sharpness.hessian_trace_samples(model, params, data.X_train[idx], data.y_train[idx],
+                                              probes=measure.FLATNESS_PROBES, seed=np.random.default_rng([3, 29]))
+    assert rec["hessian_trace"] == pytest.approx(samples.mean(), rel=1e-12)
+    assert rec["hessian_trace_se"] == pytest.approx(samples.std(ddof=1) / np.sqrt(len(samples)), rel=1e-12)
+    assert rec["seconds_flatness"] > 0
+    # the same probes at every evaluation of the run
+    assert measure.measure(model, params, data, seed=3, extras=("flatness",), step=100)["hessian_trace"] == \
+        rec["hessian_trace"]
+
+
+def test_the_layers_extra_records_every_layer_and_its_last_layer_is_the_embedding(run):
+    from minigcnc import layerwise
+
+    model, params, data, rec0 = run
+    rec = measure.measure(model, params, data, seed=3, extras=("layers",))
+    L = len(model.layers)
+    for key in ("layer_cdnv", "layer_nc1", "layer_gc", "layer_target_cdnv", "layer_fewshot5", "layer_fewshot5_ci95"):
+        assert len(rec[key]) == L + 1, key
+    assert rec["layer_gc"][0] == model.input_dim
+    assert rec["layer_gc"][-1] == pytest.approx(rec0["gc"], rel=1e-9)  # the embedding's GC on the same images
+    Z = to_numpy(model.embed(params, data.X_eval))
+    close(rec["layer_cdnv"][-1], collapse.cdnv(Z, data.y_eval))
+    close(rec["layer_nc1"][-1], collapse.nc1(Z, data.y_eval))
+    close(rec["layer_target_cdnv"][-1], rec0["target_nc"])
+    expected = layerwise.layer_metrics(model, params, data.X_eval, data.y_eval, X_target=data.X_target,
+                                       y_target=data.y_target, fewshot_episodes=measure.LAYER_FEWSHOT_EPISODES, seed=3)
+    close(rec["layer_fewshot5"], [r["fewshot5"] for r in expected])
+    N = data.X_eval.shape[0]
+    sub = np.arange(0, N, max(1, N // measure.AGOP_IMAGES))[:measure.AGOP_IMAGES]
+    assert rec["agop_trace"] == pytest.approx(gc.geometric_complexity(model, params, data.X_eval[sub]), rel=1e-9)
+    assert len(rec["agop_eigs"]) == min(measure.AGOP_EIGS, model.input_dim)
+    assert sum(rec["agop_eigs"]) <= rec["agop_trace"] * (1 + 1e-9)
+    assert 1 <= rec["agop_dirs90"] <= model.input_dim and rec["seconds_layers"] > 0

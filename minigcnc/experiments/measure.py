@@ -43,7 +43,7 @@ import time
 
 import numpy as onp
 
-from .. import bounds, collapse, fewshot, gc, ops
+from .. import bounds, collapse, fewshot, gc, layerwise, ops, sharpness
 from . import prepare
 from ..backend import get_xp, to_numpy
 
@@ -308,4 +308,74 @@ def moment_bounds(model, params, data, seed, step):
     out["seconds_moment_bounds"] = time.perf_counter() - t0
     if warnings:
         out["warnings"] = warnings
+    return out
+
+
+FLATNESS_IMAGES = 1000  # training images of the Hessian trace, a subset fixed by FLATNESS_SUBSET_SEED
+FLATNESS_SUBSET_SEED = 29
+FLATNESS_PROBES = 4  # Rademacher probes per evaluation
+
+
+@register_extra("flatness")
+def flatness(model, params, data, seed, step):
+    """The trace of the training-loss Hessian (``sharpness.hessian_trace``, Hutchinson; issue 29).
+
+    On ``FLATNESS_IMAGES`` training images (all if fewer; a subset fixed by ``FLATNESS_SUBSET_SEED``, the same in
+    every run) with ``FLATNESS_PROBES`` Rademacher probes drawn from ``default_rng([seed, 29])``: the same probes
+    at every evaluation of a run and in every run of a seed (common random numbers: differences between configs
+    of one seed carry no probe noise of their own beyond the Hessians' difference).
+
+    - ``hessian_trace``: the estimate of tr H (mean cross-entropy w.r.t. all parameters, no L2 term);
+    - ``hessian_trace_se``: its standard error (sample sd of the probes' v^T H v over sqrt(probes));
+    - ``seconds_flatness``: wall seconds of this group.
+
+    For a model with convolutions (``sharpness.twice_differentiable`` false) all three are NaN / 0 with a warning.
+    """
+    t0 = time.perf_counter()
+    if not sharpness.twice_differentiable(model):
+        return {"hessian_trace": float("nan"), "hessian_trace_se": float("nan"), "seconds_flatness": 0.0,
+                "warnings": [f"hessian_trace: not computed for {model.name} (convolutions have no second "
+                             "derivative in ops; dense models only)"]}
+    N = len(data.y_train)
+    n = min(FLATNESS_IMAGES, N)
+    idx = onp.sort(onp.random.default_rng(FLATNESS_SUBSET_SEED).choice(N, size=n, replace=False))
+    X = data.X_train[get_xp(params[-1][0]).asarray(idx)]
+    samples = sharpness.hessian_trace_samples(model, params, X, data.y_train[idx], probes=FLATNESS_PROBES,
+                                              seed=onp.random.default_rng([seed, 29]))
+    se = float(samples.std(ddof=1) / onp.sqrt(len(samples))) if len(samples) > 1 else float("nan")
+    return {"hessian_trace": float(samples.mean()), "hessian_trace_se": se,
+            "seconds_flatness": time.perf_counter() - t0}
+
+
+LAYER_FEWSHOT_EPISODES = 200  # 5-way 5-shot episodes per layer (the same episodes at every layer)
+AGOP_IMAGES = 100  # evaluation images of the AGOP (every (N // 100)-th of the evaluation subset)
+AGOP_EIGS = 64  # leading AGOP eigenvalues recorded
+
+
+@register_extra("layers")
+def layers(model, params, data, seed, step):
+    """Per-layer collapse and GC (``layerwise.layer_metrics``) and the embedding's AGOP spectrum (issue 29).
+
+    Lists indexed by depth, 0 = the inputs, then every hidden (dense) layer; all on the evaluation subset of
+    training images (``data.X_eval``): ``layer_cdnv``, ``layer_nc1`` (Papyan's NC1; He & Su's D_l = k nc1) and
+    ``layer_gc`` (the exact GC of the map from the input to the layer; D at depth 0). With target classes also
+    ``layer_target_cdnv`` (on all target images) and ``layer_fewshot5`` / ``layer_fewshot5_ci95`` (5-way 5-shot
+    NCC accuracy, ``LAYER_FEWSHOT_EPISODES`` episodes from the run's seed). The AGOP of the embedding
+    (``gc.agop``) on ``AGOP_IMAGES`` evaluation images: ``agop_eigs`` its ``AGOP_EIGS`` largest eigenvalues,
+    ``agop_trace`` its trace (the GC of those images), ``agop_dirs90`` the number of eigenvalues carrying 90% of
+    it (``gc.agop_directions``). ``seconds_layers``: wall seconds of this group.
+    """
+    t0 = time.perf_counter()
+    recs = layerwise.layer_metrics(model, params, data.X_eval, data.y_eval, X_target=data.X_target,
+                                   y_target=data.y_target, fewshot_episodes=LAYER_FEWSHOT_EPISODES, seed=seed)
+    out = {f"layer_{key}": [r[key] for r in recs] for key in
+           ("cdnv", "nc1", "gc", "target_cdnv", "fewshot5", "fewshot5_ci95") if key in recs[0]}
+    N = data.X_eval.shape[0]
+    sub = onp.arange(0, N, max(1, N // AGOP_IMAGES))[:AGOP_IMAGES]
+    A = gc.agop(model, params, data.X_eval[get_xp(params[-1][0]).asarray(sub)])
+    lam = onp.sort(onp.linalg.eigvalsh(A))[::-1]
+    out["agop_eigs"] = [float(v) for v in lam[:AGOP_EIGS]]
+    out["agop_trace"] = float(onp.trace(A))
+    out["agop_dirs90"] = gc.agop_directions(lam, 0.9)
+    out["seconds_layers"] = time.perf_counter() - t0
     return out

@@ -2,7 +2,8 @@
 
 - ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
 - ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
-  moment bounds (``measure.moment_bounds``) at every evaluation. Figure 3 trains the learning-rate and
+  moment bounds (``measure.moment_bounds``) and the Hessian trace (``measure.flatness``, read by
+  ``figure_flatness``) at every evaluation. Figure 3 trains the learning-rate and
   batch-size sweeps of the same grids, so ``python -m minigcnc.reproduce`` trains those runs once for both.
 
 Not part of the code hash (``cache.NOT_RESULT_MODULES``): a preset only fills in a ``RunConfig``, and every
@@ -11,6 +12,7 @@ field of a config is part of its own cache key.
 from .config import scale_base
 
 MOMENT_EXTRAS = ("moment_bounds",)  # the extra metric group of the sharp and GC-form moment bounds
+FLATNESS_EXTRAS = ("flatness",)  # the Hessian trace (measure.flatness; issue 29), read by figure_flatness
 SWEEP_GRIDS = {  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
     "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
     "laptop": {"lr": (0.05, 0.1, 0.2, 0.3, 0.4), "batch_size": (512, 256, 128, 64, 32),
@@ -32,5 +34,5 @@ def training_run(scale):
 
 def sweep_base(scale, **changes):
     """The base run of Figure 1's sweeps (and of Figure 3's configs) at ``scale``: the scale's base run with the
-    moment bounds recorded (``MOMENT_EXTRAS``), and ``changes``."""
-    return scale_base(scale, extras=MOMENT_EXTRAS, **changes)
+    moment bounds and the Hessian trace recorded (``MOMENT_EXTRAS``, ``FLATNESS_EXTRAS``), and ``changes``."""
+    return scale_base(scale, extras=MOMENT_EXTRAS + FLATNESS_EXTRAS, **changes)
