@@ -478,7 +478,10 @@ def _sharp_class(i, test_mean, cov, means, what, worst=False):
     dp = onp.ones(K)
     dp[:m0] = d
     value, lam, z = _solve_sharp(Cp, dp, what)
-    value = float(onp.clip(value, 0.0, 1.0))
+    # B_i lies between the largest one-halfspace (Cantelli) term and their capped sum, exactly; clipping there only
+    # removes the solver's tolerance (each end is itself a valid bound, so the result stays one)
+    cantelli = 1.0 / (1.0 + d * d)  # s^2 / (s^2 + gap^2) in whitened units
+    value = float(onp.clip(value, cantelli.max(), min(1.0, float(cantelli.sum()))))
     if not worst:
         return value
     lam, z = onp.clip(lam[:m0], 0.0, None), z[:m0, :r0]
@@ -539,7 +542,9 @@ def ncc_error_bound_sharp_from_moments(test_means, covs, means):
     through that projection) and whitened coordinates (docs/theory.md#f-the-sharp-moment-bound): k - 1 blocks of
     size k (smaller problems padded exactly to that size, so one compiled problem serves every class). It increases with S_i in the PSD order, so an upper bound on the covariance (e.g.
     ``rho_i E_i[J J^T]`` under the Poincare inequality) gives a valid bound too. Each ``B_i`` is clipped into
-    [0, 1]; a solver failure raises ValueError. ``test_means`` (k, p), ``covs`` (k, p, p), ``means`` (k, p).
+    ``[max_j T_ij, min(1, sum_j T_ij)]`` with ``T_ij`` the one-sided Chebyshev (Cantelli) term of halfspace j alone,
+    where it lies exactly (this removes only the solver's tolerance); a solver failure raises ValueError.
+    ``test_means`` (k, p), ``covs`` (k, p, p), ``means`` (k, p).
     """
     tm, S, mu = _sharp_inputs(test_means, covs, means, "ncc_error_bound_sharp_from_moments")
     return _sharp(tm, S, mu, "ncc_error_bound_sharp_from_moments")
