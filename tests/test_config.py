@@ -74,7 +74,7 @@ BAD_FIELDS = [
                          "digits (0..9); got (3, 10)"),
     ("classes", (4,), "classes must be empty (every class) or 2 or more distinct labels"),
     ("target_dataset", "imagenet", "target_dataset must be one of '', 'mnist5k'"),
-    ("extras", ("nope",), "extras must be one of 'gc_estimators', 'moment_bounds'; got 'nope'"),
+    ("extras", ("nope",), "extras must be one of 'gc_estimators', 'moment_bounds'"),  # then the other extras
     ("dtype", "float16", "dtype must be one of 'float32', 'float64'; got 'float16'"),
     ("model", "transformer", "model: got 'transformer'; accepted: mlp, convnet"),
 ]
