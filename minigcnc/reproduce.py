@@ -2,7 +2,7 @@
 
     python -m minigcnc.reproduce                       # all figures, laptop scale, into ./figures
     python -m minigcnc.reproduce --only figure3 figure2 --jobs 2 --out figures
-    python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run)
+    python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run), into ./results
 
 Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the GC-regularization
 appendix, Figure 4 (rotations) and Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split
@@ -10,10 +10,14 @@ digits``), and the VGG/convnet appendix (``figure_mnist``), each by its own ``ma
 ``--out``, ``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some
 of them.
 
-Resumable: every training run is kept in the result cache (``--cache DIR``, else ``$MINIGCNC_CACHE``, else
-``OUT/cache``, handed to every figure as ``--cache``: a figure run alone does not look in ``OUT``), so running
-the same command again reuses every finished run and trains only what is missing (an interrupted run restarts
-from its last checkpoint). One progress bar counts the figures; each figure still shows its own bar over its
+Where: ``--out DIR``; by default ``figures/`` (the committed reference figures and ``REPORT.md``) at laptop
+scale only, and the git-ignored ``results/`` at any other scale, so a smoke run never overwrites the committed
+report (``--out figures`` at another scale is refused: those are laptop-scale figures).
+
+Resumable: every training run is kept in the result cache, the same one the figure commands use (``--cache
+DIR``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: never inside the repository), so running the same
+command again reuses every finished run and trains only what is missing (an interrupted run restarts from its
+last checkpoint). One progress bar counts the figures; each figure still shows its own bar over its
 runs (``--quiet`` hides both).
 
 Writes ``OUT/REPORT.md`` (atomically, after every figure, so it always describes what is done): for every
@@ -46,8 +50,10 @@ def parser():
                    help=f"run only these figures, in the order given ({', '.join(FIGURES)})")
     p.add_argument("--scale", choices=SCALES, default="laptop", help="every figure's scale (default: laptop)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel runs per figure")
-    p.add_argument("--out", default="figures", help="folder for the figures and REPORT.md (default: figures)")
-    p.add_argument("--cache", default=None, help="result cache (default: $MINIGCNC_CACHE, else OUT/cache)")
+    p.add_argument("--out", default=None, help="folder for the figures and REPORT.md (default: figures at laptop "
+                   "scale, results at any other scale)")
+    p.add_argument("--cache", default=None, help="result cache (default: $MINIGCNC_CACHE, else ~/.cache/minigcnc, "
+                   "as for the figure commands)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per figure (default: each figure's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -55,9 +61,8 @@ def parser():
 
 def figure_argv(args, extra):
     """The argument list handed to one figure's ``main``."""
-    cache = args.cache or os.environ.get("MINIGCNC_CACHE") or Path(args.out) / "cache"  # (reproduce's own default)
-    argv = ["--scale", args.scale, "--out", str(args.out), "--jobs", str(args.jobs), "--cache", str(cache),
-            *extra]
+    argv = ["--scale", args.scale, "--out", str(args.out), "--jobs", str(args.jobs),
+            *(["--cache", str(args.cache)] if args.cache else []), *extra]  # (else the figures' own default)
     if args.seeds is not None:
         argv += ["--seeds", str(args.seeds)]
     if args.quiet:
@@ -151,12 +156,27 @@ def write_report(path, text):
 
 def main(argv=None):
     """Run the figures and write ``OUT/REPORT.md``; returns {"report", "figures", "seconds"}."""
+    from .experiments.cli import MAX_JOBS, MAX_SEEDS, interrupt_anywhere, writable_folder
+
     p = parser()
     args = p.parse_args(argv)
-    if args.jobs < 1:
-        p.error(f"--jobs must be at least 1; got {args.jobs}")
-    if args.seeds is not None and args.seeds < 1:
-        p.error(f"--seeds must be at least 1; got {args.seeds}")
+    if argv is None:
+        interrupt_anywhere(p.prog)  # Ctrl-C at any moment: one line
+    for option in ("out", "cache"):
+        if getattr(args, option) is not None and not getattr(args, option).strip():
+            p.error(f"--{option}: got an empty string; give a folder, or leave the option out for its default")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        p.error(f"--jobs must be between 1 and {MAX_JOBS}; got {args.jobs}")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        p.error(f"--seeds must be between 1 and {MAX_SEEDS}; got {args.seeds}")
+    if args.out is None:
+        args.out = "figures" if args.scale == "laptop" else "results"
+    elif args.scale != "laptop" and Path(args.out).resolve() == (Path(__file__).resolve().parents[1] / "figures"):
+        p.error(f"--out {args.out}: the committed figures/ hold the laptop-scale figures and their REPORT.md; "
+                f"write a {args.scale}-scale run elsewhere (the default is results/)")
+    why = writable_folder(args.out)
+    if why:
+        p.error(f"--out {args.out}: cannot write there ({why}); give a folder you can write to")
     names = args.only or list(FIGURES)
     report = Path(args.out) / "REPORT.md"
     t0 = time.time()

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -266,10 +267,12 @@ def stored_code(path):
 
 
 def survey(cache_dir=None):
-    """The files of a cache folder by kind: the runs of this code, those of other code, interrupted runs.
+    """The files of a cache folder by kind: the runs of this code, those of other code, interrupted runs, the
+    temporary files of killed writers.
 
     {"folder", "current": [run files of this code], "other": [run files of other code, or unreadable, with the
-    checkpoints beside them], "checkpoints": [checkpoints of interrupted runs]}.
+    checkpoints beside them], "checkpoints": [checkpoints of interrupted runs], "temps": [temporary files whose
+    writer is gone, ``stale_temps``]}.
     """
     folder = Path(cache_dir or default_cache_dir())
     runs = sorted((folder / "runs").glob("*.json"))
@@ -279,7 +282,49 @@ def survey(cache_dir=None):
     checkpoints = sorted((folder / "runs").glob("*.ckpt.npz"))
     other += [p for p in checkpoints if p in beside]
     checkpoints = [p for p in checkpoints if p not in beside]
-    return {"folder": folder, "current": current, "other": other, "checkpoints": checkpoints}
+    temps = stale_temps(folder / "runs") + stale_temps(folder)
+    return {"folder": folder, "current": current, "other": other, "checkpoints": checkpoints, "temps": temps}
+
+
+TEMP = re.compile(r"^\..+\.tmp-(\d+)$")  # checks.write_atomically's temporary files: .<name>.tmp-<pid>
+
+
+def stale_temps(folder, min_age=60.0):
+    """The temporary files ``.<name>.tmp-<pid>`` in ``folder`` whose writer is gone: no process ``pid`` runs
+    here, or the file has not changed for a day (a writer on another machine sharing the folder); and none
+    younger than ``min_age`` seconds. Sorted."""
+    import time
+
+    out = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return out
+    now = time.time()
+    for path in entries:
+        m = TEMP.match(path.name)
+        if not m or not path.is_file():
+            continue
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if age >= min_age and (age > 86400 or not _pid_alive(int(m.group(1)))):
+            out.append(path)
+    return sorted(out)
+
+
+def _pid_alive(pid):
+    """Whether a process ``pid`` runs on this machine."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True
+    return True
 
 
 def _size(paths):
@@ -313,11 +358,15 @@ def info(cache_dir=None):
     if s["checkpoints"]:
         lines.append(f"  {_count(len(s['checkpoints']), 'checkpoint')} of interrupted runs: "
                      f"{_human(_size(s['checkpoints']))} (kept: the interrupted command resumes from them)")
+    if s["temps"]:
+        lines.append(f"  {_count(len(s['temps']), 'temporary file')} of killed writers: {_human(_size(s['temps']))} "
+                     "(--prune deletes them)")
     return "\n".join(lines)
 
 
 def prune(cache_dir=None, dry_run=False):
-    """Delete the runs of other code and the checkpoints beside them; returns (the files, bytes freed).
+    """Delete the runs of other code, the checkpoints beside them and the temporary files of killed writers
+    (``stale_temps``); returns (the files, bytes freed).
 
     A run is of other code when its stored ``versions.code_hash`` is not this code's, or cannot be read.
     ``dry_run``: delete nothing.
@@ -326,7 +375,8 @@ def prune(cache_dir=None, dry_run=False):
     them, and the interrupted command resumes from them. A folder shared with a checkout of other code loses
     that checkout's runs.
     """
-    files = survey(cache_dir)["other"]
+    s = survey(cache_dir)
+    files = s["other"] + s["temps"]
     freed = _size(files)
     if not dry_run:
         for p in files:
@@ -353,11 +403,15 @@ def main(argv=None):
         print(info(args.cache))
         return
     files, freed = prune(args.cache, dry_run=args.dry_run)
+    temps = [f for f in files if TEMP.match(f.name)]
     for f in files if args.dry_run else ():
-        code = "a checkpoint" if f.suffix == ".npz" else f"code {stored_code(f) or 'unreadable'}"
+        code = ("a temporary file of a killed writer" if f in temps else
+                "a checkpoint" if f.suffix == ".npz" else f"code {stored_code(f) or 'unreadable'}")
         print(f"would delete {f} ({code}, {_human(_size([f]))})")
-    runs = sum(f.suffix == ".json" for f in files)
-    checkpoints = f" and {_count(len(files) - runs, 'checkpoint')}" if len(files) > runs else ""
+    runs = sum(f.suffix == ".json" and f not in temps for f in files)
+    n_ckpt = len(files) - runs - len(temps)
+    checkpoints = (f" and {_count(n_ckpt, 'checkpoint')}" if n_ckpt else "") + \
+                  (f" and {_count(len(temps), 'temporary file')} of killed writers" if temps else "")
     print(f"{'would delete' if args.dry_run else 'deleted'} {_count(runs, 'run')} of other code{checkpoints} from "
           f"{Path(args.cache or default_cache_dir())}, {'freeing' if not args.dry_run else 'which would free'} "
           f"{_human(freed)}" + ("; nothing deleted (--dry-run)" if args.dry_run else ""))

@@ -13,6 +13,11 @@
   kept and that the same command resumes.
 - ``write_figure(...)``: the common end of every figure: the claims judged as one family (q-values), the PNG,
   the JSON (claims, versions, wall time) and the claim table on stdout.
+
+Every fault ends the command with one line that says what was kept and how to go on (``run_sweep``,
+``write_figure``): a full or unwritable disk, a dataset file that fails its checksum, a worker killed twice, a
+Dask cluster lost, Ctrl-C (or SIGTERM) at any moment after the options are parsed (``interrupt_anywhere``:
+while starting, training, drawing or writing). Empty strings and absurd integers are refused when parsed.
 """
 import argparse
 import os
@@ -25,6 +30,8 @@ from .cache import default_cache_dir, load_run, run_key, run_path, versions, wri
 from .config import SCALES, check_configs
 
 DEFAULT_OUT = "results"  # a figure's own outputs (git-ignored): the committed figures/ stay as reproduce wrote them
+MAX_JOBS = 1024  # more parallel runs than any machine holds: refused as a typo
+MAX_SEEDS = 10000  # (every seed is one training run per point of a sweep)
 
 
 class Interrupted(SystemExit):
@@ -70,21 +77,40 @@ def writable_folder(folder):
 
 
 def parse(parser, argv):
-    """Parse ``argv`` and check the options; a bad one ends the command with a one-line message."""
+    """Parse ``argv`` and check the options; a bad one ends the command with a one-line message.
+
+    Run as a command (``argv`` None), Ctrl-C and SIGTERM from here on end it with one line too
+    (``interrupt_anywhere``)."""
     args = parser.parse_args(argv)
+    if argv is None:
+        interrupt_anywhere(parser.prog)
+    for action in parser._actions:  # an empty string never stands for a default: say so
+        value = getattr(args, action.dest, None)
+        if isinstance(value, str) and not value.strip() and action.option_strings:
+            parser.error(f"{action.option_strings[-1]}: got an empty string; give a value, or leave the option out "
+                         "for its default")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1 (the number of runs trained at once); got {args.jobs}")
+    if args.jobs > MAX_JOBS:
+        parser.error(f"--jobs must be at most {MAX_JOBS} (it is capped by the runs to train anyway); got {args.jobs}")
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1; got {args.seeds}")
+    if args.seeds is not None and args.seeds > MAX_SEEDS:
+        parser.error(f"--seeds must be at most {MAX_SEEDS} (each seed is a training run per sweep point); got "
+                     f"{args.seeds}")
     out = Path(args.out) if args.out else Path(DEFAULT_OUT)
     why = writable_folder(out)
     if why:
         parser.error(f"--out {out}: cannot write there ({why}); give a folder you can write to")
     cache = resolve_cache(args)
     why = writable_folder(cache)
+    where = "there"
+    if not why:  # the folder itself may be writable while its runs/ is a file, or read-only
+        why, where = writable_folder(cache / "runs"), "its runs/ folder"
     if why:
         source = "--cache" if args.cache else ("$MINIGCNC_CACHE" if os.environ.get("MINIGCNC_CACHE") else "the cache")
-        parser.error(f"{source} {cache}: cannot write there ({why}); give a folder you can write to with --cache DIR")
+        parser.error(f"{source} {cache}: cannot write {where} ({why}); give a folder you can write to with "
+                     "--cache DIR")
     if args.dask:
         from .dask_runner import check_address
 
@@ -93,6 +119,35 @@ def parse(parser, argv):
         except ValueError as e:
             parser.error(str(e))
     return args
+
+
+_PHASE = {"now": "starting"}  # what the command is doing, for the line Ctrl-C ends it with
+
+
+def interrupt_anywhere(name):
+    """From now on, SIGINT and SIGTERM end the command ``name`` with one line (``Interrupted``) that says what
+    was kept: nothing yet while starting; every finished run while training (``run_sweep`` says which); every
+    run while drawing or writing (files are written atomically: none is left half-written)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        if _PHASE["now"] == "training":
+            raise KeyboardInterrupt(signal.Signals(signum).name)  # run_sweep says what was kept
+        what = {"starting": "no run had started, nothing to keep",
+                "drawing": "every run is kept in the cache; the same command draws the figure again from it",
+                "writing": "every run is kept in the cache and no file is half-written; the same command writes the "
+                           "figure again from it"}[_PHASE["now"]]
+        raise Interrupted(f"\n{name}: interrupted while {_PHASE['now']}: {what}.")
+
+    _PHASE["now"] = "starting"
+    for sig_name in ("SIGINT", "SIGTERM"):
+        sig = getattr(signal, sig_name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
 
 
 def resolve_cache(args):
@@ -123,19 +178,44 @@ def run_sweep(name, args, configs):
         raise SystemExit(f"{name}: {e}") from None
     plan = cached_and_todo(configs, cache, args.fresh)  # (the cached histories, the runs to train): read once
     cached, left = plan
+    resuming = sum(run_path(c, cache).with_suffix(".ckpt.npz").exists() for c in left) if not args.fresh else 0
     print(f"{name}: scale={args.scale}, {len(cached) + len(left)} runs: {len(cached)} from the cache, "
-          f"{len(left)} to train; cache {cache}", file=sys.stderr)
+          f"{len(left)} to train" + (f" ({resuming} resuming from their last checkpoint)" if resuming else "")
+          + f"; cache {cache}", file=sys.stderr)
+    from .dask_runner import DaskLost
+    from .sweep import WorkerDied
+
+    _PHASE["now"] = "training"
     try:
         return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask,
                         plan=plan)
     except FileNotFoundError as e:
         raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
-    except ValueError as e:
-        if "--dask" in str(e):
-            raise SystemExit(f"{name}: {e}") from None
-        raise
     except KeyboardInterrupt:
         raise Interrupted("\n" + interrupted_message(name, configs, cache)) from None
+    except (WorkerDied, DaskLost) as e:
+        raise SystemExit(f"{name}: {e}. {kept(configs, cache)}") from None
+    except OSError as e:  # a full disk, a folder made read-only meanwhile
+        where = f" {e.filename}" if e.filename else ""
+        raise SystemExit(f"{name}: cannot write{where} ({e.strerror or e}). {kept(configs, cache)} once there is "
+                         "room (or give another --cache)") from None
+    except ValueError as e:  # a dataset file that fails its checksum, a run its data cannot train, a bad address
+        if os.environ.get("MINIGCNC_DEBUG"):
+            raise
+        line = " ".join(str(e).split())
+        raise SystemExit(f"{name}: {line}" + ("" if "--dask" in line or "fix:" in line
+                                              else f". {kept(configs, cache)}")) from None
+    finally:
+        _PHASE["now"] = "drawing"
+
+
+def kept(configs, cache):
+    """What a sweep stopped by a fault kept, and how to go on (the end of its one line)."""
+    unique = {run_key(c): c for c in configs}.values()
+    done = sum(load_run(c, cache) is not None for c in unique)
+    ckpts = sum(run_path(c, cache).with_suffix(".ckpt.npz").exists() for c in unique)
+    more = f", {ckpts} more kept {'its' if ckpts == 1 else 'their'} last checkpoint" if ckpts else ""
+    return f"{done} of {len(unique)} runs finished and are kept in {cache}{more}; the same command resumes from there"
 
 
 def interrupted_message(name, configs, cache):
@@ -176,9 +256,27 @@ def write_figure(name, scale, out, fig, doc, claims, t0):
 
     judge(claims)
     png, js = figure_outputs(name, scale, out)
-    save_figure(fig, png)
-    write_json(js, {**doc, "claims": [c.to_dict() for c in claims], "versions": versions(),
-                    "wall_seconds": time.time() - t0})
+    _PHASE["now"] = "writing"
+    remove_stale_temps(png.parent)
+    try:
+        save_figure(fig, png)
+        write_json(js, {**doc, "claims": [c.to_dict() for c in claims], "versions": versions(),
+                        "wall_seconds": time.time() - t0})
+    except OSError as e:
+        raise SystemExit(f"{name}: cannot write {e.filename or png.parent} ({e.strerror or e}); every run is kept in "
+                         "the cache: free some space (or give another --out) and run the same command again, it "
+                         "draws from the cache in seconds") from None
+    finally:
+        _PHASE["now"] = "drawing"
     print(claim_table(claims, scale=scale))
     print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
     return png, js
+
+
+def remove_stale_temps(folder):
+    """Delete the temporary files (``.<name>.tmp-<pid>``) that killed writers left in ``folder``
+    (``cache.stale_temps``: their process is gone)."""
+    from .cache import stale_temps
+
+    for path in stale_temps(folder):
+        path.unlink(missing_ok=True)

@@ -3,8 +3,10 @@
 Runs trained one after another show their own bar of steps beneath. Runs trained in parallel processes
 write a checkpoint at every evaluation (``train.fit``); a background thread reads the step of each such
 checkpoint in the cache folder once a second and shows them as the bar's postfix (``steps 750/2000
-250/2000``), so the bar moves while runs are still going. Under Dask the checkpoints lie on the workers'
-disks, so the bar counts finished runs only.
+250/2000``), so the bar moves while runs are still going. Under Dask the workers that see the cache folder
+keep their checkpoints there too (``sweep.run_dask``), and the bar reads them the same way; the others' lie on
+their own disks. When stderr is not a terminal (piped to a file or a log), the bar is not drawn: one line per
+finished run is written instead, so a log never stays silent for a whole sweep.
 """
 import threading
 from pathlib import Path
@@ -35,7 +37,9 @@ class RunsBar:
         # disable=None: drawn on a terminal only; a ``file`` given is always drawn on
         disable = (None if self.file is None else False) if self.enabled else True
         self.bar = tqdm(total=self.total, desc=f"runs ({where})", unit="run", disable=disable, file=self.file)
-        if self.enabled and self.steps and not self.dask and self.jobs > 1:
+        self.lines = self.enabled and self.file is None and self.bar.disable  # not a terminal: plain lines
+        self.done = 0
+        if self.enabled and self.steps and (self.dask or self.jobs > 1):
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()
         return self
@@ -56,6 +60,13 @@ class RunsBar:
                 self.bar.set_postfix_str(text, refresh=True)
 
     def finished(self, history):
+        self.done += 1
+        if self.lines:
+            import sys
+
+            status = (history or {}).get("status", "finished")
+            print(f"runs: {self.done}/{self.total} done ({status}, {(history or {}).get('seconds', 0):.0f} s)",
+                  file=sys.stderr, flush=True)
         if self.bar is not None:
             self.bar.update(1)
             if history and history.get("status") == "diverged":
