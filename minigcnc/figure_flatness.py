@@ -1,0 +1,119 @@
+"""Figure: do a larger learning rate and a smaller batch end flatter, and do flatter ends have lower GC?
+
+    python -m minigcnc.figure_flatness                # laptop scale: Figure 1's runs, read from the cache
+    python -m minigcnc.figure_flatness --scale tiny   # seconds
+
+The first link of the paper's chain (SGD's implicit regularization flattens the loss -> lower GC -> lower NC),
+which Figure 1 does not measure. Figure 1's runs (the same configs: ``python -m minigcnc.reproduce`` trains
+nothing for this figure) record the trace of the training-loss Hessian at every evaluation (``measure.flatness``:
+Hutchinson's estimator, 4 Rademacher probes on 1,000 fixed training images). Panels: tr H and the embedding GC
+over training per swept value (rows: learning rate, batch size, L2), and each config's final tr H against its
+final GC (``figures/figure_flatness_across_configs.png``).
+
+The claim table: per seed, Spearman of the swept value with the final tr H (expected negative for the learning
+rate, positive for the batch size: "ends flatter"); the L2 sweep is a description (no sign predicted: L2 shrinks
+the weights, which scales a ReLU net's Hessian up). Across configs (configs as the units,
+``claims.config_rank_claim``): a flatter end goes with a lower final GC (and NC), over the learning-rate and
+batch-size configs, and over every config of the three sweeps.
+
+The runs of each scale: the last lines of ``--help``. Why: docs/figures.md#figure_flatness.
+"""
+import time
+
+import numpy as onp
+
+from .experiments import claims as C
+from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
+from .experiments.config import with_options
+from .experiments.driver import (config_finals, draw_sweeps, model_title, runs_epilog, runs_per_config,
+                                 sweep_positions, sweep_record)
+from .experiments.grid import by_sweep, flat, sweep_configs
+from .experiments.history import finals
+from .experiments.presets import SWEEP_GRIDS, sweep_base
+
+NAME = "figure_flatness"
+SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # Figure 1's (tests/test_figure_flatness.py checks the configs match)
+SIGNS = {"lr": (-1, "a larger learning rate"), "batch_size": (+1, "a smaller batch")}
+METRICS = [("hessian_trace", "tr H (training loss, Hutchinson)"), ("gc", "embedding GC")]
+
+
+def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
+    """(base RunConfig, {field: values}, seeds): Figure 1's (``presets.sweep_base``, ``SWEEP_GRIDS``)."""
+    base = with_options(sweep_base(scale), scale, backend, data_root)
+    return base, SWEEP_GRIDS[scale], list(range(seeds or SEEDS[scale]))
+
+
+def configs(scale, *, seeds=None, backend=None, data_root=None):
+    """The runs of the figure: Figure 1's runs at ``scale``."""
+    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root)))
+
+
+def flatness_claims(grid, hist):
+    """The claim table (see the module docstring) from ``hist`` = {field: [[history per value] per seed]}."""
+    out = []
+    for field, values in grid.items():
+        xs = [sweep_positions(values) for _ in hist[field]]
+        trace = finals(hist[field], "hessian_trace")
+        if field in SIGNS:
+            sign, word = SIGNS[field]
+            out.append(C.rank_correlation_claim(NAME, f"{word} ends flatter (lower final Hessian trace)", xs, trace,
+                                                sign, field, "hessian_trace"))
+        else:
+            c = C.rank_correlation_claim(NAME, f"{field} sweep: the final Hessian trace against the swept value "
+                                         "(no sign predicted)", xs, trace, -1, field, "hessian_trace")
+            c.kind, c.verdict = "description", "n/a"
+            c.detail = "a description (no sign predicted; the test is two-sided): " + c.detail
+            out.append(c)
+    sgd = {f: hist[f] for f in grid if f in SIGNS}
+    for units, label in ((sgd, "the learning-rate and batch-size configs"), (hist, "every config of the three sweeps")):
+        per_config = runs_per_config(units)
+        tr = config_finals(per_config, "hessian_trace")
+        for metric, name in (("gc", "GC"), ("nc_train", "NC")):
+            out.append(C.config_rank_claim(NAME, f"across {label}: a flatter end goes with a lower final {name}",
+                                           tr, config_finals(per_config, metric), +1, "hessian_trace", metric))
+    return out
+
+
+def draw_across(hist, title):
+    """Each config's seed-mean final tr H against its final GC, coloured by sweep."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, (field, per_seed) in enumerate(hist.items()):
+        tr = onp.nanmean(onp.array(finals(per_seed, "hessian_trace"), dtype=float), axis=0)
+        g = onp.nanmean(onp.array(finals(per_seed, "gc"), dtype=float), axis=0)
+        ax.plot(tr, g, "o-", color=f"C{i}", label=field, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("final tr H (mean over seeds)")
+    ax.set_ylabel("final embedding GC")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None):
+    """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
+    parser = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
+    args = parse(parser, argv)
+    t0 = time.time()
+    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root)
+    sweeps = sweep_configs(base, grid, seeds)
+    cfgs = flat(sweeps)
+    histories = run_sweep(NAME, args, cfgs)  # Figure 1's runs: from the cache when Figure 1 ran
+    hist = by_sweep(sweeps, histories)
+    claims = flatness_claims(grid, hist)
+    title = f"{model_title(base)}, {len(seeds)} seeds"
+    fig = draw_sweeps(grid, hist, title, metrics=METRICS, log=("hessian_trace", "gc"))
+    across = figure_outputs(f"{NAME}_across_configs", args.scale, args.out)[0]
+    save_figure(draw_across(hist, title), across)
+    seconds = [e.get("seconds_flatness") for h in histories for e in h["evals"] if "seconds_flatness" in e]
+    png, js = write_figure(NAME, args.scale, args.out, fig, {
+        **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), "across_png": str(across),
+        "seconds_flatness_per_eval": float(onp.mean(seconds)) if seconds else None}, claims, t0)
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
+
+
+if __name__ == "__main__":
+    main()
