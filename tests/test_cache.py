@@ -200,3 +200,97 @@ def test_the_cache_commands_run_as_a_module(tmp_path):
     done = subprocess.run([sys.executable, "-m", "minigcnc.experiments.cache", "--info", "--cache", str(tmp_path)],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith(f"cache {tmp_path}: 0 runs, 0 B") and not done.stderr
+
+
+# ---- a run file is checked against its digest: an edit that leaves valid JSON is never reused ----------------
+
+def _edit_value(h):
+    h["evals"][-1]["ncc_test_error"] = 0.58
+
+
+def _nan(h):
+    h["evals"][-1]["gc"] = float("nan")
+
+
+def _flip_status(h):
+    h["status"] = "diverged" if h["status"] == "finished" else "finished"
+
+
+def _empty_evals(h):
+    h["evals"] = []
+
+
+@pytest.mark.parametrize("edit", [_edit_value, _nan, _flip_status, _empty_evals],
+                         ids=["edited value", "NaN", "flipped status", "emptied evals"])
+def test_a_run_file_edited_by_hand_is_named_and_recomputed_never_reused(tmp_path, edit):
+    import json
+
+    good = run(TINY, tmp_path, progress=False)
+    path = cache.run_path(TINY, tmp_path)
+    h = json.loads(path.read_text())
+    edit(h)
+    path.write_text(json.dumps(h, indent=1, allow_nan=True))  # still valid JSON, same key, same config
+    with pytest.warns(UserWarning) as caught:
+        (again,) = sweep.run_many([TINY], tmp_path, progress=False)
+    (named,) = [str(w.message) for w in caught if "cannot be read" in str(w.message)]
+    assert named == (f"cached run {path} cannot be read (ValueError: its content does not match its digest "
+                     "(edited by hand or damaged)); it will be recomputed")
+    assert again["evals"] == good["evals"] and again["status"] == "finished"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.load_run(TINY, tmp_path) == again  # recomputed and whole again
+
+
+def test_a_run_file_without_a_digest_is_recomputed(tmp_path):
+    import json
+
+    run(TINY, tmp_path, progress=False)
+    path = cache.run_path(TINY, tmp_path)
+    h = json.loads(path.read_text())
+    del h["digest"]
+    path.write_text(json.dumps(h))
+    with pytest.warns(UserWarning, match="it has no digest"):
+        assert cache.load_run(TINY, tmp_path) is None
+
+
+def test_a_checkpoint_of_another_seed_in_the_cache_is_discarded_and_the_run_trains_from_step_0(tmp_path):
+    """Seed 1's checkpoint copied under seed 0's name: the run warns, trains from scratch, and equals a clean run."""
+    from minigcnc.experiments.run import train_in_worker
+
+    seed1 = TINY.replace(seed=1)
+    train_in_worker(seed1.to_dict(), str(tmp_path / "other"), False, keep_checkpoint=True)
+    theirs = tmp_path / "other" / f"{cache.run_key(seed1)}.ckpt.npz"
+    mine = cache.run_path(TINY, tmp_path).with_suffix(".ckpt.npz")
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(theirs.read_bytes())
+    with pytest.warns(UserWarning, match=r"is of another run: seed 1 \(this run: 0\), key .*; discarded, the run "
+                                         r"starts from step 0"):
+        h = run(TINY, tmp_path, progress=False)
+    assert h["config"]["seed"] == 0 and h["evals"] == run(TINY, tmp_path / "clean", progress=False)["evals"]
+    assert not mine.exists()
+
+
+def test_info_lists_and_prune_deletes_the_temporary_files_of_killed_writers(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that is gone
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    stale = [runs / f".0123456789abcdef.json.tmp-{pid}", runs / f".0123456789abcdef.ckpt.npz.tmp-{pid}"]
+    live = runs / f".fedcba9876543210.json.tmp-{os.getpid()}"  # this process's: being written
+    young = runs / f".0011223344556677.json.tmp-{pid}"  # a second old: left alone (it may be another machine's)
+    for p in stale + [live, young]:
+        p.write_text("half")
+    old = time.time() - 3600
+    for p in stale + [live]:
+        os.utime(p, (old, old))
+    assert cache.stale_temps(runs) == sorted(stale)
+    cache.main(["--info", "--cache", str(tmp_path)])
+    assert "  2 temporary files of killed writers: 8 B (--prune deletes them)" in capsys.readouterr().out
+    cache.main(["--prune", "--cache", str(tmp_path)])
+    assert "and 2 temporary files of killed writers" in capsys.readouterr().out
+    assert not any(p.exists() for p in stale) and live.exists() and young.exists()

@@ -334,3 +334,192 @@ def test_a_figure_writes_to_git_ignored_results_by_default_so_the_quick_start_le
     root = Path(__file__).resolve().parents[1]
     assert "/results/" in (root / ".gitignore").read_text().split()
     assert "results/figure3.png" in (root / "README.md").read_text()
+
+
+# ---- one line for every fault (issue 33 items 6 and 10) -------------------------------------------------------
+
+@pytest.mark.parametrize("argv,line", [
+    (["--cache", ""], "--cache: got an empty string; give a value, or leave the option out for its default"),
+    (["--dask", ""], "--dask: got an empty string; give a value, or leave the option out for its default"),
+    (["--out", " "], "--out: got an empty string; give a value, or leave the option out for its default"),
+    (["--jobs", "99999999999999999999"], "--jobs must be at most 1024 (it is capped by the runs to train anyway); "
+                                         "got 99999999999999999999"),
+    (["--seeds", "99999999999999999999"], "--seeds must be at most 10000 (each seed is a training run per sweep "
+                                          "point); got 99999999999999999999"),
+], ids=["cache", "dask", "out", "jobs", "seeds"])
+def test_empty_strings_and_absurd_integers_are_refused_in_one_line(tmp_path, capsys, nothing_trains, argv, line):
+    from minigcnc import figure3
+
+    with pytest.raises(SystemExit) as stop:
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path), *argv] if "--out" not in argv else
+                     ["--scale", "tiny", *argv])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"python -m minigcnc.figure3: error: {line}"
+
+
+def test_an_empty_dataset_is_refused_too(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure1
+
+    with pytest.raises(SystemExit):
+        figure1.main(["--scale", "tiny", "--out", str(tmp_path), "--dataset", ""])
+    assert capsys.readouterr().err.strip().endswith("error: --dataset: got an empty string; give a value, or leave "
+                                                    "the option out for its default")
+
+
+def test_a_runs_folder_that_is_a_file_is_named_before_any_work(tmp_path, capsys, nothing_trains):
+    from minigcnc import figure3
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "runs").write_text("a file where the runs go")
+    with pytest.raises(SystemExit):
+        figure3.main(["--scale", "tiny", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m minigcnc.figure3: error: --cache {tmp_path / 'c'}: cannot write its runs/ folder (it is a "
+        "file, not a folder); give a folder you can write to with --cache DIR")
+
+
+def tiny_sweep(tmp_path, n=1):
+    from minigcnc.experiments import cli
+    from minigcnc.experiments.config import scale_base
+
+    args = cli.parse(cli.figure_parser("mine", ""), ["--scale", "tiny", "--out", str(tmp_path / "out"), "--jobs", "1",
+                                                     "--cache", str(tmp_path / "cache"), "--quiet"])
+    return cli, args, [scale_base("tiny", steps=40, eval_every=20, seed=s) for s in range(n)]
+
+
+def test_a_full_disk_for_the_cache_ends_with_one_line_saying_what_was_kept(tmp_path, monkeypatch):
+    import errno
+
+    from minigcnc.experiments import run as run_module
+
+    cli, args, configs = tiny_sweep(tmp_path)
+
+    def full(path, history):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(run_module, "store_run", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.run_sweep("mine", args, configs)
+    cache = tmp_path / "cache"
+    path = next(cache.glob("runs/*.ckpt.npz")).with_suffix("").with_suffix(".json")
+    assert str(stop.value) == (f"mine: cannot write {path} (No space left on device). 0 of 1 runs finished and are "
+                               f"kept in {cache}, 1 more kept its last checkpoint; the same command resumes from "
+                               "there once there is room (or give another --cache)")
+
+
+def test_a_full_disk_for_the_figure_ends_with_one_line(tmp_path, monkeypatch):
+    import errno
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minigcnc.experiments import cli
+
+    def full(fig, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(cli, "save_figure", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.write_figure("mine", "tiny", tmp_path, plt.figure(), {}, [], time.time())
+    assert str(stop.value) == (f"mine: cannot write {tmp_path / 'mine_tiny.png'} (No space left on device); every "
+                               "run is kept in the cache: free some space (or give another --out) and run the same "
+                               "command again, it draws from the cache in seconds")
+
+
+def test_a_dataset_that_fails_its_checksum_ends_with_one_line(tmp_path, monkeypatch):
+    from minigcnc.experiments import prepare
+
+    cli, args, configs = tiny_sweep(tmp_path)
+
+    def corrupt(dataset, data_root):
+        raise ValueError("/data/train-images-idx3-ubyte.gz: md5 mismatch, refusing to load: expected 1, got 2. The "
+                         "file is corrupt, truncated or not the official one; delete it and download it again.")
+
+    monkeypatch.setattr(prepare, "source_splits", corrupt)
+    with pytest.raises(SystemExit) as stop:
+        cli.run_sweep("mine", args, configs)
+    assert str(stop.value).startswith("mine: /data/train-images-idx3-ubyte.gz: md5 mismatch, refusing to load")
+    assert str(stop.value).endswith(f"0 of 1 runs finished and are kept in {tmp_path / 'cache'}; the same command "
+                                    "resumes from there") and "\n" not in str(stop.value)
+
+
+def test_a_worker_killed_twice_ends_with_one_line(tmp_path, monkeypatch):
+    from minigcnc.experiments import sweep
+
+    cli, args, configs = tiny_sweep(tmp_path, n=2)
+    args.jobs = 2
+
+    def dies(*a, **k):
+        raise sweep.WorkerDied("a worker process died 2 times (killed: out of memory, or kill -9); 2 runs were "
+                               "left unfinished")
+        yield
+
+    monkeypatch.setattr(sweep, "run_parallel_resilient", dies)
+    with pytest.raises(SystemExit) as stop:
+        cli.run_sweep("mine", args, configs)
+    assert str(stop.value) == ("mine: a worker process died 2 times (killed: out of memory, or kill -9); 2 runs were "
+                               f"left unfinished. 0 of 2 runs finished and are kept in {tmp_path / 'cache'}; the same "
+                               "command resumes from there")
+
+
+def test_a_killed_worker_costs_only_its_run(tmp_path, monkeypatch, capsys):
+    """The first attempt loses a worker; the runs left start again and the sweep finishes."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    from minigcnc.experiments import sweep
+
+    _, _, configs = tiny_sweep(tmp_path, n=2)
+    real, attempts = sweep.run_parallel, []
+
+    def flaky(configs, cache_dir, jobs, fresh):
+        attempts.append(len(configs))
+        if len(attempts) == 1:
+            raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated.")
+        yield from real(configs, cache_dir, jobs, fresh)
+
+    monkeypatch.setattr(sweep, "run_parallel", flaky)
+    hs = sweep.run_many(configs, tmp_path / "cache", jobs=2, progress=False)
+    assert attempts == [2, 2] and all(h["status"] == "finished" for h in hs)
+    assert "a worker process died (killed: out of memory, or kill -9); starting the 2 runs left again" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("phase,what", [
+    ("starting", "no run had started, nothing to keep"),
+    ("drawing", "every run is kept in the cache; the same command draws the figure again from it"),
+    ("writing", "every run is kept in the cache and no file is half-written; the same command writes the figure "
+                "again from it"),
+])
+def test_ctrl_c_outside_the_sweep_ends_with_one_line(phase, what):
+    from minigcnc.experiments import cli
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cli.interrupt_anywhere("demo")
+        cli._PHASE["now"] = phase
+        with pytest.raises(cli.Interrupted) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert str(stop.value) == f"\ndemo: interrupted while {phase}: {what}."
+        cli._PHASE["now"] = "training"  # the sweep's own handling: KeyboardInterrupt, which run_sweep words
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        cli._PHASE["now"] = "starting"
+
+
+def test_the_banner_says_how_many_runs_resume_from_a_checkpoint(tmp_path, capsys):
+    from minigcnc.experiments.cache import run_path
+    from minigcnc.experiments.run import train_in_worker
+
+    cli, args, configs = tiny_sweep(tmp_path, n=2)
+    runs = tmp_path / "cache" / "runs"
+    train_in_worker(configs[0].to_dict(), str(runs), False, keep_checkpoint=True)
+    assert run_path(configs[0], tmp_path / "cache").with_suffix(".ckpt.npz").exists()
+    cli.run_sweep("mine", args, configs)
+    assert (f"mine: scale=tiny, 2 runs: 0 from the cache, 2 to train (1 resuming from their last checkpoint); "
+            f"cache {tmp_path / 'cache'}") in capsys.readouterr().err

@@ -72,7 +72,8 @@ def test_an_interrupted_figure_stops_reproduce_instead_of_going_on_to_the_next(t
 
 def test_reproduce_lists_every_figure_and_refuses_unknown_names(capsys):
     assert list(FIGURES) == ["figure3", "figure2", "figure1", "figure_gc_regularization", "figure4",
-                             "figure4_digits", "figure_mnist"]
+                             "figure4_digits", "figure4_swapped", "figure_mnist"]
+    assert FIGURES["figure4_swapped"][:2] == ("figure4", ["--split", "swapped"])
     assert FIGURES["figure4_digits"][:2] == ("figure4", ["--split", "digits"])
     assert reproduce.parser().parse_args(["--only", "figure4_digits"]).only == ["figure4_digits"]
     with pytest.raises(SystemExit):
@@ -91,3 +92,38 @@ def test_reproduce_hands_its_cache_to_every_figure(tmp_path, monkeypatch):
                                                                        "digits"]
     args = reproduce.parser().parse_args(["--out", str(tmp_path), "--cache", str(tmp_path / "mine")])
     assert reproduce.figure_argv(args, [])[-2:] == ["--cache", str(tmp_path / "mine")]
+
+
+# ---- nothing a smoke run can overwrite (issue 31 item 1); one line for --out FILE (issue 33 item 6) -----------
+
+def test_a_smoke_run_writes_to_results_and_the_figures_own_cache_never_into_figures(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(reproduce, "run_figure", lambda name, args: seen.append(reproduce.figure_argv(args, [])) or
+                        {"name": name, "what": "x", "command": "c", "seconds": 0.0})
+    monkeypatch.chdir(tmp_path)
+    res = reproduce.main(["--scale", "tiny", "--only", "figure3", "--quiet"])
+    assert res["report"] == "results/REPORT.md" and (tmp_path / "results" / "REPORT.md").exists()
+    assert seen[0][:4] == ["--scale", "tiny", "--out", "results"] and "--cache" not in seen[0]  # the figures' default
+    assert not (tmp_path / "figures").exists()
+    reproduce.main(["--only", "figure3", "--quiet", "--cache", str(tmp_path / "c")])  # laptop scale: figures/
+    assert (tmp_path / "figures" / "REPORT.md").exists() and seen[1][seen[1].index("--cache") + 1] == str(tmp_path / "c")
+
+
+def test_a_smoke_run_into_the_committed_figures_is_refused(capsys):
+    from pathlib import Path
+
+    figures = Path(reproduce.__file__).resolve().parents[1] / "figures"
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(["--scale", "tiny", "--out", str(figures)])
+    assert stop.value.code == 2
+    assert "the committed figures/ hold the laptop-scale figures" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_ends_with_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(["--scale", "tiny", "--out", str(tmp_path / "f")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"python -m minigcnc.reproduce: error: --out {tmp_path / 'f'}: cannot write there (it is a file, not a "
+        "folder); give a folder you can write to")

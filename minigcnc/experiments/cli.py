@@ -66,6 +66,8 @@ def figure_parser(prog, description, epilog=None):
 
 def writable_folder(folder):
     """None when files can be created in ``folder`` (made if missing), else the reason."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        return "it is a file, not a folder"
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         probe = Path(folder) / f".write-test-{os.getpid()}"
