@@ -3,6 +3,7 @@ import os
 import re
 
 import numpy as np
+import pytest
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -45,3 +46,21 @@ def test_your_own_experiment_runs_as_printed_and_both_claims_hold(capsys):
         assert line.split()[-1] == "holds" and "+1.00 +1.00 +1.00" in line and " 0.009 " in line, out
     assert out.rstrip().endswith("2 claims: 2 holds, 0 inconclusive, 0 fails, 0 n/a"), out
     assert len(list((cache.default_cache_dir() / "runs").glob("*.json"))) == 9  # nine runs, in the cache
+
+
+@pytest.mark.slow  # (~10 s: two tiny runs in two worker processes, twice)
+def test_your_own_metric_runs_as_printed_in_workers_and_an_edit_recomputes(capsys):
+    from minigcnc.experiments import cache, measure
+
+    code = section_code("Your own metric")
+    try:
+        exec(compile(code, "README.md#your-own-metric", "exec"), {})  # noqa: S102 - our own README
+        first = capsys.readouterr().out.strip()
+        values = eval(first)  # noqa: S307 - what it printed: a list of two floats
+        assert len(values) == 2 and all(v > 0 for v in values)
+        assert len(list((cache.default_cache_dir() / "runs").glob("*.json"))) == 2
+        exec(compile(code.replace(".mean()", ".max()"), "README.md#your-own-metric", "exec"), {})  # noqa: S102
+        assert eval(capsys.readouterr().out.strip()) != values  # noqa: S307 - recomputed, not read back
+        assert len(list((cache.default_cache_dir() / "runs").glob("*.json"))) == 4
+    finally:
+        measure.EXTRAS.pop("mean_norm", None)
