@@ -523,3 +523,32 @@ def test_the_banner_says_how_many_runs_resume_from_a_checkpoint(tmp_path, capsys
     cli.run_sweep("mine", args, configs)
     assert (f"mine: scale=tiny, 2 runs: 0 from the cache, 2 to train (1 resuming from their last checkpoint); "
             f"cache {tmp_path / 'cache'}") in capsys.readouterr().err
+
+
+def test_the_backend_advice_is_worded_for_the_command_line(tmp_path, monkeypatch):
+    from minigcnc.experiments import cli
+
+    def no_gpu(name):
+        raise ValueError("backend='cupy': CuPy is installed but no usable CUDA GPU was found (x). Use backend='numpy' "
+                         "on this machine.")
+
+    monkeypatch.setattr("minigcnc.backend.backend_module", no_gpu)
+    _, args, configs = tiny_sweep(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.run_sweep("mine", args, configs)
+    assert str(stop.value).endswith("Use --backend numpy on this machine.")
+
+
+def test_a_figure_removes_the_temporary_files_killed_writers_left_in_its_folder(tmp_path, capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minigcnc.experiments import cli
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".mine_tiny.json.tmp-{int(dead.stdout)}"
+    stale.write_text("half a JSON")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    cli.write_figure("mine", "tiny", tmp_path, plt.figure(), {}, [], time.time())
+    assert not stale.exists() and (tmp_path / "mine_tiny.json").exists()

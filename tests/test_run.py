@@ -43,3 +43,21 @@ def test_the_dask_task_trains_the_same_run_and_leaves_no_checkpoint(tmp_path):
     history = train_in_worker(TINY.to_dict(), str(tmp_path / "ckpts"), fresh=False)  # (in this process)
     assert history["evals"] == run(TINY, tmp_path / "cache", progress=False)["evals"]
     assert history["config"] == TINY.to_dict() and not list((tmp_path / "ckpts").iterdir())
+
+
+def test_the_data_are_prepared_under_one_blas_thread_whatever_the_jobs(tmp_path, monkeypatch):
+    """Issue 33 item 7: the rounding of the data's preparation (rho) must not depend on --jobs, so it always
+    runs with one BLAS thread (a sweep's parallel workers have one each anyway)."""
+    from threadpoolctl import threadpool_info
+
+    from minigcnc.experiments import prepare
+
+    real, seen = prepare.prepare_data, []
+
+    def spy(config):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return real(config)
+
+    monkeypatch.setattr(prepare, "prepare_data", spy)
+    run(TINY, tmp_path, progress=False)
+    assert seen and seen[0] <= {1}, seen

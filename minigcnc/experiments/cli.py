@@ -21,6 +21,7 @@ while starting, training, drawing or writing). Empty strings and absurd integers
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -175,7 +176,10 @@ def run_sweep(name, args, configs):
     try:
         check_configs(configs, options)
         for b in sorted({c.backend for c in configs}) if not args.dask else ():  # (Dask workers have their own)
-            backend_module(b)
+            try:
+                backend_module(b)
+            except ValueError as e:  # the library's words for the library; the command line's here
+                raise ValueError(re.sub(r"\b([Uu]se) backend='(\w+)'", r"\1 --backend \2", str(e))) from None
     except ValueError as e:
         raise SystemExit(f"{name}: {e}") from None
     plan = cached_and_todo(configs, cache, args.fresh)  # (the cached histories, the runs to train): read once
