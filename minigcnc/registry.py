@@ -21,6 +21,8 @@ FIGURES = {
     "figure_gc_regularization": ("figure_gc_regularization", [], "an explicit GC penalty lowers GC and NC (appendix)"),
     "figure4": ("figure4", [], "lower source GC gives lower target NC and better few-shot transfer (paper Fig. 4)"),
     "figure4_digits": ("figure4", ["--split", "digits"], "Figure 4 on 5 source / 5 target digits"),
+    "figure_nc_levels": ("figure_nc_levels", [], "NC on source train, source test and unseen classes against source "
+                                                 "GC (Figure 4's runs; issue 29)"),
     "figure_mnist": ("figure_mnist", [], "Figure 1's sweeps on a convolutional net (appendix)"),
     "figure_layers": ("figure_layers", [], "per-layer NC1 (law of data separation), per-layer GC and transfer of a "
                                            "deep MLP, against its untrained network (issue 29)"),
