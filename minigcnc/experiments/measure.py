@@ -32,7 +32,8 @@ lists) for one checkpoint. The quantities, with the module that computes each:
   episodes whose 5 classes are of 5 different groups.
 
 Extra groups (``RunConfig(extras=(name,))``): ``"gc_estimators"`` (Figure 2: ``gc_<method>_<level>`` and
-``seconds_*``) and ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``,
+``seconds_*``), ``"flatness"`` (the Hessian trace, ``flatness``), ``"layers"`` (per-layer metrics and the AGOP,
+``layers``) and ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``,
 ``bound_sharp_gc``, ``bound_gc_weighted``, ``bound_sharp_gc_weighted``, ``weighted_poincare_margin``,
 ``weighted_poincare_margin_min``, ``seconds_moment_bounds``).
 
@@ -322,14 +323,14 @@ def flatness(model, params, data, seed, step):
 
     On ``FLATNESS_IMAGES`` training images (all if fewer; a subset fixed by ``FLATNESS_SUBSET_SEED``, the same in
     every run) with ``FLATNESS_PROBES`` Rademacher probes drawn from ``default_rng([seed, 29])``: the same probes
-    at every evaluation of a run and in every run of a seed (common random numbers: differences between configs
-    of one seed carry no probe noise of their own beyond the Hessians' difference).
+    at every evaluation of a run and in every run of a seed (common random numbers across the configs of a seed).
 
     - ``hessian_trace``: the estimate of tr H (mean cross-entropy w.r.t. all parameters, no L2 term);
     - ``hessian_trace_se``: its standard error (sample sd of the probes' v^T H v over sqrt(probes));
     - ``seconds_flatness``: wall seconds of this group.
 
-    For a model with convolutions (``sharpness.twice_differentiable`` false) all three are NaN / 0 with a warning.
+    For a model with convolutions (``sharpness.twice_differentiable`` false) the three are NaN, NaN and 0, with
+    a warning.
     """
     t0 = time.perf_counter()
     if not sharpness.twice_differentiable(model):
@@ -356,14 +357,20 @@ AGOP_EIGS = 64  # leading AGOP eigenvalues recorded
 def layers(model, params, data, seed, step):
     """Per-layer collapse and GC (``layerwise.layer_metrics``) and the embedding's AGOP spectrum (issue 29).
 
-    Lists indexed by depth, 0 = the inputs, then every hidden (dense) layer; all on the evaluation subset of
-    training images (``data.X_eval``): ``layer_cdnv``, ``layer_nc1`` (Papyan's NC1; He & Su's D_l = k nc1) and
-    ``layer_gc`` (the exact GC of the map from the input to the layer; D at depth 0). With target classes also
-    ``layer_target_cdnv`` (on all target images) and ``layer_fewshot5`` / ``layer_fewshot5_ci95`` (5-way 5-shot
-    NCC accuracy, ``LAYER_FEWSHOT_EPISODES`` episodes from the run's seed). The AGOP of the embedding
-    (``gc.agop``) on ``AGOP_IMAGES`` evaluation images: ``agop_eigs`` its ``AGOP_EIGS`` largest eigenvalues,
-    ``agop_trace`` its trace (the GC of those images), ``agop_dirs90`` the number of eigenvalues carrying 90% of
-    it (``gc.agop_directions``). ``seconds_layers``: wall seconds of this group.
+    Lists indexed by depth, 0 = the inputs, then every hidden (dense) layer, all on the evaluation subset of
+    training images (``data.X_eval``):
+
+    - ``layer_cdnv``: the CDNV of each layer's features;
+    - ``layer_nc1``: Papyan's NC1 of each layer's features (He & Su's D_l = k NC1; rank-(k-1) pseudo-inverse);
+    - ``layer_gc``: the exact GC of the map from the input to each layer (D at depth 0);
+    - ``layer_target_cdnv`` (with target classes): the CDNV of each layer's features of all target images;
+    - ``layer_fewshot5``, ``layer_fewshot5_ci95`` (with target classes): 5-way 5-shot NCC accuracy of each
+      layer's features, ``LAYER_FEWSHOT_EPISODES`` episodes from the run's seed (the same at every layer);
+    - ``agop_eigs``: the ``AGOP_EIGS`` largest eigenvalues of the embedding's AGOP (``gc.agop``) on
+      ``AGOP_IMAGES`` evaluation images;
+    - ``agop_trace``: its trace (the embedding's GC on those images);
+    - ``agop_dirs90``: the number of its eigenvalues that carry 90% of the trace (``gc.agop_directions``);
+    - ``seconds_layers``: wall seconds of this group.
     """
     t0 = time.perf_counter()
     recs = layerwise.layer_metrics(model, params, data.X_eval, data.y_eval, X_target=data.X_target,
