@@ -127,3 +127,30 @@ def test_an_out_that_is_a_file_ends_with_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"python -m minigcnc.reproduce: error: --out {tmp_path / 'f'}: cannot write there (it is a file, not a "
         "folder); give a folder you can write to")
+
+
+@pytest.mark.slow  # (a minute or two: tiny figures in a fresh clone)
+def test_the_suggested_tiny_commands_leave_a_clean_clone_clean(tmp_path):
+    """In a clean clone, with no $MINIGCNC_CACHE and a fresh HOME: the smoke run reproduce's --help offers, a
+    figure at tiny scale, the cache commands and the menu leave `git status` empty."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(reproduce.__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIGCNC_")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(clone))
+    for command in (["-m", "minigcnc"], ["-m", "minigcnc.figure3", "--scale", "tiny", "--seeds", "1", "--quiet"],
+                    ["-m", "minigcnc.reproduce", "--scale", "tiny", "--only", "figure2", "--seeds", "1", "--quiet"],
+                    ["-m", "minigcnc.experiments.cache", "--info"], ["-m", "minigcnc.experiments.cache", "--prune"]):
+        done = subprocess.run([sys.executable, *command], cwd=clone, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        status = subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=clone, capture_output=True,
+                                text=True, check=True).stdout
+        assert status == "", (command, status)
+    assert (clone / "results" / "REPORT.md").exists() and not (clone / "figures" / "cache").exists()
+    assert list((tmp_path / "home" / ".cache" / "minigcnc" / "runs").glob("*.json"))  # the cache: outside the clone
