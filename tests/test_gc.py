@@ -405,7 +405,8 @@ def test_class_jacobian_moments_run_on_the_strict_device_and_match_numpy():
 # AGOP (issue 29)
 # --------------------------------------------------------------------------------------------------
 def test_the_trace_of_the_agop_is_the_exact_gc_to_round_off():
-    """trace E[J^T J] = E ||J||_F^2 = GC (measured max relative difference 2e-16 over these cases)."""
+    """trace E[J^T J] = E ||J||_F^2 = GC (measured in float64: at most 3.5e-16 relative over these cases and the
+    laptop MLP 784-256-256-64; 1e-7 in float32)."""
     from minigcnc import models as models_
 
     rng = np.random.default_rng(0)

@@ -48,6 +48,7 @@ def test_nc1_of_features_of_rank_below_their_dimension_is_never_negative_and_is_
     assert np.linalg.matrix_rank(Z) == r
     assert collapse.nc1(Z, y) == pytest.approx(collapse.nc1(C * 1e3, y), rel=1e-8)
     assert collapse.nc1(Z, y) > 0
+    assert collapse.nc1(Z.astype(np.float32), y) == pytest.approx(collapse.nc1(C * 1e3, y), rel=1e-4)  # float32 too
     naive = np.trace(np.cov(Z.T, bias=True) @ np.linalg.pinv(np.cov(collapse.class_means(Z, y).T, bias=True),
                                                              rcond=1e-30)) / k
     assert not np.isclose(naive, collapse.nc1(Z, y), rtol=1e-3)  # keeping round-off eigenvalues goes wrong
