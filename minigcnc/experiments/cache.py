@@ -315,9 +315,21 @@ def stale_temps(folder, min_age=60.0):
 
 
 def _pid_alive(pid):
-    """Whether a process ``pid`` runs on this machine."""
+    """Whether a process ``pid`` runs on this machine (never signals it: on Windows ``os.kill(pid, 0)`` would
+    end it, so the process is opened and asked instead)."""
     if pid == os.getpid():
         return True
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x00100000, False, pid)  # SYNCHRONIZE
+        if not handle:
+            return False
+        try:
+            return kernel32.WaitForSingleObject(handle, 0) != 0  # 0: it has ended
+        finally:
+            kernel32.CloseHandle(handle)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -209,8 +209,9 @@ def run_sweep(name, args, configs):
         if os.environ.get("MINIGCNC_DEBUG"):
             raise
         line = " ".join(str(e).split())
-        raise SystemExit(f"{name}: {line}" + ("" if "--dask" in line or "fix:" in line
-                                              else f". {kept(configs, cache)}")) from None
+        so_far = kept(configs, cache)
+        raise SystemExit(f"{name}: {line}" + ("" if "--dask" in line or "fix:" in line or so_far.startswith("0 of ")
+                                              and "more kept" not in so_far else f" {so_far}")) from None
     finally:
         _PHASE["now"] = "drawing"
 

@@ -304,7 +304,7 @@ def watch_parent(pid, interval=0.5):
     """Start (once per process) a daemon thread that ends this process within ``interval`` seconds of its
     parent ``pid``: when the parent is gone, or this process was handed to another parent (what Linux and macOS
     do to the children of a process killed with ``kill -9``). So no worker outlives the command that started
-    it, whatever killed that command."""
+    it, whatever killed that command (on Linux and macOS; on Windows the parent is asked through its handle)."""
     import threading
     import time
 
@@ -312,16 +312,10 @@ def watch_parent(pid, interval=0.5):
         return
     first_parent = os.getppid()
 
-    def alive():
-        if os.getppid() != first_parent:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, OSError):
-            pass
-        return True
+    from .cache import _pid_alive
+
+    def alive():  # (POSIX: a dead parent's children get another parent at once; Windows: ask the process)
+        return os.getppid() == first_parent and _pid_alive(pid)
 
     def watch():
         while alive():
