@@ -86,8 +86,10 @@ def register_extra(name):
     """Decorator: make ``fn(model, params, data, seed, step) -> dict`` recordable by ``RunConfig(extras=(name,))``.
 
     A figure that needs more than the standard metrics (e.g. Figure 2's GC estimators) registers them in
-    this module (so that parallel worker processes know them too); the names are part of the run's config,
-    so runs with and without them are cached apart.
+    this module; the names are part of the run's config, so runs with and without them are cached apart. Your
+    own, registered in your script, work the same way: a sweep sends them to its parallel workers (joblib and
+    Dask, ``sweep.own_extras``), and their code is part of the key of the runs that record them
+    (``cache.extra_code``), so editing one recomputes those runs.
     """
 
     def deco(fn):
