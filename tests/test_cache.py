@@ -112,14 +112,15 @@ def test_an_unreadable_cache_file_is_named_and_recomputed(tmp_path, content, kin
 def test_a_figure_says_what_comes_from_the_cache_before_it_starts(tmp_path, capsys):
     from minigcnc import figure3
 
-    argv = ["--scale", "tiny", "--jobs", "1", "--quiet"]
+    argv = ["--scale", "tiny", "--jobs", "1", "--quiet", "--seeds", "1"]
+    n = len(figure3.configs("tiny", seeds=1))
     figure3.main(argv + ["--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     where = f"cache {cache.default_cache_dir()}"
-    assert "figure3: scale=tiny, 2 runs: 0 from the cache, 2 to train; " + where in err
+    assert f"figure3: scale=tiny, {n} runs: 0 from the cache, {n} to train; " + where in err
     figure3.main(argv + ["--out", str(tmp_path / "b")])  # another --out: the same cache
     err = capsys.readouterr().err
-    assert "figure3: scale=tiny, 2 runs: 2 from the cache, 0 to train; " + where in err
+    assert f"figure3: scale=tiny, {n} runs: {n} from the cache, 0 to train; " + where in err
     assert not (tmp_path / "a" / "cache").exists() and not (tmp_path / "b" / "cache").exists()
 
 
