@@ -4,11 +4,12 @@
     python -m minigcnc.reproduce --only figure3 figure2 --jobs 2 --out figures
     python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run), into ./results
 
-Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the GC-regularization
-appendix, Figure 4 (rotations) and Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split
-digits``), and the VGG/convnet appendix (``figure_mnist``), each by its own ``main([...])`` with ``--scale``,
-``--out``, ``--jobs``, ``--cache``, ``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some
-of them.
+Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the flatness of Figure
+1's runs (``figure_flatness``, which trains nothing), the GC-regularization appendix, Figure 4 (rotations) and
+Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), NC at three levels on Figure 4's
+runs (``figure_nc_levels``, which trains nothing), the VGG/convnet appendix (``figure_mnist``) and the per-layer
+figure (``figure_layers``), each by its own ``main([...])`` with ``--scale``, ``--out``, ``--jobs``, ``--cache``,
+``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some of them.
 
 Where: ``--out DIR``; by default ``figures/`` (the committed reference figures and ``REPORT.md``) at laptop
 scale only, and the git-ignored ``results/`` at any other scale, so a smoke run never overwrites the committed
