@@ -2,7 +2,7 @@
 runs (in this order) and ``python -m minigcnc.bench.floor`` times.
 
 - ``FIGURES``: name -> (module, extra command-line arguments, what it shows); ``figure4_digits`` is the module
-  ``figure4`` with ``--split digits``.
+  ``figure4`` with ``--split digits``, ``figure4_swapped`` with ``--split swapped``.
 - ``figure_module(name)``: the module of a figure (the one place that imports a figure by its name).
 - ``figure_configs(name, scale)``: every run of a figure, ``configs(scale, **options)`` with the figure's extra
   arguments as options. Every figure module has ``configs(scale, *, seeds=None, backend=None, data_root=None,
@@ -23,6 +23,8 @@ FIGURES = {
     "figure4_digits": ("figure4", ["--split", "digits"], "Figure 4 on 5 source / 5 target digits"),
     "figure_nc_levels": ("figure_nc_levels", [], "NC on source train, source test and unseen classes against source "
                                                  "GC (Figure 4's runs; issue 29)"),
+    "figure4_swapped": ("figure4", ["--split", "swapped"], "Figure 4 replicated with source and target digits "
+                                                           "swapped (rotated digits 5-9 -> rotated digits 0-4)"),
     "figure_mnist": ("figure_mnist", [], "Figure 1's sweeps on a convolutional net (appendix)"),
     "figure_layers": ("figure_layers", [], "per-layer NC1 (law of data separation), per-layer GC and transfer of a "
                                            "deep MLP, against its untrained network (issue 29)"),

@@ -637,3 +637,64 @@ def test_judge_gives_benjamini_yekutieli_q_values_beside_bh():
     assert [c.q_by for c in cl] == pytest.approx(stats.false_discovery_control(ps, method="by"))
     assert [c.verdict for c in cl] == ["holds"] * 4 + ["inconclusive"]
     assert [c.verdict_by for c in cl] == ["holds"] + ["inconclusive"] * 4
+
+
+# ---- forced copies ------------------------------------------------------------------------------------------
+def test_claims_the_counted_claims_force_are_derived_computed_from_the_data():
+    """A sweep where value -> GC and value -> NC are +1 in every seed: GC -> NC is forced to +1 and GCol -> NC
+    to equal GC -> GCol (the issue's case); an unforced claim stays counted."""
+    rng = np.random.default_rng(0)
+    value = [[1.0, 2.0, 3.0, 4.0, 5.0]] * 4
+    gc = [np.arange(5) * 2.0 + s for s in range(4)]
+    nc = [np.arange(5) ** 2 + 0.1 * s for s in range(4)]
+    gcol = [rng.standard_normal(5) for _ in range(4)]
+    other = [rng.standard_normal(5) for _ in range(4)]
+    R = C.rank_correlation_claim
+    claims = [R("f", "value -> GC", value, gc, +1, "v", "gc"), R("f", "value -> NC", value, nc, +1, "v", "nc"),
+              R("f", "GC -> NC", gc, nc, +1, "gc", "nc"), R("f", "GC -> GCol", gc, gcol, +1, "gc", "gcol"),
+              R("f", "GCol -> NC", gcol, nc, +1, "gcol", "nc"), R("f", "GCol -> other", gcol, other, +1, "gcol", "o")]
+    C.mark_forced(claims)
+    assert [c.kind for c in claims] == ["claim", "claim", "derived", "claim", "derived", "claim"]
+    assert "forced to +-1" in claims[2].derived_from and "value -> GC" in claims[2].derived_from
+    assert "forced to equal +-'GC -> GCol'" in claims[4].derived_from
+    assert claims[4].per_seed == pytest.approx(claims[3].per_seed)  # the forced copy has its numbers
+    # the premises out of order: the copy is still found (the links are built first)
+    again = [R("f", "GC -> GCol", gc, gcol, +1, "gc", "gcol"), R("f", "GCol -> NC", gcol, nc, +1, "gcol", "nc"),
+             R("f", "value -> GC", value, gc, +1, "v", "gc"), R("f", "value -> NC", value, nc, +1, "v", "nc")]
+    assert [c.kind for c in C.mark_forced(again)] == ["claim", "derived", "claim", "claim"]
+    # value -> GC +-1 alone forces GC -> NC to equal value -> NC ...
+    nc_noisy = [rng.standard_normal(5) for _ in range(4)]
+    one = [R("f", "value -> GC", value, gc, +1, "v", "gc"), R("f", "value -> NC", value, nc_noisy, +1, "v", "nc"),
+           R("f", "GC -> NC", gc, nc_noisy, +1, "gc", "nc")]
+    assert [c.kind for c in C.mark_forced(one)] == ["claim", "claim", "derived"]
+    # ... but with no +-1 premise nothing is forced: GC -> NC counts
+    gc_noisy = [g + 3 * rng.standard_normal(5) for g in gc]
+    free = [R("f", "value -> GC", value, gc_noisy, +1, "v", "gc"), R("f", "value -> NC", value, nc_noisy, +1, "v", "nc"),
+            R("f", "GC -> NC", gc_noisy, nc_noisy, +1, "gc", "nc")]
+    assert not any(C._perfect(c) for c in free[:2])
+    assert [c.kind for c in C.mark_forced(free)] == ["claim"] * 3
+
+
+def test_a_claim_with_another_claims_numbers_through_a_shared_variable_is_a_copy():
+    """Across configs: when GCol ranks the configs as the GC bound does, GCol -> error is the bound's claim."""
+    rng = np.random.default_rng(1)
+    err = rng.random((8, 3))
+    bound = err + 0.3 * rng.standard_normal((8, 3))
+    gcol = 2 * bound + 1  # rank-identical to the bound in every seed and in the config means
+    gc = rng.random((8, 3))
+    claims = [C.config_rank_claim("f", "bound -> err", bound, err, +1, "b", "e"),
+              C.config_rank_claim("f", "GCol -> err", gcol, err, +1, "g", "e"),
+              C.config_rank_claim("f", "GC -> err", gc, err, +1, "c", "e")]
+    C.mark_forced(claims)
+    assert [c.kind for c in claims] == ["claim", "derived", "claim"]
+    assert "a copy: exactly the per-seed numbers of 'bound -> err'" in claims[1].derived_from
+    # the same numbers by coincidence, with no shared variable: not a copy
+    x, y = [[1, 2, 3, 4]] * 3, [[1, 3, 2, 4]] * 3
+    twins = [C.rank_correlation_claim("f", "a", x, y, +1, "x", "y"),
+             C.rank_correlation_claim("f", "b", [[10, 20, 30, 40]] * 3, [[5, 7, 6, 9]] * 3, +1, "u", "w")]
+    assert twins[0].per_seed == twins[1].per_seed and [c.kind for c in C.mark_forced(twins)] == ["claim", "claim"]
+    # minus the numbers: the other variable ranks oppositely in every seed
+    neg = [C.rank_correlation_claim("f", "a", x, y, +1, "x", "y"),
+           C.rank_correlation_claim("f", "b", x, [[-v for v in r] for r in y], -1, "x", "-y")]
+    C.mark_forced(neg)
+    assert neg[1].kind == "derived" and "minus the per-seed numbers" in neg[1].derived_from

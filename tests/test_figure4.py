@@ -24,6 +24,7 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     for statistic in ("spearman(source_gc, target_nc)", "spearman(source_gc, fewshot5)",
                       "spearman(target_nc, fewshot5)", "spearman(lr, source_gc)"):
         assert statistic in table
+    assert "Sensitivity (figure4.ANALYSIS)" in table and "not computed: raw-feature probe" in table
     summary = json.loads(js.read_text())
     claims = summary["claims"]
     # per sweep: GC moves, GC and GCol vs target NC, GC vs 5-shot NCC and probe accuracy; over all runs: GC and
@@ -31,17 +32,43 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     # classes) 5-shot NCC accuracy on episodes of 5 different digits
     assert len(claims) == 3 * 5 + 2 + 3 * 4 and all(c["n_seeds"] >= 3 for c in claims)
     expected = {c["statistic"]: c["expected"] for c in claims}
-    for statistic in ("spearman(source_gc, fewshot5_logreg)", "spearman(target_nc, fewshot1)",
-                      "spearman(source_gcol, fewshot5_logreg)", "spearman(source_gc, fewshot5_distinct)",
-                      "spearman(target_nc, fewshot5_distinct)"):  # the probe, 1-shot and distinct-digit claims
+    for statistic in ("spearman(source_gc, fewshot5_logreg) over config means",
+                      "spearman(target_nc, fewshot1) over config means",
+                      "spearman(source_gcol, fewshot5_logreg) over config means",
+                      "spearman(source_gc, fewshot5_distinct) over config means",
+                      "spearman(target_nc, fewshot5_distinct) over config means"):  # probe, 1-shot, distinct digits
         assert expected[statistic] == "negative"
     assert expected["spearman(source_gc, target_nc)"] == "positive"
     assert expected["spearman(source_gc, fewshot5)"] == "negative"
+    across = [c for c in claims if c["statement"].startswith("all configs")]
+    assert len(across) == 2 + 3 * 4 and all(len(c["per_unit"]) == 7 for c in across)  # 7 distinct configs
     for c in claims:  # every verdict is the rule applied to the stored q-value (BH over the figure's claims)
+        if c["kind"] != "claim":
+            continue
         sign = 1 if c["expected"] == "positive" else -1
         used = [v for v in c["per_seed"] if v is not None]
-        assert c["verdict"] == C.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"])
+        assert c["verdict"] == C.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"], c["ci"])
         assert c["q_value"] is None or c["q_value"] >= c["p_value"]
+        assert c["verdict_by"] == C.verdict_of(c["value"], used, c["q_by"], sign, c["alpha"], c["ci"])
+    # the sensitivity table: the pre-specified analysis, distinct-digit episodes and the 18-class pool (same
+    # networks: the source GC of every 18-class run is the 20-class run's)
+    sens = summary["sensitivity"]
+    assert sens["variants"] == ["pre-specified", "distinct episodes", "18 classes", "18 cl., distinct"]
+    assert [r["statement"] for r in sens["rows"]] == [c["statement"] for c in claims if c["kind"] == "claim"]
+    for r in sens["rows"]:
+        assert (r["robust"] == "robust") == all(v == "holds" for v in r["verdicts"].values())
+    v18 = sens["claims"]["18 classes"]
+    assert [c["per_seed"] for c in v18[:1]] == [claims[0]["per_seed"]]  # lr -> source GC: the same networks
+    hist = {h["key"]: h for h in out["histories"]}.values()  # (the shared baseline is listed once per sweep)
+    by_key = {}
+    for h in hist:
+        cfg = {k: v for k, v in h["config"].items() if k != "target_classes"}
+        by_key.setdefault(repr(sorted(cfg.items())), []).append(h)
+    pairs = [hs for hs in by_key.values() if len(hs) == 2]
+    assert len(pairs) == 21 and {len(hs[1]["config"]["target_classes"]) for hs in pairs} == {18}
+    for a, b in pairs:  # trained alike: the same source GC at every evaluation
+        assert [e["gc"] for e in a["evals"]] == [e["gc"] for e in b["evals"]]
+    assert [r["choice"] for r in summary["analysis"]] == [row[0] for row in figure4.ANALYSIS]
     run = summary["sweeps"]["lr"][0]
     assert {"gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot1", "fewshot5_logreg", "fewshot1_logreg",
             "fewshot5_distinct", "fewshot5_distinct_ci95"} <= set(run["final"])
@@ -50,7 +77,7 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     assert 0 < run["final"]["fewshot5_ci95"] < 0.2
 
     files = sorted((tmp_path / "cache" / "runs").glob("*.json"))
-    assert len(files) == 3 * (3 + 2 + 2)  # the baseline of the three sweeps runs once per seed
+    assert len(files) == 2 * 3 * (3 + 2 + 2)  # the baseline runs once per seed; 20 and 18 target classes
     stamps = [f.stat().st_mtime_ns for f in files]
     again = figure4.main(["--scale", "tiny", "--out", str(tmp_path), "--cache", str(tmp_path / "cache"), "--jobs", "1",
                           "--quiet"])
@@ -71,7 +98,48 @@ def test_laptop_default_is_20_rotated_source_classes_and_20_rotated_target_class
     # every row starts from or passes through the same baseline run
     assert base.lr in grid["lr"] and base.batch_size in grid["batch_size"] and base.l2 in grid["l2"]
     n_values = sum(len(v) for v in grid.values())
-    assert len({c.key() for c in figure4.configs("laptop")}) == len(seeds) * (n_values - 2)
+    assert len({c.key() for c in figure4.configs("laptop", sensitivity=False)}) == len(seeds) * (n_values - 2)
+    # with the sensitivity runs (the default): the same networks evaluated on the 18 classes of 12722d4 too
+    both = {c.key(): c for c in figure4.configs("laptop")}
+    assert len(both) == 2 * len(seeds) * (n_values - 2)
+    assert {len(c.target_classes) for c in both.values()} == {20, 18}
+    dropped = set(range(20, 40)) - set(figure4.scale_setup("laptop", pool="hand18")[0].target_classes)
+    assert dropped == {4 * 6 + 2, 4 * 9 + 2}  # a 6 and a 9 turned 180 degrees
+
+
+def test_swapped_split_exchanges_the_source_and_target_digits_and_is_registered():
+    from minigcnc.registry import FIGURES, figure_configs
+
+    base, grid, seeds = figure4.scale_setup("laptop", split="swapped")
+    assert base.dataset == "mnist5k_rot" and base.classes == tuple(range(20, 40))  # digits 5-9 at 4 rotations
+    assert base.target_classes == tuple(range(20))  # digits 0-4 at 4 rotations: no near-duplicate left out
+    assert figure4.near_duplicates(digits=figure4.SOURCE_DIGITS) == figure4.NEAR_DUPLICATES_SWAPPED == ()
+    cfgs = figure_configs("figure4_swapped", "laptop")
+    assert FIGURES["figure4_swapped"][:2] == ("figure4", ["--split", "swapped"])
+    assert {c.classes for c in cfgs} == {tuple(range(20, 40))} and len({c.key() for c in cfgs}) == 5 * 11
+    assert "digits 5-9 x 4 rotations = 20 source classes -> digits 0-4" in figure4._title("laptop", "swapped",
+                                                                                           "mnist5k")
+    with pytest.raises(ValueError, match="swapped"):
+        figure4.classes_of("laptop", "swapped", "fashion_mnist")
+    with pytest.raises(ValueError, match="rotation split only"):
+        figure4.scale_setup("laptop", split="swapped", pool="hand18")
+
+
+def test_tiny_swapped_figure_writes_its_own_outputs(tmp_path):
+    out = figure4.main(["--scale", "tiny", "--split", "swapped", "--out", str(tmp_path), "--cache",
+                        str(tmp_path / "cache"), "--jobs", "1", "--quiet"])
+    assert out["png"].endswith("figure4_swapped_tiny.png") and out["scatter"].endswith("figure4_scatter_swapped_tiny.png")
+    doc = json.loads((tmp_path / "figure4_swapped_tiny.json").read_text())
+    assert doc["split"] == "swapped" and doc["source_digits"] == [5, 6, 7, 8, 9] and doc["target_digits"] == [0, 1, 2, 3, 4]
+    assert doc["sensitivity"]["variants"] == ["pre-specified", "distinct episodes"]  # no 18-class pool here
+
+
+def test_scatter_titles_print_the_tables_claims_never_a_pooled_coefficient():
+    claims = [C.config_rank_claim("figure4", "all configs: lower source GC, lower target NC",
+                                  [[1, 2], [2, 3], [3, 4], [4, 5]], [[1, 2], [2, 3], [3, 5], [4, 6]], +1, "source_gc",
+                                  "target_nc")]
+    assert figure4._claim_of(claims, "gc", "target_nc") is claims[0]
+    assert figure4._claim_of(claims, "gc", "fewshot5") is None
 
 
 def test_near_duplicates_is_the_rule_recomputed_from_mnist5k_and_treats_the_four_6_9_pairs_alike():

@@ -150,6 +150,7 @@ class Claim:
     per_unit: list = field(default_factory=list)
     q_by: float = None
     verdict_by: str = None
+    data: list = field(default=None, repr=False, compare=False)  # per seed (x, y): what mark_forced compares
 
     def to_dict(self):
         ci = list(self.ci) if self.ci is not None else [None, None]
@@ -358,7 +359,8 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
     return Claim(figure, statement, f"{kind}({x_name}, {y_name})", value, len(used),
                  "positive" if sign > 0 else "negative", verdict_of(value, used, p, sign, alpha, ci), per_seed, detail,
                  ci=ci, p_value=p, alpha=alpha, n_points=n_points, kind="description" if over_training else "claim",
-                 expected_sign=sign)
+                 expected_sign=sign, data=[(onp.asarray(x, dtype=float).ravel(), onp.asarray(y, dtype=float).ravel())
+                                           for x, y in zip(xs_per_seed, ys_per_seed)])
 
 
 def rank_correlation_claim(figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, *,
@@ -659,13 +661,139 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
     detail = f"{base}; p: permutation test over configs, {method}; " + "; ".join(text)
     return Claim(figure, statement, stat_name, value, n_seeds, "positive" if sign > 0 else "negative",
                  verdict_of(value, used, p, sign, alpha), per_seed, detail, p_value=p, alpha=alpha,
-                 n_points=n_cfg, kind="claim", expected_sign=sign, per_unit=[float(v) for v in my])
+                 n_points=n_cfg, kind="claim", expected_sign=sign, per_unit=[float(v) for v in my],
+                 data=[(mx, my)])
 
 
 def derived(claim, from_what):
     """Mark ``claim`` as restating other claims of its table (``from_what`` says which): shown, never counted."""
     claim.kind, claim.derived_from = "derived", from_what
     return claim
+
+
+def _node(values):
+    """The identity of a variable: its data, every seed's values (nan where missing), as bytes."""
+    return b"|".join(onp.asarray(v, dtype=float).tobytes() for v in values)
+
+
+def _perfect(c):
+    """True when claim ``c`` is a rank correlation of +-1 in every seed (all points finite): its two variables
+    rank identically, or oppositely, in every seed."""
+    if not c.data or not all(onp.isfinite(x).all() and onp.isfinite(y).all() for x, y in c.data):
+        return False
+    coefs = [spearman(x, y) for x, y in c.data]
+    return all(math.isfinite(r) and abs(abs(r) - 1) < 1e-12 for r in coefs)
+
+
+def _rank_sign(u, v):
+    """+1 or -1 when the per-seed series ``u`` and ``v`` (lists of arrays) have the same missing points and
+    rank alike (+1) or oppositely (-1) in every seed, with one sign for all seeds; else 0."""
+    signs = set()
+    if len(u) != len(v):
+        return 0
+    for a, b in zip(u, v):
+        a, b = onp.asarray(a, dtype=float), onp.asarray(b, dtype=float)
+        if a.shape != b.shape or not onp.array_equal(onp.isfinite(a), onp.isfinite(b)):
+            return 0
+        ok = onp.isfinite(a)
+        ra, rb = stats.rankdata(a[ok]), stats.rankdata(b[ok])
+        if onp.array_equal(ra, rb):
+            signs.add(1)
+        elif onp.array_equal(ra, len(ra) + 1 - rb):
+            signs.add(-1)
+        else:
+            return 0
+    return signs.pop() if len(signs) == 1 else 0
+
+
+def _copy_sign(c, prior):
+    """+-1 when claim ``c`` shares a variable (by data) with ``prior`` and its other variable ranks as the
+    prior's other one does in every seed (one sign), so that its numbers are the prior's up to that sign."""
+    xa, ya = [x for x, _ in c.data], [y for _, y in c.data]
+    xb, yb = [x for x, _ in prior.data], [y for _, y in prior.data]
+    pairs = ((xa, xb, ya, yb), (ya, yb, xa, xb), (xa, yb, ya, xb), (ya, xb, xa, yb))
+    for same1, same2, other1, other2 in pairs:
+        if _node(same1) == _node(same2):
+            sign = _rank_sign(other1, other2)
+            if sign:
+                return sign
+    return 0
+
+
+def mark_forced(claims):
+    """Mark as derived the counted claims whose numbers the other counted claims force, computed from the data
+    (never from the metrics' names); in place, returns ``claims``. In table order:
+
+    1. a claim that is +-1 in every seed links its two variables (they rank identically, or oppositely, in every
+       seed). A claim whose two variables are already linked through earlier such claims is forced to +-1
+       (e.g. GC -> NC when value -> GC and value -> NC are both +-1); a claim whose two variables are linked,
+       through such claims, to those of an earlier counted claim is forced to equal it, up to sign (e.g. GCol ->
+       NC equals GC -> GCol there). Variables are identified by their data.
+    2. a claim that shares a variable (by data) with an earlier counted claim while its other variable ranks as
+       the earlier one's does in every seed (or oppositely, in every seed) has exactly the earlier claim's
+       numbers (up to that sign): a copy (e.g. across runs, when the GCol ranks the runs as the GC bound does).
+       Claims that are +-1 in every seed are left to 1. (two perfect results on different variables are two
+       observations).
+
+    Claims without data (built by hand) are left as they are.
+    """
+    parent = {}
+
+    def find(k):
+        parent.setdefault(k, k)
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    counted = [c for c in claims if c.kind == "claim" and c.data and c.p_value is not None]
+    nodes = {id(c): (_node([x for x, _ in c.data]), _node([y for _, y in c.data])) for c in counted}
+    perfect = {id(c): _perfect(c) for c in counted}
+    links = {}
+    for c in counted:  # 1a: the links, in order
+        a, b = nodes[id(c)]
+        if not perfect[id(c)] or a == b:
+            continue
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+                       + "; ".join(f"'{s}'" for s in links.get(ra, [])))
+            continue
+        parent[ra] = rb
+        links[rb] = links.pop(rb, []) + links.pop(ra, []) + [c.statement]
+    seen = {}
+    kept = []
+    for c in counted:  # 1b: the pairs of linked classes
+        if c.kind != "claim":
+            continue
+        a, b = nodes[id(c)]
+        ra, rb = find(a), find(b)
+        if not perfect[id(c)]:
+            if ra == rb and a != b:
+                derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+                           + "; ".join(f"'{s}'" for s in links.get(ra, [])))
+                continue
+            pair = frozenset((ra, rb))
+            if pair in seen:
+                first = seen[pair]
+                derived(c, f"forced to equal +-'{first.statement}' in every seed: their variables rank alike "
+                           "through the +-1 claims " + "; ".join(f"'{s}'" for r in pair for s in links.get(r, [])))
+                continue
+            seen[pair] = c
+        kept.append(c)
+    for i, c in enumerate(kept):  # 2: exact copies
+        if perfect[id(c)]:
+            continue
+        for prior in kept[:i]:
+            if prior.kind != "claim" or perfect[id(prior)]:
+                continue
+            sign = _copy_sign(c, prior)
+            if sign:
+                derived(c, f"a copy: {'exactly' if sign > 0 else 'minus'} the per-seed numbers of "
+                           f"'{prior.statement}' (they share a variable and the other two rank "
+                           f"{'alike' if sign > 0 else 'oppositely'} in every seed)")
+                break
+    return claims
 
 
 def judge(claims):
@@ -777,6 +905,11 @@ def _block(header, rows, widths):
         if i == 0:
             out.append("  ".join("-" * w for w in cols))
     return out
+
+
+def text_table(header, rows, widths):
+    """Rows of cells as plain text lines under ``header``, each column wrapped at its width (never cut)."""
+    return _block(header, rows, widths)
 
 
 def summary_line(claims, scale=None):

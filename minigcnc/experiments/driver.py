@@ -2,7 +2,8 @@
 runs, train, claims, draw, write.
 
 - claims: ``sweep_claims`` (one sweep: four rank correlations), ``claims_of_sweeps`` (every row of a grid),
-  ``cross_run_claims`` (the bound against the error across every run of every sweep);
+  ``cross_run_claims`` (the bound against the error across every config of every sweep, configs the units;
+  ``runs_per_config`` / ``config_finals`` give a claim across configs its data);
 - pictures: ``draw_sweeps`` (one row per sweep, one column per metric), ``draw_cross_run``;
 - the JSON and the terminal: ``summarize_sweeps``, ``print_finals``;
 - the command line: ``dataset_and_model_options`` (``--dataset``/``--model``), ``runs_epilog`` (the runs of
@@ -49,8 +50,8 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name, predict
 
     spearman(value, final GC) and spearman(value, final NC) with ``expected_sign``; for each predictor
     (final GC by default), spearman(predictor, final NC) and spearman(predictor, final geometric collapse),
-    expected positive. spearman(final GC, final NC) restates the first two (both rank the same swept values),
-    so it is marked derived: shown, never counted.
+    expected positive. Which of them the others force (e.g. GC -> NC when value -> GC and value -> NC are +-1 in
+    every seed) is computed by ``claims.mark_forced`` over the figure's claims (``claims_of_sweeps``).
     """
     xs = [list(sweep_positions(values)) for _ in hist]
     nc, gcol = finals(hist, "nc_train"), finals(hist, "gcol")
@@ -63,11 +64,8 @@ def sweep_claims(figure, label, values, hist, expected_sign, value_name, predict
     ]
     for metric, name in predictors:
         pred = finals(hist, metric)
-        claim = C.rank_correlation_claim(figure, f"{label} sweep: lower final {name} goes with lower final NC",
-                                         pred, nc, +1, metric, "nc_train")
-        # value -> GC and value -> NC are both tested above: GC -> NC within the sweep restates them
-        out.append(C.derived(claim, f"the two {label} claims above (value -> GC, value -> NC)") if metric == "gc"
-                   else claim)
+        out.append(C.rank_correlation_claim(figure, f"{label} sweep: lower final {name} goes with lower final NC",
+                                            pred, nc, +1, metric, "nc_train"))
         if metric != "gcol":
             out.append(C.rank_correlation_claim(
                 figure, f"{label} sweep: lower final {name} goes with lower geometric collapse", pred, gcol, +1,
@@ -82,7 +80,7 @@ def claims_of_sweeps(figure, grid, hist_by_field, predictors=(("gc", "GC"),), di
     for field, values in grid.items():
         label, sign = direction_of(field, directions)
         out += sweep_claims(figure, label, values, hist_by_field[field], sign, field, predictors)
-    return out
+    return C.mark_forced(out)
 
 
 CROSS_RUN = [("bound_gc", "GC bound"), ("gcol", "GCol"), ("gc", "GC"), ("nc_test", "test NC (CDNV)")]
@@ -100,17 +98,37 @@ def distinct_runs_per_seed(hist_by_field):
     return [out[s] for s in sorted(out)]
 
 
+def runs_per_config(hist_by_field):
+    """[[history per seed] per distinct config] over all sweeps (a shared base run counted once): the units of a
+    claim across runs. Configs in order of first appearance; seeds in the order of ``distinct_runs_per_seed``."""
+    out = {}
+    for hs in distinct_runs_per_seed(hist_by_field):
+        for h in hs:
+            cfg = {k: v for k, v in h["config"].items() if k != "seed"}
+            out.setdefault(repr(sorted(cfg.items())), []).append(h)
+    return list(out.values())
+
+
+def config_finals(per_config, metric):
+    """[[final value per seed] per config] of ``metric``, for ``claims.config_rank_claim``."""
+    return [[final(h, metric) for h in hs] for hs in per_config]
+
+
 def cross_run_claims(figure, hist_by_field):
-    """Across every run of every sweep, per seed: does a lower final GC bound (GCol, GC, test NC) go with a lower
-    final NCC test error? Within one run everything that trends correlates with the error; across runs the
-    bound has to rank runs that ended differently. The test NC of the embeddings is the comparison: a
-    description gives the bound's partial rank correlation with the error once the test NC is accounted for
-    (what the GC bound adds to the collapse it stands in for)."""
+    """Across every config of every sweep: does a lower final GC bound (GCol, GC, test NC) go with a lower final
+    NCC test error? Within one run everything that trends correlates with the error; across runs the bound has
+    to rank runs that ended differently. Configs are the units (``claims.config_rank_claim``: each config
+    averaged over its seeds, exact over the configs; each seed's own Spearman shown as its reproducibility):
+    five seeds re-measuring the same configs are not five times the evidence. The test NC of the embeddings is
+    the comparison: a description gives the bound's partial rank correlation with the error once the test NC is
+    accounted for (what the GC bound adds to the collapse it stands in for)."""
+    per_config = runs_per_config(hist_by_field)
+    err_c = config_finals(per_config, "ncc_test_error")
+    out = [C.config_rank_claim(figure, f"across all configs: a lower final {name} goes with a lower final NCC "
+                               "test error", config_finals(per_config, metric), err_c, +1, metric, "ncc_test_error")
+           for metric, name in CROSS_RUN]
     runs = distinct_runs_per_seed(hist_by_field)
     err = finals(runs, "ncc_test_error")
-    out = [C.rank_correlation_claim(figure, f"across all runs: a lower final {name} goes with a lower final NCC "
-                                    "test error", finals(runs, metric), err, +1, metric, "ncc_test_error")
-           for metric, name in CROSS_RUN]
     partial = [partial_spearman(b, e, n) for b, e, n in
                zip(finals(runs, "bound_gc"), err, finals(runs, "nc_test"))]
     used = [v for v in partial if onp.isfinite(v)]
@@ -120,7 +138,7 @@ def cross_run_claims(figure, hist_by_field):
                        "a description: mean over seeds of the Spearman correlation of the residuals of bound and "
                        "error ranks after a linear fit on the test-NC ranks; near 0 means the bound ranks runs by "
                        "little more than their collapse does", kind="description"))
-    return out
+    return C.mark_forced(out)
 
 
 def partial_spearman(x, y, z):
