@@ -25,10 +25,10 @@ import numpy as onp
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import with_options
-from .experiments.driver import (config_finals, draw_sweeps, model_title, runs_epilog, runs_per_config,
-                                 sweep_positions, sweep_record)
+from .experiments.driver import (distinct_runs_per_seed, draw_sweeps, model_title, runs_epilog, sweep_positions,
+                                 sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
-from .experiments.history import finals
+from .experiments.history import final, finals
 from .experiments.presets import SWEEP_GRIDS, sweep_base
 
 NAME = "figure_flatness"
@@ -46,6 +46,20 @@ def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
 def configs(scale, *, seeds=None, backend=None, data_root=None):
     """The runs of the figure: Figure 1's runs at ``scale``."""
     return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root)))
+
+
+def runs_per_config(hist):
+    """[[history per seed] per distinct config] over the sweeps of ``hist`` (a shared base run once): the units."""
+    out = {}
+    for hs in distinct_runs_per_seed(hist):
+        for h in hs:
+            out.setdefault(repr(sorted((k, v) for k, v in h["config"].items() if k != "seed")), []).append(h)
+    return list(out.values())
+
+
+def config_finals(per_config, metric):
+    """[[final value per seed] per config] of ``metric``, for ``claims.config_rank_claim``."""
+    return [[final(h, metric) for h in hs] for hs in per_config]
 
 
 def flatness_claims(grid, hist):
