@@ -309,12 +309,12 @@ def stale_temps(folder, min_age=60.0):
             age = now - path.stat().st_mtime
         except OSError:
             continue
-        if age >= min_age and (age > 86400 or not _pid_alive(int(m.group(1)))):
+        if age >= min_age and (age > 86400 or not pid_alive(int(m.group(1)))):
             out.append(path)
     return sorted(out)
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
     """Whether a process ``pid`` runs on this machine (never signals it: on Windows ``os.kill(pid, 0)`` would
     end it, so the process is opened and asked instead)."""
     if pid == os.getpid():

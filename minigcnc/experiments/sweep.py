@@ -312,10 +312,10 @@ def watch_parent(pid, interval=0.5):
         return
     first_parent = os.getppid()
 
-    from .cache import _pid_alive
+    from .cache import pid_alive
 
     def alive():  # (POSIX: a dead parent's children get another parent at once; Windows: ask the process)
-        return os.getppid() == first_parent and _pid_alive(pid)
+        return os.getppid() == first_parent and pid_alive(pid)
 
     def watch():
         while alive():
