@@ -125,8 +125,15 @@ def handshake(address, timeout=HANDSHAKE_TIMEOUT):
 
 def wait_for_workers(client, address, wait=WORKER_WAIT, during=""):
     """Return once the scheduler has a worker; after ``wait`` seconds without one, a one-line ``DaskLost``."""
+    import sys
+
     deadline = time.monotonic() + wait
+    said = False
     while not client.scheduler_info().get("workers"):
+        if not said:
+            print(f"--dask: the scheduler at {address} has no worker yet; waiting up to {wait} s for one (start "
+                  f"some with `dask worker {address}`)", file=sys.stderr, flush=True)
+            said = True
         if time.monotonic() > deadline:
             raise DaskLost(f"--dask: the scheduler at {address} {during or 'has no workers'} for {wait} s; start "
                            f"some with `dask worker {address}` (on each machine), or use --dask local")
