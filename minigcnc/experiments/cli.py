@@ -198,9 +198,9 @@ def run_sweep(name, args, configs):
     except FileNotFoundError as e:
         raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
     except KeyboardInterrupt:
-        raise Interrupted("\n" + interrupted_message(name, configs, cache)) from None
+        raise Interrupted("\n" + interrupted_message(name, configs, cache) + remote_note(args)) from None
     except (WorkerDied, DaskLost) as e:
-        raise SystemExit(f"{name}: {e}. {kept(configs, cache)}") from None
+        raise SystemExit(f"{name}: {e}. {kept(configs, cache)}{remote_note(args)}") from None
     except OSError as e:  # a full disk, a folder made read-only meanwhile
         where = f" {e.filename}" if e.filename else ""
         raise SystemExit(f"{name}: cannot write{where} ({e.strerror or e}). {kept(configs, cache)} once there is "
@@ -214,6 +214,14 @@ def run_sweep(name, args, configs):
                                               and "more kept" not in so_far else f" {so_far}")) from None
     finally:
         _PHASE["now"] = "drawing"
+
+
+def remote_note(args):
+    """What a sweep on a remote Dask cluster cannot keep: the progress of workers that do not see the cache."""
+    if not args.dask or args.dask.startswith(("local", "inproc")):
+        return ""
+    return (" (a run in progress on a worker that does not see this cache folder kept its checkpoint on that "
+            "worker's disk only: it starts again)")
 
 
 def kept(configs, cache):
