@@ -14,7 +14,8 @@ The claim table (layers 1..L; per seed): Pearson(l, log D_l) of the trained netw
 Su's constant geometric rate), the same statistic untrained (the control, a description) and the paired
 difference trained - untrained (expected negative, exact sign-flip test over seeds); Pearson(l, log GC_l),
 trained, untrained and paired (no sign predicted: descriptions); Spearman(l, 5-shot accuracy) over layers 0..L
-(expected positive if deeper features transfer better) and the best layer per seed (a description).
+(expected positive if deeper features transfer better), the embedding's 5-shot accuracy trained - untrained
+(expected positive, sign-flip test) and the best layer per seed (a description).
 
 The runs of each scale: the last lines of ``--help``. Why these runs: docs/figures.md#figure_layers.
 """
@@ -159,6 +160,12 @@ def layer_claims(histories, k):
     out.append(C.rank_correlation_claim(NAME, "trained network: deeper features transfer better to unseen digits "
                                         "(5-way 5-shot NCC accuracy, layers 0..L)", depth, F["trained"], +1,
                                         "layer", "fewshot5"))
+    out.append(paired_claim("training improves the embedding's transfer (5-shot accuracy at the last layer, trained "
+                            "- untrained, paired by seed)", [f[-1] if len(f) else float("nan") for f in F["trained"]],
+                            [f[-1] if len(f) else float("nan") for f in F["untrained"]], +1, "fewshot5_L"))
+    out.append(depth_rate_claim("control, untrained network: 5-shot accuracy against depth (layers 1..L)",
+                                [f[1:] for f in F["untrained"]], 0, "fewshot5",
+                                kind="description"))
     best = [float(onp.argmax(f)) if len(f) else float("nan") for f in F["trained"]]
     out.append(C.check(NAME, "the layer whose features transfer best, per seed (0 = pixels, L = the embedding)",
                        "argmax_l fewshot5_l", float(onp.median(best)) if best else float("nan"), None,
@@ -209,8 +216,8 @@ def main(argv=None):
     histories = run_sweep(NAME, args, cfgs)
     claims, D, G, F = layer_claims(histories, len(SOURCE))
     base = cfgs[0]
-    title = (f"MLP {len(base.hidden)} x {base.hidden[0]} ReLU on {base.dataset} digits 0-4 ({base.steps:,} steps), "
-             f"{len(cfgs)} seeds")
+    title = (f"MLP {len(base.hidden)} x {base.hidden[0]} ReLU trained on digits 0-4 of {base.dataset} "
+             f"({base.steps:,} steps), {len(cfgs)} seeds; transfer to digits 5-9")
     fig = draw(histories, D, G, F, title)
     doc = {"figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
            "keys": [h.get("key") for h in histories],
