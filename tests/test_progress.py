@@ -55,3 +55,13 @@ def test_a_diverged_run_is_named_and_a_disabled_bar_draws_nothing(tmp_path):
     with RunsBar(2, jobs=2, enabled=False, file=quiet, configs=[(tmp_path / "x.ckpt.npz", 10)]) as bar:
         bar.finished({"status": "finished"})
     assert quiet.getvalue() == "" and bar._thread is None
+
+
+def test_piped_output_gets_one_line_per_finished_run_instead_of_a_bar(capsys):
+    with RunsBar(2, jobs=2) as bar:  # (stderr is not a terminal under pytest: no bar is drawn)
+        bar.finished({"status": "finished", "seconds": 3.2})
+        bar.finished({"status": "diverged", "seconds": 1.0})
+    assert capsys.readouterr().err.splitlines() == ["runs: 1/2 done (finished, 3 s)", "runs: 2/2 done (diverged, 1 s)"]
+    with RunsBar(1, enabled=False) as bar:
+        bar.finished({"status": "finished"})
+    assert capsys.readouterr().err == ""
