@@ -37,10 +37,10 @@ def test_each_layers_features_gc_and_collapse_are_the_librarys_on_that_layer(dee
 
 def test_nc1_of_features_of_rank_below_their_dimension_is_never_negative_and_is_that_of_their_span():
     """The known pitfall: a pseudo-inverse that keeps Sigma_B's round-off eigenvalues (rank k-1 of p) gives huge or
-    negative NC1 (-6e7 on raw MNIST). Features in a 15-dimensional subspace of R^784, 10 classes: NC1 is that of
+    negative NC1 (-6e7 on raw MNIST). Features in a 15-dimensional subspace of R^300, 10 classes: NC1 is that of
     their coordinates in the subspace (rotation invariance), positive, at every layer of layer_metrics."""
     rng = np.random.default_rng(0)
-    k, r, D = 10, 15, 784
+    k, r, D = 10, 15, 300
     y = np.repeat(np.arange(k), 30)
     C = rng.standard_normal((len(y), r)) + 3.0 * rng.standard_normal((k, r))[y]  # coordinates (N, r)
     Q = np.linalg.qr(rng.standard_normal((D, r)))[0]  # an orthonormal basis (D, r)
