@@ -71,7 +71,7 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
     cached, left = {k: h for k, h in cached.items() if k in keys}, [c for c in left if run_key(c) in keys]
     if len(cached) + len(left) != len(keys):
         raise ValueError("run_many: plan was made for other configs; give cached_and_todo(configs, cache_dir, fresh)")
-    check_feasible(configs, todo=left)  # a batch larger than the data stops the sweep before any run trains
+    check_feasible(configs, todo=left, missing_ok=bool(dask))  # (Dask: the data may be on the workers only)
     jobs = max(1, min(int(jobs), len(left)))
     if left:
         watch = [(run_path(c, cache_dir).with_suffix(".ckpt.npz"), c.steps) for c in left]
@@ -95,11 +95,12 @@ def run_many(configs, cache_dir=None, jobs=1, fresh=False, progress=True, dask=N
     return out
 
 
-def check_feasible(configs, todo=None):
+def check_feasible(configs, todo=None, missing_ok=False):
     """Raise a ValueError, before any run trains, when a run cannot train on its data: a batch larger than its
     training set, or ``eval_per_class`` larger than one of its classes' training images. ``todo``: check only
     these (the runs to train; the message numbers runs in ``configs``). The data are loaded once per (dataset,
-    classes, data root); a missing file raises its FileNotFoundError here, too."""
+    classes, data root); a missing file raises its FileNotFoundError here, too, unless ``missing_ok`` (a Dask
+    sweep: the files may lie on the workers only, which then check)."""
     import numpy as onp
 
     from .prepare import source_splits
@@ -111,12 +112,20 @@ def check_feasible(configs, todo=None):
             continue
         where = (c.dataset, tuple(c.classes), c.data_root)
         if where not in sizes:
-            _, ytr, _, _ = source_splits(c.dataset, c.data_root)
+            try:
+                _, ytr, _, _ = source_splits(c.dataset, c.data_root)
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise
+                sizes[where] = None
+                continue
             ytr = onp.asarray(ytr)
             if c.classes:
                 ytr = ytr[onp.isin(ytr, list(c.classes))]
             labels, counts = onp.unique(ytr, return_counts=True)
             sizes[where] = (len(ytr), labels, counts)
+        if sizes[where] is None:
+            continue
         n, labels, counts = sizes[where]
         which = f"run {i + 1} of {len(configs)} (seed {c.seed})" if len(configs) > 1 else "the run"
         data = f"{c.dataset}" + (f" classes {list(c.classes)}" if c.classes else "")
