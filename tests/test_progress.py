@@ -65,3 +65,11 @@ def test_piped_output_gets_one_line_per_finished_run_instead_of_a_bar(capsys):
     with RunsBar(1, enabled=False) as bar:
         bar.finished({"status": "finished"})
     assert capsys.readouterr().err == ""
+
+
+def test_piped_output_gets_the_steps_of_the_runs_in_progress_now_and_then(tmp_path, capsys):
+    a = tmp_path / "a.ckpt.npz"
+    write_checkpoint(a, 40)
+    with RunsBar(1, jobs=1, configs=[(a, 200)], interval=0.02) as bar:
+        bar.line_every = 0.05
+        assert wait_for(lambda: "runs: 0/1 done; steps 40/200" in capsys.readouterr().err)

@@ -6,7 +6,8 @@ checkpoint in the cache folder once a second and shows them as the bar's postfix
 250/2000``), so the bar moves while runs are still going. Under Dask the workers that see the cache folder
 keep their checkpoints there too (``sweep.run_dask``), and the bar reads them the same way; the others' lie on
 their own disks. When stderr is not a terminal (piped to a file or a log), the bar is not drawn: one line per
-finished run is written instead, so a log never stays silent for a whole sweep.
+finished run is written instead, and the steps of the runs in progress every 30 seconds, so a log never stays
+silent for long.
 """
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ class RunsBar:
         reads of the checkpoints."""
         self.total, self.jobs, self.dask, self.enabled = total, jobs, dask, enabled
         self.file, self.interval = file, interval
+        self.line_every = 30.0  # seconds between two lines of steps when stderr is not a terminal
         self.steps = {Path(p): s for p, s in configs}
         self.inner_bars = enabled and jobs == 1 and not dask
         self.bar = None
@@ -39,12 +41,16 @@ class RunsBar:
         self.bar = tqdm(total=self.total, desc=f"runs ({where})", unit="run", disable=disable, file=self.file)
         self.lines = self.enabled and self.file is None and self.bar.disable  # not a terminal: plain lines
         self.done = 0
-        if self.enabled and self.steps and (self.dask or self.jobs > 1):
+        if self.enabled and self.steps and (self.dask or self.jobs > 1 or self.lines):
             self._thread = threading.Thread(target=self._poll, daemon=True)
             self._thread.start()
         return self
 
     def _poll(self):
+        import sys
+        import time
+
+        last_line = time.monotonic()
         while not self._stop.wait(self.interval):
             shown = []
             for ckpt, total in self.steps.items():
@@ -55,6 +61,9 @@ class RunsBar:
                     except Exception:  # replaced while we read it: the next poll will see the new one
                         pass
             text = "steps " + " ".join(shown) if shown else ""
+            if self.lines and text and time.monotonic() - last_line >= self.line_every:  # a log hears every 30 s
+                last_line = time.monotonic()
+                print(f"runs: {self.done}/{self.total} done; {text}", file=sys.stderr, flush=True)
             if text != self._shown and self.bar is not None:  # (a finished run's checkpoint is gone)
                 self._shown = text
                 self.bar.set_postfix_str(text, refresh=True)
