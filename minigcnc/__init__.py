@@ -13,6 +13,10 @@ reachable as an attribute after ``import minigcnc``.
 """
 import importlib
 
+from .startup import quiet_interrupt_while_starting
+
+quiet_interrupt_while_starting()  # first: Ctrl-C during the imports below ends a figure command in one line
+
 __version__ = "0.1.0"
 
 from .backend import get_xp, set_backend, get_backend, to_numpy  # noqa: E402,F401

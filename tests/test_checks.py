@@ -75,23 +75,3 @@ def test_write_atomically_renames_a_finished_file_and_leaves_nothing_on_failure(
         checks.write_atomically(target, fail)
     assert target.read_text() == "{}" and sorted(p.name for p in target.parent.iterdir()) == ["run.json"]
 
-
-def test_ctrl_c_while_a_figure_command_starts_ends_with_one_line_and_an_import_is_left_alone():
-    import signal
-
-    from minigcnc import checks
-
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        assert not checks.quiet_interrupt_while_starting(["python", "-c", "import minigcnc"])
-        assert not checks.quiet_interrupt_while_starting(["python", "-m", "pytest"])
-        assert signal.getsignal(signal.SIGINT) is old[signal.SIGINT]
-        assert checks.quiet_interrupt_while_starting(["python", "-m", "minigcnc.figure3", "--scale", "tiny"])
-        handler = signal.getsignal(signal.SIGINT)
-        with pytest.raises(SystemExit) as stop:
-            handler(signal.SIGINT, None)
-        assert str(stop.value) == ("\npython -m minigcnc.figure3: interrupted while starting: no run had started, "
-                                   "nothing to keep.")
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
