@@ -13,12 +13,11 @@ images per class, N = 500) is computed together with one fresh draw of each unbi
 - (c) output sampling: m = 16, 4, 1 of the p = 64 embedding coordinates, scaled by p/m;
 - (d) random projections (Hutchinson, our addition): E||v^T J||^2 with 4 or 1 Gaussian probes per sample.
 
-The claim table asks, for every estimator and level, whether each seed's estimated curve follows *that seed's*
-exact curve better than another seed's (Pearson over training; matched minus mismatched seeds, p exact over
-the 120 pairings of 5 seeds): within one run any two curves that both rise correlate, so a within-run
-correlation alone says nothing. Below it, as checks, the median relative error against the exact GC over all
-checkpoints and seeds. A table of costs (and ``timings`` in the JSON) gives each estimator's median wall time
-per call against the exact GC's.
+The claim table asks, for every estimator and level, whether it is accurate: each seed's median relative error
+against the exact GC over the checkpoints below 10% (``TOLERANCE``), seeds the units, an exact sign test
+(``claims.tolerance_claim``). As descriptions: whether each seed's estimate follows *that seed's* exact curve
+better than another seed's (seed pairing, Pearson over training). A table of costs (and ``timings`` in the
+JSON) gives each estimator's median wall time per call against the exact GC's.
 
 The runs of each scale: the last lines of ``--help``. Why Pearson, and what each estimator saves:
 docs/figures.md#figure2.
@@ -68,8 +67,15 @@ def _levels(histories, method):
     return [lv for lv in GC_ESTIMATOR_LEVELS[method][1] if estimator_key(method, lv) in recorded]
 
 
+TOLERANCE = 0.10  # the accuracy the claims ask of an estimator: a median relative error below 10%
+
+
 def make_claims(histories):
-    """Per estimator and level: median relative error vs exact, and rank correlation with the exact curve."""
+    """Per estimator and level: a counted claim on its accuracy against the exact GC (paper C6: is the estimate
+    close to the exact GC?), ``claims.tolerance_claim``: each seed's median relative error over checkpoints
+    below ``TOLERANCE`` (stated before any result; the earlier check used the same 10%), seeds the units, exact
+    sign test. Beside it, as a description, the seed-pairing test of whether each seed's estimate follows that
+    seed's exact curve (the seeds' GC curves differ by well under 1%, so that test asks for more than C6 does)."""
     runs = [h for h in histories if h["evals"]]
     exact = [series(h, "gc")[1] for h in runs]
     out = []
@@ -77,16 +83,16 @@ def make_claims(histories):
         for level in _levels(runs, method):
             key = estimator_key(method, level)
             est = [series(h, key)[1] for h in runs]
-            rel = onp.concatenate([onp.abs(e - x) / x for e, x in zip(est, exact)])
-            finite = bool(onp.isfinite(rel).any())
-            med = float(onp.nanmedian(rel)) if finite else float("nan")
-            out.append(C.check(NAME, f"{method} {param}={level:g}: the median relative error against the exact GC "
-                               "is below 10%", f"median |{key} - gc| / gc", med, (med < 0.1) if finite else None,
-                               per_seed=[float(onp.nanmedian(onp.abs(e - x) / x)) for e, x in zip(est, exact)],
-                               n_seeds=len(runs), n_points=int(len(rel)), expected="< 0.1",
-                               detail="a measured property of one draw per checkpoint, not a test"))
-            out.append(C.tracking_claim(NAME, f"{method} {param}={level:g}: each seed's estimate tracks that seed's "
-                                        "exact GC curve (seed pairing)", est, exact, key, "gc"))
+            with onp.errstate(all="ignore"):
+                rel = [onp.abs(e - x) / x for e, x in zip(est, exact)]
+            out.append(C.tolerance_claim(NAME, f"{method} {param}={level:g}: the median relative error against the "
+                                         f"exact GC is below {TOLERANCE:.0%}", rel, TOLERANCE, f"|{key} - gc| / gc"))
+            track = C.tracking_claim(NAME, f"{method} {param}={level:g}: each seed's estimate tracks that seed's "
+                                     "exact GC curve (seed pairing)", est, exact, key, "gc")
+            track.kind = "description"
+            track.detail = ("a description since issue 28 (C6 asks how close the estimate is, tested above; the "
+                            "seeds' exact curves differ by far less than an estimator's error); " + track.detail)
+            out.append(track)
     return out
 
 

@@ -49,10 +49,10 @@ def test_calibration_no_effect_rarely_holds_and_a_planted_effect_mostly_holds():
 
     no effect (x, y independent):   sweep Spearman 5 seeds x 5 points  holds 3.0%  (significant 5.5%)
                                     training Pearson 5 seeds x 12 pts  holds 2.5%  (significant 4.0%)
-    planted y = 0.8 x_std + N(0,1): sweep Spearman (mean rho ~0.65)    holds 70% (significant 92%: since issue
-                                                                       28 a claim whose interval holds 0 is not
-                                                                       "holds"; 92% before that rule)
-                                    training Pearson (mean r ~0.64)    holds 99.5%
+    planted y = 0.8 x_std + N(0,1): sweep Spearman (mean rho ~0.65)    holds 92%
+                                    training Pearson (mean r ~0.64)    holds 100%
+    (Since issue 28 these claims print no interval, NO_SEED_CI; with the Fisher-z interval and the rule that an
+    interval holding 0 is not "holds", the sweep Spearman held in 70% of these draws.)
     """
     null_rank = _rates(_rank, 5, 5, 0.0)
     null_pearson = _rates(_pearson, 5, 12, 0.0)
@@ -68,7 +68,7 @@ def test_calibration_no_effect_rarely_holds_and_a_planted_effect_mostly_holds():
     assert null_rank[1] <= 0.09 and null_pearson[1] <= 0.09
     # the planted effect is the moderate one asked for, and it is found in most draws
     assert 0.55 < eff_rank[2] < 0.75 and 0.55 < eff_pearson[2] < 0.75
-    assert eff_rank[0] > 0.65 and eff_rank[1] > 0.85 and eff_pearson[0] > 0.90
+    assert eff_rank[0] > 0.80 and eff_pearson[0] > 0.90
 
 
 def test_two_seeds_must_both_agree_and_an_underpowered_claim_says_so():
@@ -121,8 +121,8 @@ def test_tracking_calibration_shared_trends_and_random_walks_rarely_hold_linked_
 
     independent decays (own tau per curve):  holds 3.3%, fails 1.7%   (the within-run test: holds in > 90%)
     independent random walks:                holds 1.7%, fails 2.3%
-    linked decays (same tau within a seed):  holds 88.0% (91.7% before issue 28's rule that a claim whose
-                                             interval holds 0 is not "holds")
+    linked decays (same tau within a seed):  holds 91.7% (88.0% with the t-interval and issue 28's rule that a
+                                             claim whose interval holds 0 is not "holds"; no interval is given now)
     """
     draws = 300
     rates = {}
@@ -198,6 +198,31 @@ def test_t_interval_covers_the_mean_coefficient_at_three_and_five_seeds():
     assert -1 < lo < hi <= 1
 
 
+def test_where_the_t_interval_over_seeds_fails_so_sweep_claims_print_none():
+    """The same model at the strong effects that occur (true mean Spearman 0.92-0.99): with 4-5 points per seed
+    the coefficients pile at +1 and the Fisher-z t-interval collapses. 2,000 intervals each; measured coverage
+    (3 / 5 seeds):
+
+    Spearman, 5 points:  beta 2 (mean 0.92) 85.4% / 87.5%;  beta 3 (mean 0.97) 56.6% / 77.0%
+    Spearman, 4 points:  beta 2 (mean 0.93) 64.4% / 83.9%;  beta 3 (mean 0.98) 23.5% / 36.9%
+    Spearman, 11 points: beta 8 (mean 0.997) 97.0% / 48.8%   Pearson, 12 points: beta 8 (mean 0.994) 87.8% / 91.3%
+    the raw (not Fisher) t-interval: 57-88% at the same points. Hence NO_SEED_CI. This test reruns two of them."""
+    rng = np.random.default_rng(0)
+
+    def coefs(m, n, beta):
+        x = np.arange(n, dtype=float)
+        y = (beta * (x - x.mean()) / x.std() + rng.standard_normal((m, n))).argsort(axis=1).argsort(axis=1)
+        zx, zy = (x - x.mean()) / x.std(), (y - y.mean(1, keepdims=True)) / y.std(1, keepdims=True)
+        return zy @ zx / n
+
+    for n, beta, k in [(5, 3.0, 3), (4, 3.0, 5)]:
+        truth = coefs(200000, n, beta).mean()
+        sets = coefs(1000 * k, n, beta).reshape(1000, k)
+        cover = np.mean([lo <= truth <= hi for lo, hi in (C.t_interval(v, fisher=True) for v in sets)])
+        print(f"spearman {n} points, beta {beta} (mean {truth:.3f}), {k} seeds: coverage {cover:.1%}")
+        assert cover < 0.85
+
+
 # ---- every verdict ------------------------------------------------------------------------------------
 def test_every_verdict_is_reachable():
     up = [[1, 2, 3]] * 3
@@ -247,11 +272,9 @@ def test_significant_but_two_seeds_disagree_is_inconclusive_not_holds():
     assert c.p_value < 0.05 and c.value > 0
     assert sum(v < 0 for v in c.per_seed) == 2
     assert c.verdict == "inconclusive"
-    # all but one disagreeing seed passes the seed rule (verdict without the interval), but the interval holds 0
+    # all but one disagreeing seed is still holds
     c = C.rank_correlation_claim("f", "s", xs[:5], ys[:5], +1, "x", "y")
-    used = [v for v in c.per_seed if math.isfinite(v)]
-    assert C.verdict_of(c.value, used, c.p_value, +1, 0.05) == "holds"
-    assert c.ci[0] <= 0 and c.verdict == "inconclusive"
+    assert c.verdict == "holds"
 
 
 # ---- multiplicity -----------------------------------------------------------------------------------------
@@ -317,15 +340,13 @@ def test_per_seed_values_are_scipys_and_value_is_their_mean():
     assert p.per_seed == pytest.approx([stats.pearsonr(a, b)[0] for a, b in zip(x, y)])
 
 
-def test_t_interval_contains_the_value_and_needs_three_seeds():
+def test_a_mean_of_per_seed_coefficients_gets_no_interval_and_says_why():
     rng = np.random.default_rng(2)
     x, y = _sweep(rng, 6, 6, 0.8)
     c = C.rank_correlation_claim("f", "s", x, y, +1, "x", "y")
-    lo, hi = c.ci
-    assert lo <= c.value <= hi and lo < hi
-    two = C.rank_correlation_claim("f", "s", x[:2], y[:2], +1, "x", "y")
-    assert all(math.isnan(v) for v in two.ci) and "fewer than 3 seeds" in two.detail
-    assert two.to_dict()["ci"] == [None, None]
+    assert all(math.isnan(v) for v in c.ci) and C.NO_SEED_CI in c.detail and c.to_dict()["ci"] == [None, None]
+    lo, hi = C.t_interval(c.per_seed, fisher=True)  # the function stays, for what it covers (the test above)
+    assert lo <= np.mean(c.per_seed) <= hi
 
 
 def test_non_finite_points_are_dropped_pairwise_and_short_seeds_from_the_test():
@@ -385,7 +406,7 @@ def test_claim_table_never_cuts_a_long_statement_and_shows_every_seed():
         start = next(i for i, line in enumerate(table.splitlines()) if line.startswith(block))
         text = " ".join(s for s in first_col[start + 2:start + 2 + 5] if s)
         assert text.startswith(statement)
-    assert len(re.findall(r"[+-]\d\.\d\d", table.split("Checks")[0])) >= 7 + 3  # 7 seeds, value, ci
+    assert len(re.findall(r"[+-]\d\.\d\d", table.split("Checks")[0])) >= 7  # 7 seeds
     for v in c.per_seed:
         assert f"{v:+.2f}" in table
     for header in ("statistic", "value", "95% CI", "p", "per seed", "verdict"):
@@ -637,6 +658,9 @@ def test_judge_gives_benjamini_yekutieli_q_values_beside_bh():
     assert [c.q_by for c in cl] == pytest.approx(stats.false_discovery_control(ps, method="by"))
     assert [c.verdict for c in cl] == ["holds"] * 4 + ["inconclusive"]
     assert [c.verdict_by for c in cl] == ["holds"] + ["inconclusive"] * 4
+    table = C.claim_table(cl)
+    assert "Under Benjamini-Yekutieli" in table and "3 of 5 verdicts change" in table
+    assert "  - c1: holds -> inconclusive (q_BY" in table and "  - c0:" not in table
 
 
 # ---- forced copies ------------------------------------------------------------------------------------------
@@ -698,3 +722,96 @@ def test_a_claim_with_another_claims_numbers_through_a_shared_variable_is_a_copy
            C.rank_correlation_claim("f", "b", x, [[-v for v in r] for r in y], -1, "x", "-y")]
     C.mark_forced(neg)
     assert neg[1].kind == "derived" and "minus the per-seed numbers" in neg[1].derived_from
+
+
+def test_seed_pairing_intervals_t_over_contrasts_undercovers_the_jackknife_covers_from_eight_seeds():
+    """Linked decays (the tracking test's model), the truth E[T] from 2,000 draws, 300 intervals each. Measured:
+
+    seeds   t-interval over the per-seed contrasts   delete-one jackknife over seeds
+    5       67.7%                                    91.7%
+    8       69.0%                                    92.7%
+    The same jackknife over configs covers 85-91% at 4-5 configs (config_tracking_claim's test), so both give it
+    from 8 units (TRACKING_CI_MIN_CONFIGS) and none below (NO_PAIRING_CI)."""
+    rng = np.random.default_rng(5)
+
+    def R_of(k):
+        a, b = _decays(rng, True, k=k)
+        za = np.array([(v - v.mean()) / v.std() for v in a])
+        zb = np.array([(v - v.mean()) / v.std() for v in b])
+        return za @ zb.T / za.shape[1]
+
+    stat = lambda R: float(C._pairing_stat(R, np.arange(len(R))[None])[0])  # noqa: E731
+    truth = np.mean([stat(R_of(8)) for _ in range(2000)])
+    for k, t_min, jk_min in [(5, None, None), (8, None, 0.90)]:
+        t_cov = jk_cov = 0
+        for _ in range(300):
+            R = R_of(k)
+            contrasts = [R[i, i] - np.mean(np.delete(R[i], i)) for i in range(k)]
+            lo, hi = C.t_interval(contrasts, limits=(-2.0, 2.0))
+            t_cov += lo <= truth <= hi
+            lo, hi = C.jackknife_interval(lambda keep: stat(R[np.ix_(keep, keep)]), k)
+            jk_cov += lo <= truth <= hi
+        print(f"{k} seeds: t-interval {t_cov / 300:.1%}, jackknife {jk_cov / 300:.1%}")
+        assert t_cov / 300 < 0.85
+        if jk_min:
+            assert jk_cov / 300 >= jk_min
+    a, b = _decays(rng, True, k=5)
+    c = C.tracking_claim("f", "s", a, b, "a", "b")
+    assert all(math.isnan(v) for v in c.ci) and C.NO_PAIRING_CI in c.detail
+    a, b = _decays(rng, True, k=8)
+    c8 = C.tracking_claim("f", "s", a, b, "a", "b", n_perm=999)
+    assert c8.ci[0] <= c8.value <= c8.ci[1] and "jackknife over seeds" in c8.detail
+
+
+def test_a_seed_that_stopped_early_keeps_the_pairing_test_exchangeable():
+    """Independent decays, 5 seeds x 20 checkpoints, one seed stopped at 12 (its curves shorter). 400 draws:
+    p < 0.05 in measured 4.2% (only the checkpoints every seed has; before: each pair on its own common length,
+    10% in the issue's draws)."""
+    rng = np.random.default_rng(8)
+    hits = 0
+    draws = 400
+    for i in range(draws):
+        a, b = _decays(rng, False)
+        a[2], b[2] = a[2][:12], b[2][:12]
+        c = C.tracking_claim("f", "s", a, b, "a", "b")
+        hits += c.p_value < 0.05
+    print(f"one short seed: p < 0.05 in {hits / draws:.1%}")
+    assert hits / draws <= 0.06
+    assert "64 checkpoint value(s) beyond the 12 checkpoints every seed has left out" in c.detail
+    full = C.tracking_claim("f", "s", [v[:12] for v in a], [v[:12] for v in b], "a", "b")
+    assert full.value == pytest.approx(c.value) and full.p_value == pytest.approx(c.p_value)
+
+
+# ---- accuracy against a tolerance ---------------------------------------------------------------------------
+def _errors(rng, median, k=5, n=12, spread=0.5, seed_spread=0.3):
+    """Per seed, n positive errors: median * exp(seed effect N(0, seed_spread)) * exp(N(0, spread)) per checkpoint,
+    an AR-like shared drift within the seed; the median of the seeds' medians is ``median``."""
+    out = []
+    for _ in range(k):
+        u = seed_spread * rng.standard_normal()
+        drift = np.cumsum(0.1 * rng.standard_normal(n))
+        out.append(median * np.exp(u + drift - np.median(drift) + spread * rng.standard_normal(n)))
+    return out
+
+
+def test_tolerance_claim_calibration_at_the_tolerance_and_power_below_it():
+    """1,000 draws each, 5 seeds x 12 checkpoints, tolerance 10%. Measured (fixed seeds):
+
+    seeds' median error at the tolerance (10%):  holds 2.7%  fails 3.9%   (the bound: 1/32 = 3.1% each)
+    at 5%:                                         holds 88.2%
+    at 2%:                                         holds 100%
+    at 20% (too large):                            fails 89.0%
+    """
+    rates = {}
+    for med in (0.10, 0.05, 0.02, 0.20):
+        rng = np.random.default_rng(3)
+        v = [C.tolerance_claim("f", "s", _errors(rng, med), 0.10, "err").verdict for _ in range(1000)]
+        rates[med] = (v.count("holds") / 1000, v.count("fails") / 1000)
+        print(f"median error {med:.0%}: holds {rates[med][0]:.1%}  fails {rates[med][1]:.1%}")
+    assert rates[0.10][0] <= 0.05 and rates[0.10][1] <= 0.05
+    assert rates[0.05][0] >= 0.85 and rates[0.02][0] >= 0.95 and rates[0.20][1] >= 0.85
+    four = C.tolerance_claim("f", "s", _errors(np.random.default_rng(0), 0.01, k=4), 0.10, "err")
+    assert four.kind == "description" and "smallest p is 0.0625" in four.detail
+    c = C.tolerance_claim("f", "s", [[0.01, 0.02, np.nan], [0.03]] + [[0.01]] * 3, 0.10, "err")
+    assert c.p_value == pytest.approx(1 / 32) and c.verdict == "holds" and "1 non-finite" in c.detail
+    assert c.per_seed[0] == pytest.approx(0.10 - 0.015)

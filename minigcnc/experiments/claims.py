@@ -6,8 +6,9 @@ Benjamini-Hochberg q-value over the figure's family and its verdict; ``claim_tab
 
 - ``"claim"``: evidence for or against a statement of the paper, from a test whose false-"holds" rate on noise
   is measured in ``tests/test_claims.py``; only these are counted;
-- ``"derived"``: a claim that restates others of the same table (e.g. "lower GC goes with lower NC" in a sweep
-  whose value->GC and value->NC claims are both tested); shown with its own test, never counted;
+- ``"derived"``: a claim that the counted claims of the same table force, or a copy of one
+  (``mark_forced``, computed from the data: e.g. "lower GC goes with lower NC" in a sweep whose value->GC and
+  value->NC claims are +-1 in every seed); shown with its own test, never counted;
 - ``"description"``: a number worth seeing that is not a test (a within-run correlation of two curves over
   training, which any two trending curves show; a test with too few seeds to reach alpha); never counted;
 - ``"check"``: an inequality that holds by construction, or a measured diagnostic; never counted.
@@ -36,14 +37,20 @@ Claims
   curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
   curves "hold" in every draw), so these are descriptions, never counted.
 
-Intervals: ``ci`` is a 95% t-interval over the per-seed coefficients, taken on Fisher's z = arctanh(r) and
-mapped back (``t_interval``), given with at least 3 seeds; its coverage is measured in the tests. For the
-seed-pairing contrast it is a plain t-interval.
+Intervals: only where their coverage is measured in the tests. A mean of per-seed coefficients
+(``rank_correlation_claim``, ``correlation_claim``) gets none (``NO_SEED_CI``: with 3-5 seeds of few points the
+coefficients pile at +-1, where a t-interval over seeds covers 24-88%); the seed- and config-pairing contrasts
+get a delete-one jackknife interval from 8 units (``TRACKING_CI_MIN_CONFIGS``; 93-95% there), none below
+(``NO_PAIRING_CI``: the t-interval over per-seed contrasts covers 68%); ``config_rank_claim`` none (its configs
+are a designed grid, no population). ``t_interval`` stays for what it covers (measured in the tests).
 Non-finite pairs (diverged runs) are dropped pairwise within a seed; a seed with fewer than 3 finite points,
 or a constant x or y (spread below ``1e-9`` of its magnitude), is dropped and counted in ``detail``.
 
 Verdicts (``alpha`` default 0.05; "expected sign" = the sign the paper predicts, +1 or -1). A claim is judged
-on its q-value (Benjamini-Hochberg over the counted claims of its figure, ``judge``; alone, q = p):
+on its q-value (Benjamini-Hochberg over the counted claims of its figure, ``judge``; alone, q = p). BH controls
+the false discovery rate when the tests are independent or positively dependent (PRDS); a figure's claims share
+runs, and their dependence is not known to be positive, so ``judge`` also gives the Benjamini-Yekutieli q-value
+(``q_by``, valid under any dependence) and ``verdict_by``, and ``claim_table`` names the verdicts that change:
 
 - ``holds``: q < alpha AND ``value`` has the expected sign AND the per-seed coefficient has the expected
   sign in every seed or all but one AND the claim's interval, when it has one, lies wholly on the expected
@@ -75,6 +82,11 @@ VERDICTS = ("holds", "inconclusive", "fails", "n/a")
 KINDS = ("claim", "derived", "description", "check")
 _Z95 = 1.959963984540054
 CONSTANT_RTOL = 1e-9  # a series whose spread is below this fraction of its magnitude is constant
+# why a mean of per-seed coefficients gets no interval (measured in tests/test_claims.py)
+NO_SEED_CI = ("no ci: with 3-5 seeds of few points the coefficients pile at +-1, where a t-interval over seeds "
+              "(Fisher z or raw) covers 24-88% in the tests, so none is given")
+NO_PAIRING_CI = ("no ci: a t-interval over the per-seed contrasts covers 68-69% (they share their mismatched "
+                 "entries); the jackknife is given from 8 seeds (it covers 85-92% with 4-5 units in the tests)")
 
 
 # ---- coefficients ------------------------------------------------------------------------------------
@@ -336,21 +348,20 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
         zxs.append(_standardized(xf))
         zys.append(_standardized(yf))
     text = _notes_text(notes)
+    ci = (float("nan"), float("nan"))
     if not used:
-        value, p, ci, method = float("nan"), None, (float("nan"), float("nan")), "no test"
+        value, p, method = float("nan"), None, "no test"
     else:
         value = float(onp.mean(used))
         p, method, p_min = permutation_test(zxs, zys, n_perm=n_perm, seed=seed, exact_max=exact_max)
         if p_min >= alpha:
             text.append(f"underpowered: the smallest p these seeds and points allow is {p_min:.3g} >= alpha, so "
                         "this claim cannot hold here however strong the effect")
-        ci = t_interval(used, fisher=True)
-        if len(used) < 3:
-            text.append("no ci: fewer than 3 seeds")
+        text.append(NO_SEED_CI)
     name = "Spearman" if kind == "spearman" else "Pearson"
     where = "over training checkpoints" if over_training else "across the sweep"
     detail = (f"value = mean of {len(used)} per-seed {name} coefficients {where}; p: stratified permutation test "
-              f"(y shuffled within each seed), {method}; ci: 95% t-interval over seeds (Fisher z)")
+              f"(y shuffled within each seed), {method}")
     if over_training:
         detail = ("a description, not a test: curves over training share their trend, so any two that both move "
                   "correlate within a run (tracking_claim tests it); " + detail)
@@ -390,17 +401,23 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     """Does curve a track curve b over training beyond their shared trend? The seed-pairing test.
 
     as_per_seed, bs_per_seed: per seed, the two curves at the same checkpoints (runs of one config that differ
-    only in their seed). ``R[i, j]`` = Pearson (or Spearman, ``kind``) correlation of a_i with b_j over their
-    common checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
+    only in their seed). Only the first checkpoints that every seed has are used (a run that stopped early
+    shortens all; the values left out are counted in ``detail``). ``R[i, j]`` = Pearson (or Spearman,
+    ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
     expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
     these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
     """
     coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
     notes = {"short": 0, "constant": 0, "dropped_points": 0}
     seeds = []
-    for a, b in zip(as_per_seed, bs_per_seed):
-        a, b = onp.asarray(a, dtype=float).ravel(), onp.asarray(b, dtype=float).ravel()
-        n = min(len(a), len(b))
+    curves = [(onp.asarray(a, dtype=float).ravel(), onp.asarray(b, dtype=float).ravel())
+              for a, b in zip(as_per_seed, bs_per_seed)]
+    # only the checkpoints every seed has: a seed that stopped early would otherwise meet the others on fewer
+    # points than they meet each other, and the pairings would not be exchangeable (tests/test_claims.py)
+    n_common = min((min(len(a), len(b)) for a, b in curves), default=0)
+    cut = sum(len(a) + len(b) - 2 * n_common for a, b in curves)
+    for a, b in curves:
+        n = n_common
         if _usable(a[:n], b[:n], notes) is None:
             seeds.append(None)
         else:
@@ -410,6 +427,8 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     stat_name = f"matched - mismatched {kind}({a_name}, {b_name})"
     per_seed = [float("nan")] * len(seeds)
     text = _notes_text(notes)
+    if cut:
+        text.append(f"{cut} checkpoint value(s) beyond the {n_common} checkpoints every seed has left out")
     if k < 2:
         return Claim(figure, statement, stat_name, float("nan"), k, "positive", "n/a", per_seed,
                      "; ".join(["fewer than 2 usable seeds: no pairing"] + text), p_value=None, alpha=alpha,
@@ -431,14 +450,68 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     counted = p_min < alpha
     matched, mismatched = float(onp.mean(onp.diag(R))), float((R.sum() - onp.trace(R)) / (k * (k - 1)))
     detail = (f"matched mean {matched:+.3f}, mismatched mean {mismatched:+.3f} ({kind} over {n_points} matched "
-              f"points); p: seed-pairing test, {method}; ci: 95% t-interval over the per-seed contrasts")
+              f"points); p: seed-pairing test, {method}" + (f"; ci: 95% delete-one jackknife over seeds"
+                                                           if k >= TRACKING_CI_MIN_CONFIGS else ""))
+    if not counted:
+        text.insert(0, f"a description, not a test: with {k} seeds the smallest p is {p_min:.3g} >= alpha")
+    if k >= TRACKING_CI_MIN_CONFIGS:
+        ci = jackknife_interval(lambda keep: float(_pairing_stat(R[onp.ix_(keep, keep)], onp.arange(len(keep))[None])[0]),
+                                k)
+    else:
+        ci = (float("nan"), float("nan"))
+        text.append(NO_PAIRING_CI)
+    if text:
+        detail += "; " + "; ".join(text)
+    return Claim(figure, statement, stat_name, t, k, "positive", verdict_of(t, contrasts, p, 1, alpha, ci), per_seed,
+                 detail, ci=ci, p_value=p, alpha=alpha, n_points=n_points,
+                 kind="claim" if counted else "description", expected_sign=1)
+
+
+# ---- accuracy against a tolerance ----------------------------------------------------------------------
+def tolerance_claim(figure, statement, errors_per_seed, tolerance, error_name, *, alpha=0.05):
+    """Is an error small? "The typical seed's median error is below ``tolerance``", seeds the units.
+
+    errors_per_seed: per seed, the errors (e.g. relative errors of an estimate at every checkpoint; non-finite
+    ones dropped and counted). Each seed's median m_s is one observation (checkpoints of a run are not
+    independent). ``per_seed`` = tolerance - m_s (expected positive), ``value`` = tolerance - the median of the
+    m_s. p: an exact sign test over seeds, one-sided in the direction observed: with b of k seeds below the
+    tolerance, p = P(Bin(k, 1/2) >= b) when the value is positive, P(Bin(k, 1/2) >= k - b) when negative. So
+    "holds" needs every seed below at k = 5 (p = 1/32), which says that the upper bound max_s m_s of the median
+    of the m_s, with confidence 1 - 1/2^k, is below the tolerance; "fails" the mirror image. The false-holds rate
+    at the tolerance is at most 1/2^k at k = 5 (tests). With fewer than 5 seeds no arrangement reaches 0.05:
+    a description.
+    """
+    meds, dropped = [], 0
+    for e in errors_per_seed:
+        e = onp.asarray(e, dtype=float).ravel()
+        dropped += int((~onp.isfinite(e)).sum())
+        e = e[onp.isfinite(e)]
+        meds.append(float(onp.median(e)) if len(e) else float("nan"))
+    used = [m for m in meds if math.isfinite(m)]
+    per_seed = [tolerance - m if math.isfinite(m) else float("nan") for m in meds]
+    k = len(used)
+    stat_name = f"{tolerance:g} - median over checkpoints of {error_name}, per seed"
+    text = [f"{dropped} non-finite error(s) dropped"] if dropped else []
+    if not k:
+        return Claim(figure, statement, stat_name, float("nan"), 0, "positive", "n/a", per_seed,
+                     "; ".join(["no seed with a finite error"] + text), alpha=alpha, kind="description",
+                     expected_sign=1)
+    value = float(tolerance - onp.median(used))
+    below = sum(m < tolerance for m in used)
+    tail = lambda b: float(stats.binom.sf(b - 1, k, 0.5))  # noqa: E731 - P(Bin(k, 1/2) >= b)
+    p = tail(below) if value > 0 else tail(k - below) if value < 0 else 1.0
+    p_min = 0.5 ** k
+    counted = p_min < alpha
+    detail = (f"seeds the units: {below} of {k} seeds have a median {error_name} below {tolerance:g} (largest "
+              f"{max(used):.3g}: the upper bound of the median seed's median with confidence {1 - p_min:.3f}); p: "
+              f"exact sign test over seeds, one-sided in the direction observed")
     if not counted:
         text.insert(0, f"a description, not a test: with {k} seeds the smallest p is {p_min:.3g} >= alpha")
     if text:
         detail += "; " + "; ".join(text)
-    ci = t_interval(contrasts, limits=(-2.0, 2.0))
-    return Claim(figure, statement, stat_name, t, k, "positive", verdict_of(t, contrasts, p, 1, alpha, ci), per_seed,
-                 detail, ci=ci, p_value=p, alpha=alpha, n_points=n_points,
+    return Claim(figure, statement, stat_name, value, k, "positive", verdict_of(value, [v for v in per_seed
+                 if math.isfinite(v)], p, 1, alpha), per_seed, detail, p_value=p, alpha=alpha,
+                 n_points=sum(len(onp.asarray(e).ravel()) for e in errors_per_seed),
                  kind="claim" if counted else "description", expected_sign=1)
 
 
@@ -490,7 +563,7 @@ def _corr_matrix(A, B, kind):
     return R, bad
 
 
-TRACKING_CI_MIN_CONFIGS = 8  # the jackknife over configs covers >= 93% from 8 configs, 85-89% at 4-5 (tests)
+TRACKING_CI_MIN_CONFIGS = 8  # the jackknife covers 93-95% from 8 units, 85-92% at 4-5 (tests): units = configs or seeds
 
 
 def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pearson", alpha=0.05, n_perm=4999,
@@ -927,6 +1000,18 @@ def summary_line(claims, scale=None):
     return line
 
 
+def by_note(claims):
+    """Lines naming the counted claims whose verdict changes under Benjamini-Yekutieli (``judge``'s ``q_by``)."""
+    judged = [c for c in claims if getattr(c, "verdict_by", None) is not None]
+    if not judged:
+        return []
+    changed = [c for c in judged if c.verdict_by != c.verdict]
+    head = (f"Under Benjamini-Yekutieli (any dependence between the tests; BH assumes independent or positively "
+            f"dependent ones): {len(changed)} of {len(judged)} verdicts change")
+    return ["", head + (":" if changed else ".")] + [
+        f"  - {c.statement}: {c.verdict} -> {c.verdict_by} (q_BY {_fmt_p(c.q_by)})" for c in changed]
+
+
 def claim_table(claims, width=46, scale=None):
     """The counted claims, then derived claims, descriptions and checks, as plain text; whole statements,
     wrapped (never cut).
@@ -954,6 +1039,7 @@ def claim_table(claims, width=46, scale=None):
     rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), _fmt_p(c.p_value), _fmt_p(c.q_value),
              seeds(c, "+.2f"), c.verdict) for c in of("claim")]
     lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
+    lines += by_note(of("claim"))
     if of("derived"):
         lines += ["", "Derived claims (restate claims above, so not counted; verdict on p)"]
         rows = [(c.statement, c.derived_from, _fmt(c.value, "+.3f"), _fmt_p(c.p_value), seeds(c, "+.2f"), c.verdict)
