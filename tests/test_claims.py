@@ -589,10 +589,10 @@ def test_config_rank_calibration_fixed_unrelated_config_effects_rarely_hold():
 
     configs  noise/effect   configs as units: holds   within-seed test on the same runs: holds
     11       0.25           2.3%                      16.0%
-    11       1              2.0%                      5.0%
+    11       1              2.0%                      7.7%
     6        0.25           3.7%                      -
     related config effects (f = e), 11 configs, noise/effect 1: holds 89% (100 draws)
-    (the within-seed numbers include issue 28's interval rule; the issue measured 19% / 7.5% without it)
+    (the issue, with other draws, measured 19% / 7.5% for the within-seed test)
     """
     draws = 300
     for n_cfg, ratio in [(11, 0.25), (11, 1.0), (6, 0.25)]:
