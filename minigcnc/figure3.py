@@ -5,18 +5,15 @@ which of them says anything?
     python -m minigcnc.figure3 --scale tiny     # seconds (a plumbing check)
     python -m minigcnc.figure3 --scale paper --data-root DIR   # VGG-13 on CIFAR-10, on a GPU
 
-The runs (the design, fixed before any verdict of it was seen; docs/figures.md#figure3 says why): the nine
-configs of Figure 1's learning-rate and batch-size sweeps (``presets.SWEEP_GRIDS``), which end at different
-errors, x 3 seeds, on the digits; and the learning-rate sweep x 3 seeds on ``gaussians``, synthetic Gaussian
-classes whose Poincare constants are known exactly. At every evaluation the NCC classifier is built from the
-training class means mu_i and tested on held-out images; beside its class-averaged error every bound of
-``bounds.py`` on that error is recorded (docs/theory.md#bounds-on-the-ncc-test-error): the paper-style GC bound
-(rho_i GC_i over squared centre distances, rho_i the Gaussian proxy lambda_max Cov(x | i)), the rho-free
-CDNV (Markov) and one-sided Chebyshev (Cantelli) union bounds, each also capped at 1 per class, the *sharp*
-moment bound (the best bound from each class's test mean and covariance: a small semidefinite program per
-class), its GC form (covariance replaced by rho_i E[J J^T]), the covariance-weighted GC bound (valid for
-Gaussian classes only), and a Clopper-Pearson 95% upper bound of the error from the test set, the yardstick
-of what "non-vacuous" means.
+The runs (fixed before any verdict of them was seen; docs/figures.md#figure3 says why): the nine configs of
+Figure 1's lr and batch-size sweeps (``presets.SWEEP_GRIDS``) x 3 seeds on the digits, and the lr sweep x 3
+seeds on ``gaussians``, Gaussian classes whose Poincare constants are exact. At every evaluation the NCC
+classifier (training class means) is tested on held-out images; beside its class-averaged error every bound
+of ``bounds.py`` is recorded (docs/theory.md#bounds-on-the-ncc-test-error): the paper-style GC bound (rho_i the
+Gaussian proxy lambda_max Cov(x | i)), the CDNV (Markov) and Cantelli union bounds, also capped at 1 per
+class, the *sharp* moment bound (the best bound from each class's test mean and covariance, an SDP), its GC
+form, the covariance-weighted GC bounds (valid for Gaussian classes only) and a Clopper-Pearson 95% upper
+bound of the error from the test set, the yardstick of what "non-vacuous" can mean here.
 
 What the table tests (``experiments.claims``):
 - *Tracking, configs as units.* Every curve falls over training, so any two correlate within a run. At each
@@ -95,11 +92,12 @@ def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
     return base, grid, list(range(seeds or SEEDS[scale]))
 
 
-def gaussian_base(scale, backend=None):
-    """The base run on the Gaussian classes: the MLP of the scale's sweeps (the laptop one at paper scale)."""
+def gaussian_base(scale, backend=None, data_root=None):
+    """The base run on the Gaussian classes: the MLP of the scale's sweeps (the laptop one at paper scale), with
+    the command line's backend (``data_root`` is passed on; the Gaussian classes need no files)."""
     base = sweep_base("tiny" if scale == "tiny" else "laptop", dataset="gaussians",
                       **({"classes": TINY_CLASSES} if scale == "tiny" else {}))
-    return with_options(base, "tiny" if scale == "tiny" else "laptop", backend, None)
+    return with_options(base, scale, backend, data_root)
 
 
 def design(scale, *, seeds=None, backend=None, data_root=None):
@@ -118,7 +116,7 @@ def design(scale, *, seeds=None, backend=None, data_root=None):
                 continue
             seen.add(key)
             out["digits"].append((f"lr={cfg.lr:g} bs={cfg.batch_size}", [cfg.replace(seed=s) for s in seeds]))
-    gbase = gaussian_base(scale, backend)
+    gbase = gaussian_base(scale, backend, data_root)
     for v in grid["lr"]:
         out["gaussians"].append((f"lr={v:g}", [gbase.replace(lr=v, seed=s) for s in seeds]))
     return out

@@ -1,20 +1,25 @@
-"""experiments/presets.py: a run that two figures train is declared once, and gives the same runs (the same
-cache keys) as when each figure declared it."""
-from minigcnc import figure2, figure3
+"""experiments/presets.py: runs that two figures train are declared once, and give the same runs (the same
+cache keys) in both figures."""
+from minigcnc import figure1, figure2, figure3
+from minigcnc.experiments.cache import run_key
 from minigcnc.experiments.config import scale_base
-from minigcnc.experiments.presets import training_run
+from minigcnc.experiments.presets import MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base, training_run
 
 
-def test_the_training_run_of_figures_2_and_3_is_declared_once():
+def test_the_training_run_of_figure2_is_declared_once():
     assert training_run("tiny") == scale_base("tiny", steps=300)
     assert training_run("laptop") == scale_base("laptop", steps=3000, eval_every=150)
     assert training_run("paper") == scale_base("paper", lr=0.01, batch_size=128)
-    assert [c.key() for c in figure3.configs("laptop")] == [training_run("laptop").replace(seed=s).key()
-                                                            for s in range(5)]
-
-
-def test_figure2_trains_figure3s_run_recording_the_estimators_too():
-    assert [c.replace(extras=()) for c in figure2.configs("laptop")] == figure3.configs("laptop")
-    assert figure2.configs("paper")[0].replace(extras=(), eval_per_class=20) == figure3.configs("paper")[0]
-    assert figure2.configs("tiny")[0].steps == 200 and figure3.configs("tiny")[0].steps == 300  # tiny: one seed
+    assert [c.replace(extras=()) for c in figure2.configs("laptop")] == [
+        training_run("laptop").replace(seed=s) for s in range(5)]
     assert all(c.extras == ("gc_estimators",) for c in figure2.configs("laptop"))
+
+
+def test_figure3_trains_figure1s_lr_and_batch_runs_which_record_the_moment_bounds():
+    for scale in ("laptop", "paper"):
+        assert figure1.GRIDS[scale] == SWEEP_GRIDS[scale]
+        base = sweep_base(scale)
+        assert set(MOMENT_EXTRAS) <= set(base.extras)
+        f1 = {run_key(c) for c in figure1.configs(scale, seeds=3)}
+        digits = [c for _, per_seed in figure3.design(scale)["digits"] for c in per_seed]
+        assert digits and {run_key(c) for c in digits} <= f1
