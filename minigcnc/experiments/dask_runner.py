@@ -79,7 +79,8 @@ def worker_checkpoint_dir():
 def handshake(address, timeout=HANDSHAKE_TIMEOUT):
     """Raise a one-line ValueError unless a Dask scheduler answers at the ``tcp://host:port`` ``address`` within
     ``timeout`` seconds. A Dask peer speaks first on a new connection (its handshake frames); an HTTP server,
-    say, answers only to a request, and then with ``HTTP/``."""
+    say, answers only to a request, and then with ``HTTP/``. Bytes of any other kind, even late (a busy
+    scheduler), are taken for a scheduler: the client's own connection then says more."""
     m = SCHEDULER.match(address)
     if not m or m.group(1) != "tcp":
         return
@@ -105,13 +106,9 @@ def handshake(address, timeout=HANDSHAKE_TIMEOUT):
                 first = None
             except OSError:
                 first = b""
-            if first and not first.startswith(b"HTTP/"):
-                first = b"?"  # it answered a request only: not a Dask peer either
         except OSError:
             first = b""
-        if first == b"?":
-            what = "it spoke only when spoken to"
-        elif first and first.startswith(b"HTTP/"):
+        if first and first.startswith(b"HTTP/"):
             what = "an HTTP server answered"
         elif first is None:
             what = f"it said nothing within {timeout} s"
@@ -186,8 +183,12 @@ def run_on_dask(task, configs, address, fresh, checkpoint_dir=None, timeout=30, 
 def _results(distributed, client, futures, address, wait):
     """Yield each future's result as it finishes, watching that the scheduler and a worker are still there."""
     pending = set(futures)
-    no_workers_since = None
-    lost = (distributed.client.FutureCancelledError, distributed.comm.CommClosedError, OSError, TimeoutError)
+    no_workers_since = not_running_since = None
+    grace = min(wait, 10)  # a busy client may lose its connection for a moment: only a lasting loss ends the sweep
+    cancelled = tuple(getattr(distributed.client, n) for n in ("FutureCancelledError", "FuturesCancelledError",
+                                                                "CancelledError") if hasattr(distributed.client, n))
+    cancelled += (distributed.comm.CommClosedError,)
+    lost = cancelled + (OSError, TimeoutError)
     while pending:
         try:
             done, pending = distributed.wait(pending, timeout=2, return_when="FIRST_COMPLETED")
@@ -197,16 +198,22 @@ def _results(distributed, client, futures, address, wait):
             raise DaskLost(f"--dask: lost the scheduler at {address} ({type(e).__name__})") from None
         for future in done:
             try:
-                yield future.result()
-            except lost as e:
+                result = future.result()
+            except cancelled as e:
                 raise DaskLost(f"--dask: lost the scheduler at {address} ({type(e).__name__})") from None
+            yield result  # (an error of the task itself, a ValueError say, goes to the caller as it is)
         if pending:
             try:
                 workers = client.scheduler_info().get("workers") if client.status == "running" else None
             except lost:
                 workers = None
             if client.status != "running":
-                raise DaskLost(f"--dask: lost the scheduler at {address} (the client is {client.status})")
+                not_running_since = not_running_since or time.monotonic()
+                if time.monotonic() - not_running_since > grace:
+                    raise DaskLost(f"--dask: lost the scheduler at {address} (the client is {client.status} for "
+                                   f"{grace} s)")
+                continue
+            not_running_since = None
             if workers:
                 no_workers_since = None
             elif no_workers_since is None:
