@@ -711,7 +711,7 @@ def test_a_claim_with_another_claims_numbers_through_a_shared_variable_is_a_copy
               C.config_rank_claim("f", "GC -> err", gc, err, +1, "c", "e")]
     C.mark_forced(claims)
     assert [c.kind for c in claims] == ["claim", "derived", "claim"]
-    assert "a copy: exactly the per-seed numbers of 'bound -> err'" in claims[1].derived_from
+    assert "a copy: the value and p of 'bound -> err'" in claims[1].derived_from
     # the same numbers by coincidence, with no shared variable: not a copy
     x, y = [[1, 2, 3, 4]] * 3, [[1, 3, 2, 4]] * 3
     twins = [C.rank_correlation_claim("f", "a", x, y, +1, "x", "y"),

@@ -805,6 +805,8 @@ def mark_forced(claims):
     2. a claim that shares a variable (by data) with an earlier counted claim while its other variable ranks as
        the earlier one's does in every seed (or oppositely, in every seed) has exactly the earlier claim's
        numbers (up to that sign): a copy (e.g. across runs, when the GCol ranks the runs as the GC bound does).
+       For a claim across configs the data are the config means: the same ranking of the means is the same
+       test (value and p), whatever the seeds' own coefficients.
        Claims that are +-1 in every seed are left to 1. (two perfect results on different variables are two
        observations).
 
@@ -862,9 +864,14 @@ def mark_forced(claims):
                 continue
             sign = _copy_sign(c, prior)
             if sign:
-                derived(c, f"a copy: {'exactly' if sign > 0 else 'minus'} the per-seed numbers of "
-                           f"'{prior.statement}' (they share a variable and the other two rank "
-                           f"{'alike' if sign > 0 else 'oppositely'} in every seed)")
+                how = "alike" if sign > 0 else "oppositely"
+                if len(c.data) == 1 and c.per_unit:  # a claim across configs: its data are the config means
+                    derived(c, f"a copy: {'the' if sign > 0 else 'minus the'} value and p of '{prior.statement}' "
+                               f"(they share a variable and the other two config means rank {how})")
+                else:
+                    derived(c, f"a copy: {'exactly' if sign > 0 else 'minus'} the per-seed numbers of "
+                               f"'{prior.statement}' (they share a variable and the other two rank {how} in every "
+                               "seed)")
                 break
     return claims
 
