@@ -815,3 +815,14 @@ def test_tolerance_claim_calibration_at_the_tolerance_and_power_below_it():
     c = C.tolerance_claim("f", "s", [[0.01, 0.02, np.nan], [0.03]] + [[0.01]] * 3, 0.10, "err")
     assert c.p_value == pytest.approx(1 / 32) and c.verdict == "holds" and "1 non-finite" in c.detail
     assert c.per_seed[0] == pytest.approx(0.10 - 0.015)
+
+
+def test_config_tracking_drops_a_seed_whose_curve_stopped_before_three_checkpoints():
+    rng = np.random.default_rng(9)
+    a, b = _config_curves(rng, 4, 3, True)
+    a, b = [[list(r) for r in cfg] for cfg in a], [[list(r) for r in cfg] for cfg in b]
+    a[1][2] = a[1][2][:2]
+    c = C.config_tracking_claim("f", "s", a, b, "a", "b")
+    assert c.n_seeds == 2 and math.isnan(c.per_seed[2]) and "1 seed(s) dropped" in c.detail
+    kept = C.config_tracking_claim("f", "s", [r[:2] for r in a], [r[:2] for r in b], "a", "b")
+    assert c.value == pytest.approx(kept.value) and c.p_value == pytest.approx(kept.p_value)

@@ -599,11 +599,14 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
         return Claim(figure, statement, stat_name, float("nan"), n_seeds, "positive", "n/a",
                      [float("nan")] * n_seeds, f"{n_cfg} config(s): no pairing", alpha=alpha, n_points=0,
                      kind="description", expected_sign=1)
-    Rs, dropped_ckpt, zeroed, n_points = [], 0, 0, 0
+    Rs, dropped_ckpt, zeroed, n_points, short_seeds = [], 0, 0, 0, []
     for s in range(n_seeds):
         curves_a = [onp.asarray(a[c][s], dtype=float).ravel() for c in range(n_cfg)]
         curves_b = [onp.asarray(b[c][s], dtype=float).ravel() for c in range(n_cfg)]
         n = min(len(v) for v in curves_a + curves_b)
+        if n < 3:  # a config that stopped (or diverged) before its third checkpoint in this seed
+            short_seeds.append(s)
+            continue
         dropped_ckpt += sum(len(v) - n for v in curves_a + curves_b)
         A = onp.array([v[:n] for v in curves_a])
         B = onp.array([v[:n] for v in curves_b])
@@ -623,9 +626,18 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
                     if i == j:
                         n_points += len(af)
         Rs.append(R)
-    Rs = onp.array(Rs)  # (S, C, C)
+    if short_seeds:
+        text.append(f"{len(short_seeds)} seed(s) dropped: a curve with fewer than 3 checkpoints")
+    if not Rs:
+        return Claim(figure, statement, stat_name, float("nan"), 0, "positive", "n/a", [float("nan")] * n_seeds,
+                     "; ".join(["no seed whose every curve has 3 checkpoints"] + text), alpha=alpha, n_points=0,
+                     kind="description", expected_sign=1)
+    Rs = onp.array(Rs)  # (S used, C, C)
     off = ~onp.eye(n_cfg, dtype=bool)
-    per_seed = [float(_pairing_stat(R, onp.arange(n_cfg)[None])[0]) for R in Rs]
+    used_seeds = [s for s in range(n_seeds) if s not in short_seeds]
+    per_seed = [float("nan")] * n_seeds
+    for s, R in zip(used_seeds, Rs):
+        per_seed[s] = float(_pairing_stat(R, onp.arange(n_cfg)[None])[0])
     rows = onp.array([[R[i, i] - R[i, off[i]].mean() for i in range(n_cfg)] for R in Rs])  # (S, C)
     per_unit = [float(v) for v in rows.mean(axis=0)]
     Rbar = Rs.mean(axis=0)
@@ -642,7 +654,7 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
                    f"the tests (85-89% with 4-5), and there are {n_cfg}")
     matched = float(onp.mean([onp.trace(R) / n_cfg for R in Rs]))
     mismatched = float(onp.mean([R[off].mean() for R in Rs]))
-    detail = (f"{n_cfg} configs x {n_seeds} seeds, configs the units; matched mean {matched:+.3f}, mismatched mean "
+    detail = (f"{n_cfg} configs x {len(Rs)} seeds, configs the units; matched mean {matched:+.3f}, mismatched mean "
               f"{mismatched:+.3f} ({kind} over {n_points} matched points); p: config-pairing test, {method}; "
               f"{ci_text}; per_unit: each config's seed-averaged contrast")
     if not counted:
@@ -653,7 +665,8 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
         text.append(f"{zeroed} correlation(s) set to 0 (fewer than 3 finite points or a constant curve)")
     if text:
         detail += "; " + "; ".join(text)
-    return Claim(figure, statement, stat_name, t, n_seeds, "positive", verdict_of(t, per_seed, p, 1, alpha, ci),
+    return Claim(figure, statement, stat_name, t, len(Rs), "positive",
+                 verdict_of(t, [v for v in per_seed if math.isfinite(v)], p, 1, alpha, ci),
                  per_seed, detail, ci=ci, p_value=p, alpha=alpha, n_points=n_points,
                  kind="claim" if counted else "description", expected_sign=1, per_unit=per_unit)
 
