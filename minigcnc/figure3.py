@@ -294,15 +294,15 @@ def design_power(runs, n_draws=200, centred=True):
 
 
 def vacuity_lines(means):
-    """Plain sentences: which bounds are vacuous (>= 1: they say nothing) and which step makes each loose."""
-    bounds = [(m, lb, why) for m, lb, why in FINALS[2:]]
+    """Plain lines: which bounds are vacuous (>= 1: they say nothing), each with the step that makes it loose,
+    and which are not."""
+    bounds = FINALS[2:]
     vac = [(lb, why) for m, lb, why in bounds if means[m] >= 1 - 1e-9]
-    use = [lb for m, lb, why in bounds if means[m] < 1 - 1e-9]
-    lines = []
-    if vac:
-        lines.append("Vacuous (>= 1, so they say nothing about the error): " + "; ".join(
-            f"{lb} (loose through {why})" for lb, why in vac) + ".")
-    lines.append(("Non-vacuous: " + ", ".join(use) + ".") if use else "No bound is below 1.")
+    use = [lb for m, lb, _ in bounds if means[m] < 1 - 1e-9]
+    lines = ["  Vacuous (>= 1, so they say nothing about the error), and the step that makes each loose:"
+             if vac else "  No bound is vacuous."]
+    lines += [f"    {lb}: {why}" for lb, why in vac]
+    lines.append(("  Non-vacuous: " + "; ".join(use) + ".") if use else "  Every bound is vacuous.")
     return lines
 
 
@@ -315,7 +315,8 @@ def print_finals(means_by_data, power, out=None):
         print(f"  {label:<58s}" + "".join(f"{means_by_data[n][metric]:>12.4g}" for n in names), file=out)
     for n, title in DATASETS:
         if n in means_by_data:
-            print(f"On {title}: " + " ".join(vacuity_lines(means_by_data[n])), file=out)
+            print(f"On {title}:", file=out)
+            print("\n".join(vacuity_lines(means_by_data[n])), file=out)
     (p, null, snr), (p_raw, null_raw, _) = power["trend removed"], power["trend kept"]
     print(f"Power of the tracking test in this design (simulated from its error curves): a tracker with the positive "
           f"control's signal-to-noise ({snr:.2f}) holds in {100 * p:.0f}% of draws, independent curves in "

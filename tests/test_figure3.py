@@ -134,9 +134,9 @@ def test_print_finals_says_which_bounds_are_vacuous_and_why(capsys):
     means.update(bound_gc=900.0, bound_markov=12.0, bound_gc_capped=1.0)
     figure3.print_finals({"digits": means}, {"trend removed": (0.9, 0.03, 1.2), "trend kept": (0.1, 0.02, 1.2)})
     text = capsys.readouterr().out
-    assert "GC bound (paper's form) (loose through the isotropic Poincare step, Markov and the union)" in text
-    assert "CDNV (Markov) bound (loose through" in text and "GC bound, capped (loose through" in text
-    assert "Non-vacuous: sharp moment bound (SDP)," in text
+    assert "    GC bound (paper's form): the isotropic Poincare step, Markov and the union\n" in text
+    assert "    CDNV (Markov) bound: Markov" in text and "    GC bound, capped: the isotropic" in text
+    assert "  Non-vacuous: sharp moment bound (SDP);" in text
     assert "holds in 90% of draws, independent curves in 3%; with the shared trend kept (the variant) 10% and 2%" in text
 
 
