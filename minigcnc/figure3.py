@@ -325,18 +325,22 @@ def print_finals(means_by_data, power, out=None):
 
 
 def draw(layout, claims, title):
-    """(a) digits: the error, its test-set yardstick and the bounds over training (log); (b) levels across
-    configs: final bound against final error per config; (c) the same as (a) on the Gaussian classes; (d) the
-    final values on both datasets side by side: which step loses how much."""
+    """(a) digits: the error, its test-set yardstick and the bounds over training (log); (b) tracking with the
+    shared trend removed: each config's GC bound against its own error; (c) levels across configs: final bound
+    against final error per config; (d) as (a) on the Gaussian classes; (e) the final values on both datasets
+    side by side: which step loses how much."""
     import matplotlib.pyplot as plt
 
-    from .experiments.plotting import plot_band, style
+    from .experiments.plotting import after_init, plot_band, style, sweep_colors
 
     style()
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
+    fig = plt.figure(figsize=(18, 10))
+    grid = fig.add_gridspec(2, 3)
+    ax_a, ax_b, ax_c = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[0, 2])
+    ax_d, ax_e = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
     labels = {m: lb for m, lb, _ in FINALS}
-    for ax, name in ((axes[0, 0], "digits"), (axes[1, 0], "gaussians")):
-        hs = flat_runs(layout[name])
+    for ax, name, letter in ((ax_a, "digits", "a"), (ax_d, "gaussians", "d")):
+        hs = after_init(flat_runs(layout[name]))
         ax.axhline(1.0, color="gray", lw=0.8, ls=":")
         ax.text(0.99, 1.08, "1: a bound above this line says nothing", transform=ax.get_yaxis_transform(),
                 va="bottom", ha="right", fontsize=7, color="gray")
@@ -344,42 +348,57 @@ def draw(layout, claims, title):
             plot_band(ax, hs, metric, color, label=labels[metric], ls=ls)
         plot_band(ax, hs, ERROR, "C3", label=labels[ERROR], lw=2.2)
         ax.set_yscale("log")
-        ax.set_xlabel("training iteration")
+        ax.set_xlabel("training iteration (the untrained network left off)")
         ax.set_ylabel("bound or error (log)")
-        ax.set_title(f"({'a' if name == 'digits' else 'c'}) {dict(DATASETS)[name]}: bounds on the NCC test error")
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=4, fontsize=7.5, bbox_to_anchor=(0.5, 0.975))
-
-    bx = axes[0, 1]
-    runs = layout["digits"]
-    err = onp.nanmean(onp.array(finals(runs, ERROR), dtype=float), axis=1)
+        ax.set_title(f"({letter}) {dict(DATASETS)[name]}: bounds on the NCC test error")
+    handles, names = ax_a.get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, 0.975))
     by_stat = {c.statistic: c for c in claims}
+
+    runs = layout["digits"]
+    err_c, gc_c = without_shared_trend(curves(runs, ERROR)), without_shared_trend(curves(runs, "bound_gc"))
+    twin = ax_b.twinx()
+    steps = series(flat_runs(runs)[0], ERROR)[0][1:] if flat_runs(runs) else []
+    for c, color in enumerate(sweep_colors(len(runs), "plasma")):
+        e = onp.nanmean(onp.array(err_c[c], dtype=float), axis=0)
+        g = onp.nanmean(onp.array(gc_c[c], dtype=float), axis=0)
+        n = min(len(steps), len(e))
+        ax_b.plot(steps[:n], e[:n], "-", color=color, lw=1.6)
+        twin.plot(steps[:n], g[:n], "--", color=color, lw=1.2)
+    claim = by_stat.get(f"matched - mismatched pearson(bound_gc - trend, {ERROR} - trend) over configs")
+    stat = f" ({claim.value:+.2f}, {claim.verdict})" if claim is not None else ""
+    ax_b.set_xlabel("training iteration")
+    ax_b.set_ylabel("NCC test error minus the mean over configs (solid)")
+    twin.set_ylabel("GC bound minus the mean over configs (dashed)")
+    ax_b.set_title(f"(b) digits, tracking with the shared trend removed{stat}:\neach config's GC bound (dashed) "
+                   "against its own error (solid), one colour per config", fontsize=9)
+
+    err = onp.nanmean(onp.array(finals(runs, ERROR), dtype=float), axis=1)
     for metric, label in LEVELS:
         y = onp.nanmean(onp.array(finals(runs, metric), dtype=float), axis=1)
         claim = by_stat.get(f"spearman({metric}, {ERROR}) over config means")
         rho = f": Spearman over configs {claim.value:+.2f}, {claim.verdict}" if claim is not None else ""
-        bx.plot(err, y, "o", color="C0" if metric == "bound_gc" else "C1", label=f"{label}{rho}")
-    bx.set_yscale("log")
-    bx.set_xlabel("final NCC test error, mean over seeds (one point per config)")
-    bx.set_ylabel("final bound, mean over seeds (log)")
-    bx.set_title("(b) digits, levels across configs: does a lower bound mean a lower error?")
-    bx.legend(fontsize=7, loc="center right")
+        ax_c.plot(err, y, "o", color="C0" if metric == "bound_gc" else "C1", label=f"{label}{rho}")
+    ax_c.set_yscale("log")
+    ax_c.set_xlabel("final NCC test error, mean over seeds (one point per config)")
+    ax_c.set_ylabel("final bound, mean over seeds (log)")
+    ax_c.set_title("(c) digits, levels across configs:\ndoes a lower bound mean a lower error?", fontsize=9)
+    ax_c.legend(fontsize=7, loc="center right")
 
-    dx = axes[1, 1]
     means = {name: final_means(layout[name]) for name, _ in DATASETS}
     shown = [ERROR, "ncc_test_error_cp_upper", "bound_sharp", "bound_directional_capped", "bound_markov_capped",
              "bound_sharp_gc_weighted", "bound_gc_weighted", "bound_sharp_gc", "bound_gc"][::-1]
     yy = onp.arange(len(shown))
     for i, (name, title_) in enumerate(DATASETS):
-        dx.barh(yy + (0.5 - i) * 0.38, [means[name][m] for m in shown], height=0.38, color=("0.45", "C8")[i],
-                label=title_)
-    dx.axvline(1.0, color="gray", lw=0.8, ls=":")
-    dx.set_xscale("log")
-    dx.set_yticks(yy)
-    dx.set_yticklabels([SHORT[m] for m in shown], fontsize=7)
-    dx.set_xlabel("final value, mean over runs (log; 1 = says nothing)")
-    dx.set_title("(d) final values on both datasets: which step loses how much")
-    dx.legend(fontsize=7, loc="center right")
+        ax_e.barh(yy + (0.5 - i) * 0.38, [means[name][m] for m in shown], height=0.38, color=("0.45", "C8")[i],
+                  label=title_)
+    ax_e.axvline(1.0, color="gray", lw=0.8, ls=":")
+    ax_e.set_xscale("log")
+    ax_e.set_yticks(yy)
+    ax_e.set_yticklabels([SHORT[m] for m in shown], fontsize=8)
+    ax_e.set_xlabel("final value, mean over runs (log; 1 = says nothing)")
+    ax_e.set_title("(e) final values on both datasets: which step loses how much")
+    ax_e.legend(fontsize=8, loc="center right")
     fig.suptitle(f"Figure 3: {title}; lines = mean over runs, bands = min-max", y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
