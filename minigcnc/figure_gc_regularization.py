@@ -27,6 +27,7 @@ from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, draw_sweeps, model_title, print_finals, runs_epilog,
                                  sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
+from .experiments.presets import sweep_base
 
 NAME = "figure_gc_regularization"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
@@ -45,10 +46,22 @@ def scale_setup(scale, *, seeds=None, backend=None, data_root=None, gc_method="h
     return base, {"gc_reg": STRENGTHS[scale]}, list(range(seeds or SEEDS[scale]))
 
 
+def sweeps_of(scale, *, seeds=None, backend=None, data_root=None, gc_method="hutchinson"):
+    """(base, grid, seeds, {"gc_reg": [[config per strength] per seed]}): below paper scale the strength-0 run
+    is exactly Figure 1's base run (``presets.sweep_base``, with the extra metrics it records), so a shared
+    cache trains it once for both figures; the penalized runs record the standard metrics only."""
+    base, grid, seeds = scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root, gc_method=gc_method)
+    sweeps = sweep_configs(base, grid, seeds)
+    if scale != "paper":  # (at paper scale the appendix trains at lr 0.01, Figure 1 at 0.02: nothing to share)
+        plain = with_options(sweep_base(scale), scale, backend, data_root)
+        sweeps = {field: [[plain.replace(seed=c.seed) if c.gc_reg == 0 else c for c in cs] for cs in per_seed]
+                  for field, per_seed in sweeps.items()}
+    return base, grid, seeds, sweeps
+
+
 def configs(scale, *, seeds=None, backend=None, data_root=None, gc_method="hutchinson"):
     """The runs of the figure at ``scale``, seed by seed."""
-    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root,
-                                           gc_method=gc_method)))
+    return flat(sweeps_of(scale, seeds=seeds, backend=backend, data_root=data_root, gc_method=gc_method)[3])
 
 
 def main(argv=None):
@@ -58,9 +71,9 @@ def main(argv=None):
                         help="the penalty: Hutchinson (one Gaussian probe per image, unbiased; default) or exact")
     args = parse(parser, argv)
     t0 = time.time()
-    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root,
-                                    gc_method=args.gc_method)
-    sweeps = sweep_configs(base, grid, seeds)  # {"gc_reg": [[config per strength] per seed]}
+    base, grid, seeds, sweeps = sweeps_of(args.scale, seeds=args.seeds, backend=args.backend,
+                                          data_root=args.data_root, gc_method=args.gc_method)
+    # sweeps: {"gc_reg": [[config per strength] per seed]}
     cfgs = flat(sweeps)
     histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
     hist = by_sweep(sweeps, histories)  # {"gc_reg": [[history per strength] per seed]}
