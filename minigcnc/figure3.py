@@ -306,8 +306,27 @@ def vacuity_lines(means):
     return lines
 
 
-def print_finals(means_by_data, power, out=None):
-    """The final values (mean over runs) of every bound on both datasets, which are vacuous, and the power."""
+def tracking_lines(claims):
+    """Each counted tracking claim beside the positive control: its contrast, verdict, and whether it is larger."""
+    control = next((c for c in claims if c.statement.startswith("positive control")), None)
+    rows = [c for c in claims if c.kind == "claim" and " tracks the NCC test error over training" in c.statement]
+    if control is None or not rows:
+        return []
+    fmt = lambda v: "nan" if v is None or not onp.isfinite(v) else f"{v:+.3f}"  # noqa: E731
+    lines = [f"Tracking (configs as units, shared trend removed), beside the positive control ({CONTROL[1]}: "
+             f"{fmt(control.value)}, {control.verdict}; above/below the control's contrast: a description, not a test):"]
+    for c in rows:
+        label = c.statement.split(" tracks ")[0].replace("the ", "", 1)
+        side = "above" if c.value > control.value else "below"
+        lines.append(f"  {label:<34s} {fmt(c.value)}  {c.verdict:<12s} ({side} the control)")
+    return lines
+
+
+def print_finals(means_by_data, power, out=None, claims=()):
+    """The tracking verdicts beside the control, the final values (mean over runs) of every bound on both
+    datasets, which are vacuous and why, and the power of the design."""
+    for line in tracking_lines(list(claims)):
+        print(line, file=out)
     names = [n for n, _ in DATASETS if n in means_by_data]
     print("\nFinal values, mean over runs:", file=out)
     print(f"  {'':<58s}" + "".join(f"{n:>12s}" for n in names), file=out)
@@ -438,7 +457,7 @@ def main(argv=None):
                   for form, v in power.items()},
         "runs": summarize(layout)}, claims, t0)
     summary = io.StringIO()
-    print_finals(means, power, out=summary)
+    print_finals(means, power, out=summary, claims=claims)
     print(summary.getvalue(), end="")
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "final_means": means,
             "power": power, "summary": summary.getvalue().strip()}

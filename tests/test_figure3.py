@@ -34,6 +34,7 @@ def test_figure3_tiny_writes_png_json_and_claims_then_reuses_the_cache(tmp_path,
     assert set(doc["power"]["trend removed"]) == {"power", "false_holds", "control_snr", "draws"}
     text = capsys.readouterr().out
     assert "PLUMBING CHECK" in text and "Final values, mean over runs" in text and "Power of the tracking test" in text
+    assert "beside the positive control" in text and "the control)" in text
     for _, label, _ in figure3.FINALS:
         assert label in text
     import minigcnc.train
