@@ -420,10 +420,8 @@ def draw_scatter(grid, hist, title, probe=True, claims=()):
             drawn.add(label)
         c = _claim_of(claims, xm, ym)
         if c is not None:
-            from .experiments.claims import _fmt_p
-
             kind = "" if c.kind == "claim" else f" ({c.kind})"
-            ax.set_title(f"{len(per_config)} configs: Spearman {c.value:+.2f}, p {_fmt_p(c.p_value)}, {c.verdict}{kind}",
+            ax.set_title(f"{len(per_config)} configs: Spearman {c.value:+.2f}, p {C.fmt_p(c.p_value)}, {c.verdict}{kind}",
                          fontsize=9)
         ax.set_xlabel(labels[xm])
         ax.set_ylabel(labels[ym])

@@ -972,7 +972,8 @@ def _fmt(x, spec):
     return "nan" if x is None or not math.isfinite(float(x)) else format(float(x), spec)
 
 
-def _fmt_p(p):
+def fmt_p(p):
+    """A p- or q-value as the tables print it: 3 decimals, or 2 significant digits below 0.001; "-" for none."""
     if p is None or not math.isfinite(p):
         return "-"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
@@ -1029,7 +1030,7 @@ def by_note(claims):
     head = (f"Under Benjamini-Yekutieli (any dependence between the tests; BH assumes independent or positively "
             f"dependent ones): {len(changed)} of {len(judged)} verdicts change")
     return ["", head + (":" if changed else ".")] + [
-        f"  - {c.statement}: {c.verdict} -> {c.verdict_by} (q_BY {_fmt_p(c.q_by)})" for c in changed]
+        f"  - {c.statement}: {c.verdict} -> {c.verdict_by} (q_BY {fmt_p(c.q_by)})" for c in changed]
 
 
 def claim_table(claims, width=46, scale=None):
@@ -1056,13 +1057,13 @@ def claim_table(claims, width=46, scale=None):
                   "mean nothing about the paper (use the default laptop scale).", ""]
     of = lambda kind: [c for c in claims if getattr(c, "kind", "claim") == kind]  # noqa: E731
     header = ("claim", "statistic", "value", "95% CI", "p", "q", "per seed", "verdict")
-    rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), _fmt_p(c.p_value), _fmt_p(c.q_value),
+    rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), fmt_p(c.p_value), fmt_p(c.q_value),
              seeds(c, "+.2f"), c.verdict) for c in of("claim")]
     lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
     lines += by_note(of("claim"))
     if of("derived"):
         lines += ["", "Derived claims (restate claims above, so not counted; verdict on p)"]
-        rows = [(c.statement, c.derived_from, _fmt(c.value, "+.3f"), _fmt_p(c.p_value), seeds(c, "+.2f"), c.verdict)
+        rows = [(c.statement, c.derived_from, _fmt(c.value, "+.3f"), fmt_p(c.p_value), seeds(c, "+.2f"), c.verdict)
                 for c in of("derived")]
         lines += _block(("derived claim", "follows from", "value", "p", "per seed", "verdict"), rows,
                         (width, 36, 6, 7, 30, 12))
