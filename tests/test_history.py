@@ -8,15 +8,17 @@ def history(key="k0", status="finished", seconds=1.0, evals=((0, 4.0), (10, 2.0)
     return {"key": key, "status": status, "seconds": seconds, "evals": [{"step": s, "gc": v} for s, v in evals]}
 
 
-def test_series_is_the_steps_and_the_values_with_nan_where_a_metric_is_missing():
+def test_series_is_the_integer_steps_and_the_values_with_nan_where_a_metric_is_missing():
     h = history()
     h["evals"][1]["nc_train"] = 0.5
     steps, values = series(h, "gc")
     np.testing.assert_array_equal(steps, [0, 10, 20])
     np.testing.assert_array_equal(values, [4.0, 2.0, 1.0])
-    assert steps.dtype == float and values.dtype == float
+    assert steps.dtype == np.int64 and values.dtype == float  # steps count SGD updates: integers (issue 31)
+    assert steps.tolist() == [0, 10, 20] and all(type(s) is int for s in steps.tolist())  # ints in a figure's JSON
     np.testing.assert_array_equal(series(h, "nc_train")[1], [np.nan, 0.5, np.nan])
     assert [len(a) for a in series(history(evals=()), "gc")] == [0, 0]
+    assert series(history(evals=()), "gc")[0].dtype == np.int64
 
 
 def test_final_is_the_last_value_and_nan_for_a_diverged_or_empty_run_or_a_missing_metric():

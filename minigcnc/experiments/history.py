@@ -8,9 +8,10 @@ import numpy as onp
 
 
 def series(history, metric):
-    """(steps, values) of ``metric`` over the evaluations of one run (NaN where missing)."""
+    """(steps, values) of ``metric`` over the evaluations of one run: the steps as integers (int64), the values
+    as floats (NaN where missing)."""
     evals = history["evals"]
-    steps = onp.array([e["step"] for e in evals], dtype=float)
+    steps = onp.array([int(e["step"]) for e in evals], dtype=onp.int64)
     vals = onp.array([e.get(metric, float("nan")) for e in evals], dtype=float)
     return steps, vals
 
