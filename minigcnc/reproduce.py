@@ -9,7 +9,8 @@ Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, F
 Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), NC at three levels on Figure 4's
 runs (``figure_nc_levels``, which trains nothing), the VGG/convnet appendix (``figure_mnist``) and the per-layer
 figure (``figure_layers``), each by its own ``main([...])`` with ``--scale``, ``--out``, ``--jobs``, ``--cache``,
-``--seeds`` and ``--quiet`` passed through. ``--only NAME ...`` picks some of them.
+``--seeds``, ``--quiet`` and ``--yes`` passed through (a figure estimated at over an hour of training asks first,
+or without a terminal stops, unless ``--yes``). ``--only NAME ...`` picks some of them.
 
 Where: ``--out DIR``; by default ``figures/`` (the committed reference figures and ``REPORT.md``) at laptop
 scale only, and the git-ignored ``results/`` at any other scale, so a smoke run never overwrites the committed
@@ -57,6 +58,8 @@ def parser():
                    "as for the figure commands)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per figure (default: each figure's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--yes", action="store_true", help="every figure goes on without asking when its training is "
+                   "estimated over an hour (without a terminal such a figure stops otherwise)")
     return p
 
 
@@ -68,6 +71,8 @@ def figure_argv(args, extra):
         argv += ["--seeds", str(args.seeds)]
     if args.quiet:
         argv.append("--quiet")
+    if getattr(args, "yes", False):
+        argv.append("--yes")
     return argv
 
 

@@ -48,7 +48,8 @@ NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "e
                       "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
                       "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
                       "experiments/grid.py", "experiments/progress.py", "experiments/dask_runner.py",
-                      "experiments/presets.py", "experiments/power.py", "registry.py", "startup.py")
+                      "experiments/presets.py", "experiments/power.py", "experiments/estimate.py", "registry.py",
+                      "startup.py")
 
 
 def result_modules(root=None):

@@ -2,15 +2,17 @@
 
     python -m minigcnc.figureN [--scale tiny|laptop|paper] [--seeds N] [--jobs N] [--fresh] [--out DIR]
                                [--cache DIR] [--backend numpy|cupy] [--data-root DIR] [--quiet] [--dask ADDRESS]
+                               [--yes]
 
 - ``figure_parser(prog, doc, epilog=None)``: the shared options; ``parse(parser, argv)`` parses and checks them
   (``--jobs`` at least 1, ``--seeds`` at least 1, ``--out`` and cache folders that can be written, a ``--dask``
   address of the accepted forms) so that a mistake ends the command with one line before anything trains. The
   cache is ``--cache``, else ``$MINIGCNC_CACHE``, else ``~/.cache/minigcnc``: ``--out`` moves only the PNG and JSON.
 - ``run_sweep(name, args, configs)``: checks every field of every config (``config.check_configs``) and loads
-  the backends, says how many runs come from the cache and how many will train and where the cache is, then
-  runs them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was
-  kept and that the same command resumes.
+  the backends, says how many runs come from the cache and how many will train and where the cache is, asks
+  before training estimated over an hour (``estimate.confirm``: ``--yes`` goes on without asking), then runs
+  them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was kept
+  and that the same command resumes.
 - ``write_figure(...)``: the common end of every figure: the claims judged as one family (q-values), the PNG,
   the JSON (claims, versions, wall time) and the claim table on stdout.
 
@@ -57,11 +59,12 @@ def figure_parser(prog, description, epilog=None):
                    help="result cache (default: $MINIGCNC_CACHE, else ~/.cache/minigcnc; --out does not move it; "
                         "python -m minigcnc.experiments.cache --info or --prune describes or prunes it)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None, help="array backend (default: numpy; cupy at paper scale)")
-    p.add_argument("--data-root", default=None, help="folder with local dataset files (CIFAR, MNIST) for paper scale")
+    p.add_argument("--data-root", default=None, help="folder with local dataset files (CIFAR, MNIST)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run the sweep on Dask: 'local[:N]' starts N workers here, 'tcp://host:port' uses a running "
                         "scheduler (needs the dask extra)")
+    p.add_argument("--yes", action="store_true", help="no question when training is estimated over an hour")
     return p
 
 
@@ -165,6 +168,8 @@ def run_sweep(name, args, configs):
     Before any run trains: every field of every config is checked (a bad one ends the command with one line
     naming the field, the value, what is accepted and the fix), the backends are loaded once (CuPy missing ends
     the command with its message) and a line says how many runs come from the cache and how many will train.
+    Training estimated over an hour is said, with how to go faster, and asked about (``estimate.confirm``; with
+    ``--yes`` it goes on, with no terminal and no ``--yes`` the command ends with one line naming ``--yes``).
     A dataset file not on disk ends the command with a message naming ``--data-root``; Ctrl-C, SIGTERM or
     SIGHUP with one line saying what was kept (the workers are stopped too).
     """
@@ -188,6 +193,14 @@ def run_sweep(name, args, configs):
     print(f"{name}: scale={args.scale}, {len(cached) + len(left)} runs: {len(cached)} from the cache, "
           f"{len(left)} to train" + (f" ({resuming} resuming from their last checkpoint)" if resuming else "")
           + f"; cache {cache}", file=sys.stderr)
+    try:  # over an hour of training: said, with how to go faster, and asked (``estimate``), before anything trains
+        from .estimate import confirm
+
+        confirm(name, args, configs, left)
+    except FileNotFoundError as e:
+        raise SystemExit(missing_file(name, e)) from None
+    except ValueError as e:  # a run its data cannot train (``sweep.check_feasible``)
+        raise SystemExit(f"{name}: {' '.join(str(e).split())}") from None
     from .dask_runner import DaskLost
     from .sweep import WorkerDied
 
@@ -196,7 +209,7 @@ def run_sweep(name, args, configs):
         return run_many(configs, cache, jobs=args.jobs, fresh=args.fresh, progress=not args.quiet, dask=args.dask,
                         plan=plan)
     except FileNotFoundError as e:
-        raise SystemExit(f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{e}") from None
+        raise SystemExit(missing_file(name, e)) from None
     except KeyboardInterrupt:
         raise Interrupted("\n" + interrupted_message(name, configs, cache) + remote_note(args)) from None
     except (WorkerDied, DaskLost) as e:
@@ -214,6 +227,11 @@ def run_sweep(name, args, configs):
                                               and "more kept" not in so_far else f" {so_far}")) from None
     finally:
         _PHASE["now"] = "drawing"
+
+
+def missing_file(name, error):
+    """The message a figure ends with when a dataset file is not on disk."""
+    return f"{name}: a dataset file is missing (give its folder with --data-root DIR).\n{error}"
 
 
 def remote_note(args):
