@@ -231,3 +231,17 @@ def test_the_training_history(summary):
     assert history[-1]["gcol"] < history[0]["gcol"]
     assert history[-1]["ncc_test_error"] < history[0]["ncc_test_error"]
     assert history[-1]["gc"] == pytest.approx(summary["gc"]) and history[0]["gc"] == pytest.approx(summary["gc_untrained"])
+
+
+def test_the_transfer_section(summary):
+    """Section 15 (issue 31 item 6): two runs on digits 0-4, measured on digits 5-9; what its text says."""
+    t = summary["transfer"]
+    assert set(t) == {"untrained", "lr=0.02", "lr=0.2"}
+    for name in ("lr=0.02", "lr=0.2"):
+        assert not t[name]["diverged"] and t[name]["steps"] == 300
+        assert t[name]["target_nc"] < t["untrained"]["target_nc"]  # training on 0-4 collapses 5-9 too
+        assert t[name]["fewshot5"] > t["untrained"]["fewshot5"] + 2 * t[name]["ci95"]  # and helps 5-shot
+    assert t["lr=0.2"]["gc"] < t["lr=0.02"]["gc"] and t["lr=0.2"]["target_nc"] < t["lr=0.02"]["target_nc"]
+    gap = abs(t["lr=0.2"]["fewshot5"] - t["lr=0.02"]["fewshot5"])
+    assert gap < max(t["lr=0.2"]["ci95"], t["lr=0.02"]["ci95"])  # "within each other's intervals"
+    assert all(0.2 < row["fewshot5"] <= 1.0 for row in t.values())  # above chance (5-way)
