@@ -112,8 +112,10 @@ def _arrays(params):
 
 
 def forward_macs(config):
-    """{"dense", "conv": multiply-adds of one image's forward pass by kind, "layers", "embed_dim"} of ``config``'s
-    model (built once per architecture, no data loaded)."""
+    """Multiply-adds of one image's forward pass through ``config``'s model, by kind of layer.
+
+    {"dense", "conv": multiply-adds, "layers": the body's layers and the head, "embed_dim"}; the model is built
+    once per architecture, no data are loaded."""
     shape, k, _, _ = dataset_size(config.dataset)
     k = len(config.classes) or k
     return _macs(config.model, tuple(config.hidden), tuple(config.channels), float(config.width), config.activation,
@@ -158,8 +160,9 @@ def run_macs(config):
 
 @lru_cache(maxsize=4)
 def host_rate(dtype):
-    """Multiply-adds per second of a ``dtype`` matrix product on one BLAS thread here: the best of five bursts of
-    20 ms (the best, so that a moment of load beside it does not make every run look slower)."""
+    """Multiply-adds per second of a ``dtype`` matrix product on one BLAS thread here, measured once per process.
+
+    The best of five bursts of 20 ms, so that a moment of load beside it does not make every run look slower."""
     import numpy as onp
 
     from ..threads import blas_limit
@@ -196,8 +199,10 @@ def run_seconds(config, rate=None):
 
 
 def sweep_seconds(configs, jobs=1, cores=None, rate=None):
-    """Estimated wall seconds to train ``configs`` with ``jobs`` runs at once on ``cores`` cores (default: this
-    machine's); ``rate`` as for ``run_seconds``. On CuPy the runs share one GPU, one after another."""
+    """Estimated wall seconds to train ``configs``, ``jobs`` runs at once (NumPy) or one after another (CuPy).
+
+    ``cores``: the machine's (default: this one's); ``rate`` as for ``run_seconds``. On CuPy the runs share one
+    GPU."""
     configs = list(configs)
     if not configs:
         return 0.0
@@ -258,9 +263,11 @@ def _parallel(args):
 
 
 def confirm(name, args, configs, todo, stdin=None):
-    """Before ``todo`` (the runs of ``configs`` left to train) start: say the estimate and ask when it is over
-    ``LIMIT_S`` (see the module docstring). Returns the estimate in seconds (None: no estimate, a remote
-    cluster); raises SystemExit with one line when the command is not to go on."""
+    """Say the estimate of the runs ``todo`` before they train, and ask first when it is over ``LIMIT_S``.
+
+    ``todo``: the runs of ``configs`` left to train; see the module docstring for --yes and no terminal. Returns
+    the estimate in seconds (None: none made, or short at a slow core's speed, or a remote cluster); raises
+    SystemExit with one line when the command is not to go on."""
     todo = list(todo)
     jobs = _parallel(args)
     if not todo or jobs is None:

@@ -8,8 +8,7 @@ import numpy as onp
 
 
 def series(history, metric):
-    """(steps, values) of ``metric`` over the evaluations of one run: the steps as integers (int64), the values
-    as floats (NaN where missing)."""
+    """(steps, values) of ``metric`` over the evaluations of one run: int64 steps, float values (NaN if missing)."""
     evals = history["evals"]
     steps = onp.array([int(e["step"]) for e in evals], dtype=onp.int64)
     vals = onp.array([e.get(metric, float("nan")) for e in evals], dtype=float)
