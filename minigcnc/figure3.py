@@ -41,12 +41,13 @@ from .experiments.config import with_options
 from .experiments.driver import model_title, runs_epilog
 from .experiments.history import final, series
 from .experiments.power import tracking_power
-from .experiments.presets import SWEEP_GRIDS, sweep_base
+from .experiments.presets import FLATNESS_EXTRAS, MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base
 
 NAME = "figure3"
 SEEDS = {"tiny": 2, "laptop": 3, "paper": 3}
 TINY_CLASSES = (0, 1, 2, 3, 4)  # at tiny scale five classes, so the plumbing check takes seconds (k - 1 halfspaces
 # per class in each sharp-bound SDP)
+TINY = {"classes": TINY_CLASSES, "extras": MOMENT_EXTRAS + FLATNESS_EXTRAS}  # the tiny runs' changes
 ERROR = "ncc_test_error_balanced"  # the class-averaged NCC test error: what every bound bounds
 CONTROL = ("head_test_error", "the classifier head's test error (1 - test accuracy)")
 YARDSTICK = ("nc_test", "test NC (CDNV of the test embeddings)")
@@ -86,7 +87,7 @@ SHORT = {ERROR: "NCC test error", "ncc_test_error_cp_upper": "Clopper-Pearson up
 
 def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
     """(digits base RunConfig, {field: values}: Figure 1's lr and batch-size sweeps, seeds) at ``scale``."""
-    base = with_options(sweep_base(scale, **({"classes": TINY_CLASSES} if scale == "tiny" else {})), scale, backend,
+    base = with_options(sweep_base(scale, **(TINY if scale == "tiny" else {})), scale, backend,
                         data_root)
     grid = {f: SWEEP_GRIDS[scale][f] for f in ("lr", "batch_size")}
     return base, grid, list(range(seeds or SEEDS[scale]))
@@ -96,7 +97,7 @@ def gaussian_base(scale, backend=None, data_root=None):
     """The base run on the Gaussian classes: the MLP of the scale's sweeps (the laptop one at paper scale), with
     the command line's backend (``data_root`` is passed on; the Gaussian classes need no files)."""
     base = sweep_base("tiny" if scale == "tiny" else "laptop", dataset="gaussians",
-                      **({"classes": TINY_CLASSES} if scale == "tiny" else {}))
+                      **(TINY if scale == "tiny" else {}))
     return with_options(base, scale, backend, data_root)
 
 

@@ -92,7 +92,7 @@ def test_a_figure_with_dask_local_end_to_end(tmp_path, capsys):
     pytest.importorskip("dask.distributed")
     from minigcnc import figure3
 
-    out = figure3.main(["--scale", "tiny", "--out", str(tmp_path), "--dask", "local:1", "--quiet"])
+    out = figure3.main(["--scale", "tiny", "--out", str(tmp_path), "--dask", "local:1", "--quiet", "--seeds", "1"])
     assert all(h["status"] == "finished" for h in out["histories"])
     import re
 

@@ -9,7 +9,8 @@ from minigcnc.registry import FIGURES
 
 def test_reproduce_writes_a_report_with_each_figures_claim_table_and_wall_time(tmp_path, capsys):
     out = tmp_path / "figs"
-    res = reproduce.main(["--scale", "tiny", "--out", str(out), "--jobs", "1", "--only", "figure3", "figure2"])
+    res = reproduce.main(["--scale", "tiny", "--out", str(out), "--jobs", "1", "--only", "figure3", "figure2",
+                          "--seeds", "1"])
     report = (out / "REPORT.md").read_text()
     assert res["report"] == str(out / "REPORT.md")
     assert [e["name"] for e in res["figures"]] == ["figure3", "figure2"]
@@ -45,7 +46,7 @@ def test_a_failing_figure_is_reported_and_the_others_still_run(tmp_path, monkeyp
 
     monkeypatch.setattr(figure2, "main", broken)
     res = reproduce.main(["--scale", "tiny", "--out", str(tmp_path), "--jobs", "1", "--only", "figure2", "figure3",
-                          "--quiet"])
+                          "--quiet", "--seeds", "1"])
     assert res["figures"][0]["error"] == "figure2: a dataset file is missing"
     assert "error" not in res["figures"][1]
     report = (tmp_path / "REPORT.md").read_text()
