@@ -301,7 +301,8 @@ def vacuity_lines(means):
     bounds = FINALS[2:]
     vac = [(lb, why) for m, lb, why in bounds if means[m] >= 1 - 1e-9]
     use = [lb for m, lb, _ in bounds if means[m] < 1 - 1e-9]
-    lines = ["  Vacuous (>= 1, so they say nothing about the error), and the step that makes each loose:"
+    lines = ["  Vacuous (>= 1, so they say nothing about the error), each with the steps it rests on (panel (e) shows "
+             "which step loses how much):"
              if vac else "  No bound is vacuous."]
     lines += [f"    {lb}: {why}" for lb, why in vac]
     lines.append(("  Non-vacuous: " + "; ".join(use) + ".") if use else "  Every bound is vacuous.")
