@@ -81,11 +81,11 @@ def depth_rate_claim(statement, logs_per_seed, expected_sign, y_name, *, kind="c
                        kind=kind)
     value = float(onp.mean(used))
     p, method, p_min = C.permutation_test(zxs, zys, n_perm=n_perm, seed=seed)
-    ci = C.t_interval(used, fisher=True)
+    ci = (float("nan"), float("nan"))  # the engine's rule for a mean of per-seed coefficients (claims.NO_SEED_CI)
     sign = expected_sign if expected_sign else 0
     verdict = C.verdict_of(value, used, p, sign, alpha, ci) if sign else "n/a"
     detail = (f"value = mean of {len(used)} per-seed Pearson coefficients over layers; p: layers shuffled within "
-              f"each seed, {method}; ci: 95% t-interval over seeds (Fisher z)")
+              f"each seed, {method}; {C.NO_SEED_CI}")
     if p_min >= alpha:
         detail += f"; underpowered: the smallest p here is {p_min:.3g}"
     if kind == "description":
