@@ -41,13 +41,13 @@ from .experiments.config import with_options
 from .experiments.driver import model_title, runs_epilog
 from .experiments.history import final, series
 from .experiments.power import tracking_power
-from .experiments.presets import FLATNESS_EXTRAS, MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base
+from .experiments.presets import AGOP_EXTRAS, FLATNESS_EXTRAS, MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base
 
 NAME = "figure3"
 SEEDS = {"tiny": 2, "laptop": 3, "paper": 3}
 TINY_CLASSES = (0, 1, 2, 3, 4)  # at tiny scale five classes, so the plumbing check takes seconds (k - 1 halfspaces
 # per class in each sharp-bound SDP)
-TINY = {"classes": TINY_CLASSES, "extras": MOMENT_EXTRAS + FLATNESS_EXTRAS}  # the tiny runs' changes
+TINY = {"classes": TINY_CLASSES, "extras": MOMENT_EXTRAS + FLATNESS_EXTRAS + AGOP_EXTRAS}  # the tiny runs' changes
 ERROR = "ncc_test_error_balanced"  # the class-averaged NCC test error: what every bound bounds
 CONTROL = ("head_test_error", "the classifier head's test error (1 - test accuracy)")
 YARDSTICK = ("nc_test", "test NC (CDNV of the test embeddings)")

@@ -104,6 +104,9 @@ def direct(model, params, data):
                                               rng=CONFIG.seed, classifier=classifier)
             out[f"fewshot{shots}{suffix}"], out[f"fewshot{shots}{suffix}_ci95"] = res.mean, res.ci95
     res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=5, shots=5, queries=15, n_episodes=EPISODES,
+                                      rng=CONFIG.seed, classifier="logreg", normalize=False)  # the raw-feature probe
+    out["fewshot5_logreg_raw"], out["fewshot5_logreg_raw_ci95"] = res.mean, res.ci95
+    res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=5, shots=5, queries=15, n_episodes=EPISODES,
                                       rng=CONFIG.seed, groups=data.target_groups)
     out["fewshot5_distinct"], out["fewshot5_distinct_ci95"] = res.mean, res.ci95
     return out
@@ -155,21 +158,23 @@ def test_a_metric_that_cannot_be_computed_is_nan_with_its_reason_and_the_run_goe
 
 def test_an_unknown_extra_is_refused_and_a_registered_one_is_recorded(run, monkeypatch):
     model, params, data, _ = run
-    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['flatness', 'gc_estimators', 'layers', 'moment_bounds'\]"):
+    with pytest.raises(ValueError, match=r"unknown extra metrics 'nope'; registered: \['agop', 'flatness', 'gc_estimators', 'layers', 'moment_bounds', 'moment_bounds_gc'\]"):
         measure.measure(model, params, data, extras=("nope",))
     monkeypatch.setitem(measure.EXTRAS, "mine", lambda model, params, data, seed, step: {"mine": float(seed + step)})
     assert measure.measure(model, params, data, seed=2, extras=("mine",), step=5)["mine"] == 7.0
 
 
+MOMENT_EXTRAS = ("moment_bounds", "moment_bounds_gc")
 MOMENT_KEYS = ("bound_sharp", "bound_sharp_class", "bound_sharp_gc", "bound_gc_weighted", "bound_sharp_gc_weighted",
-               "weighted_poincare_margin", "weighted_poincare_margin_min", "seconds_moment_bounds")
+               "weighted_poincare_margin", "weighted_poincare_margin_min", "seconds_moment_bounds",
+               "seconds_moment_bounds_gc")
 
 
 @pytest.fixture(scope="module")
 def gaussian_run():
     """(model, params, data) of an untrained tanh MLP (no dead units) on the synthetic Gaussian classes."""
     config = scale_base("tiny", dataset="gaussians", hidden=(16, 6), activation="tanh", eval_per_class=20,
-                        extras=("moment_bounds",), seed=1)
+                        extras=MOMENT_EXTRAS, seed=1)
     data = prepare_data(config)
     model = build_model(config, data.n_classes, data.input_shape)
     return model, model.init(config.seed, dtype="float64", backend="numpy"), data
@@ -177,7 +182,7 @@ def gaussian_run():
 
 def test_the_moment_bounds_extra_records_every_key_finite_and_the_sharp_bound_is_the_tightest(run, gaussian_run):
     for model, params, data in (run[:3], gaussian_run):
-        rec = measure.measure(model, params, data, extras=("moment_bounds",))
+        rec = measure.measure(model, params, data, extras=MOMENT_EXTRAS)
         assert "warnings" not in rec, rec["warnings"]
         assert all(np.all(np.isfinite(rec[k])) for k in MOMENT_KEYS)
         assert len(rec["bound_sharp_class"]) == len(rec["weighted_poincare_margin"]) == data.n_classes
@@ -196,7 +201,7 @@ def test_the_sharp_gc_bound_is_at_least_the_sharp_bound_when_the_poincare_step_h
     imply alone, so it is checked), the sharp bound only grows: bound_sharp_gc >= bound_sharp."""
     model, params, data = gaussian_run
     data = dataclasses.replace(data, rho=4.0 * data.rho)
-    rec = measure.measure(model, params, data, extras=("moment_bounds",))
+    rec = measure.measure(model, params, data, extras=MOMENT_EXTRAS)
     assert rec["poincare_margin_min"] >= 1
     JJ, _ = gc.class_jacobian_moments(model, params, data.X_eval_test, data.y_eval_test)
     Zte = to_numpy(model.embed(params, data.X_test))
@@ -206,9 +211,32 @@ def test_the_sharp_gc_bound_is_at_least_the_sharp_bound_when_the_poincare_step_h
     assert rec["bound_sharp_gc"] >= rec["bound_sharp"] - 1e-6
     # on Gaussian classes the weighted step uses the true Sigma_c: the same as rho_c E[J J^T] (Sigma_c = rho_c I)
     d0 = gaussian_run[2]
-    rec0 = measure.measure(model, params, d0, extras=("moment_bounds",))
+    rec0 = measure.measure(model, params, d0, extras=MOMENT_EXTRAS)
     assert rec0["bound_sharp_gc_weighted"] == pytest.approx(rec0["bound_sharp_gc"], rel=1e-6, abs=1e-8)
     assert rec0["weighted_poincare_margin"] == pytest.approx(rec0["poincare_margin"], rel=1e-9)
+
+
+def test_an_extra_at_the_ends_is_recorded_at_step_0_and_the_last_step_only(run, monkeypatch):
+    model, params, data, _ = run
+    monkeypatch.setitem(measure.EXTRAS, "ends", lambda model, params, data, seed, step: {"ends": float(step)})
+    monkeypatch.setattr(measure, "AT_ENDS", measure.AT_ENDS | {"ends"})
+    recorded = [measure.measure(model, params, data, extras=("ends",), step=s, last_step=200).get("ends")
+                for s in (0, 50, 200)]
+    assert recorded == [0.0, None, 200.0]
+    assert {"moment_bounds_gc", "agop"} <= measure.AT_ENDS and "moment_bounds" not in measure.AT_ENDS
+    with pytest.raises(ValueError, match="at must be one of"):
+        measure.register_extra("x", at="sometimes")
+
+
+def test_the_agop_extra_is_the_spectrum_of_gc_agop_whose_trace_is_the_gc(run):
+    model, params, data, _ = run
+    rec = measure.measure(model, params, data, extras=("agop",), step=0, last_step=10)
+    N = data.X_eval.shape[0]
+    sub = np.arange(0, N, max(1, N // measure.AGOP_IMAGES))[:measure.AGOP_IMAGES]
+    lam = np.sort(np.linalg.eigvalsh(gc.agop(model, params, data.X_eval[sub])))[::-1]
+    assert rec["agop_eigs"] == pytest.approx(lam[:measure.AGOP_EIGS], rel=1e-10, abs=1e-12)
+    assert rec["agop_trace"] == pytest.approx(gc.geometric_complexity(model, params, data.X_eval[sub]), rel=1e-9)
+    assert rec["agop_dirs90"] == gc.agop_directions(lam, 0.9)
 
 
 def test_the_flatness_extra_is_hutchinsons_trace_on_the_fixed_subset_with_the_runs_probes(run):

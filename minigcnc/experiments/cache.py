@@ -1,9 +1,10 @@
 """Where finished runs are kept, keyed by their config *and* the code that computes them.
 
 A run's file is ``<cache>/runs/<key>.json`` with ``key = config.key(code_hash())``: a hash of the fields that
-change the result and of the source of every module that can change it (``result_modules``: all of
-``minigcnc`` but the figure scripts, the benchmarks and the parts of the engine that only draw, judge, lay out
-or schedule; ``experiments/run.py``, the glue from a config to ``train.fit``, is one of them). Comments and
+change the result and of the source of every module that can change it (``result_modules``: ``experiments/run.py``,
+the glue from a config to ``train.fit``, and every module its ``train_run`` imports, directly or not; derived
+from the imports, so the figure scripts, the benchmarks and the parts of the engine that only draw, judge, lay
+out or schedule are outside it because no run imports them). Comments and
 docstrings are not part of the hash (it is taken over the parsed code), so editing a comment retrains
 nothing, while editing a line of ``gc.py`` or ``train.py`` retrains every run.
 
@@ -42,27 +43,47 @@ from pathlib import Path
 from ..checks import write_atomically
 
 PACKAGE = Path(__file__).resolve().parents[1]
-# modules (relative to the package) whose code cannot change a run's numbers: they draw, judge, lay out,
-# schedule or time
-NOT_RESULT_MODULES = ("__init__.py", "__main__.py", "reproduce.py", "bench/", "experiments/cli.py",
-                      "experiments/claims.py", "experiments/plotting.py", "experiments/driver.py",
-                      "experiments/history.py", "experiments/cache.py", "experiments/sweep.py",
-                      "experiments/grid.py", "experiments/progress.py", "experiments/dask_runner.py",
-                      "experiments/presets.py", "experiments/power.py", "experiments/estimate.py", "registry.py",
-                      "startup.py")
+RESULT_ROOT = ("experiments/run.py", "train_run")  # the function that turns a config into a run's numbers
 
 
 def result_modules(root=None):
     """The package's source files that can change a run's result, sorted (paths relative to the package
-    folder ``root``, by default this package)."""
+    folder ``root``, by default this package).
+
+    Derived, not listed: ``experiments/run.py`` and every module that ``run.train_run`` imports, with
+    everything those import in turn (module-level and function-level relative imports alike). The modules
+    that ``run.py`` imports only to schedule or store runs (``cache.py``, ``dask_runner.py``) are outside it,
+    as are the figure scripts, the claims engine, the plotting and the benchmarks, which no run imports."""
     root = Path(root) if root else PACKAGE
-    out = []
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith("figure") or any(rel == m or (m.endswith("/") and rel.startswith(m))
-                                           for m in NOT_RESULT_MODULES):
+    module, function = RESULT_ROOT
+    tree = ast.parse((root / module).read_text())
+    body = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function)
+    todo = sorted(_relative_imports(root, module, body))
+    seen = {module}
+    while todo:
+        rel = todo.pop()
+        if rel not in seen:
+            seen.add(rel)
+            todo.extend(sorted(_relative_imports(root, rel, ast.parse((root / rel).read_text())) - seen))
+    return sorted(seen)
+
+
+def _relative_imports(root, rel, tree):
+    """The package files (relative to ``root``) that the relative imports anywhere under ``tree`` name, for a
+    module at ``rel``: ``from .x import y`` names x.py (or x/__init__.py) and, when y is a module, x/y.py."""
+    out = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ImportFrom) and node.level > 0):
             continue
-        out.append(rel)
+        base = Path(rel).parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        parts = base / Path(*node.module.split(".")) if node.module else base
+        names = ([parts] if node.module else []) + [parts / a.name for a in node.names]
+        for name in names:
+            for f in (name.with_suffix(".py"), name / "__init__.py"):
+                if (root / f).is_file():
+                    out.add(f.as_posix())
     return out
 
 

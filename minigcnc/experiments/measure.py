@@ -27,15 +27,18 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 - with target classes: ``target_nc`` (CDNV of the frozen embedding on unseen classes) and few-shot NCC
   accuracy (raw features) ``fewshot5`` / ``fewshot1`` with their 95% intervals; with ``probe=True`` also the
   accuracy of a logistic-regression probe fitted per episode on L2-normalized features, ``fewshot5_logreg`` /
-  ``fewshot1_logreg`` (and ``_ci95``); when the target classes come in groups (``RunData.target_groups``: the
+  ``fewshot1_logreg`` (and ``_ci95``) and the same 5-shot probe on the raw features, ``fewshot5_logreg_raw``
+  (and ``_ci95``; the same episodes); when the target classes come in groups (``RunData.target_groups``: the
   digit of each rotated-digit class) also ``fewshot5_distinct`` (and ``_ci95``), 5-shot NCC accuracy on
   episodes whose 5 classes are of 5 different groups.
 
-Extra groups (``RunConfig(extras=(name,))``): ``"gc_estimators"`` (Figure 2: ``gc_<method>_<level>`` and
+Extra groups (``RunConfig(extras=(name,))``), recorded at every evaluation unless marked "ends" (the first and
+the last only, ``register_extra(at="ends")``): ``"gc_estimators"`` (Figure 2: ``gc_<method>_<level>`` and
 ``seconds_*``), ``"flatness"`` (the Hessian trace, ``flatness``), ``"layers"`` (per-layer metrics and the AGOP,
-``layers``) and ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``,
-``bound_sharp_gc``, ``bound_gc_weighted``, ``bound_sharp_gc_weighted``, ``weighted_poincare_margin``,
-``weighted_poincare_margin_min``, ``seconds_moment_bounds``).
+``layers``), ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``), ends:
+``"moment_bounds_gc"`` (``moment_bounds_gc``: ``bound_sharp_gc``, ``bound_gc_weighted``,
+``bound_sharp_gc_weighted``, ``weighted_poincare_margin``, ``weighted_poincare_margin_min``) and ends:
+``"agop"`` (``agop``: the embedding's AGOP spectrum).
 
 A metric that cannot be computed (e.g. coincident class means in a dead network) is recorded as NaN with
 the reason under ``warnings``; it never stops the run.
@@ -80,9 +83,11 @@ def ncc_cp_upper(Z, y, means, confidence=0.95):
 
 
 EXTRAS = {}  # name -> fn(model, params, data, seed, step) -> dict of extra metrics (see ``register_extra``)
+AT_ENDS = set()  # names of the extras recorded at a run's first and last evaluation only
+SCHEDULES = ("every", "ends")
 
 
-def register_extra(name):
+def register_extra(name, at="every"):
     """Decorator: make ``fn(model, params, data, seed, step) -> dict`` recordable by ``RunConfig(extras=(name,))``.
 
     A figure that needs more than the standard metrics (e.g. Figure 2's GC estimators) registers them in
@@ -90,25 +95,38 @@ def register_extra(name):
     own, registered in your script, work the same way: a sweep sends them to its parallel workers (joblib and
     Dask, ``sweep.own_extras``), and their code is part of the key of the runs that record them
     (``cache.extra_code``), so editing one recomputes those runs.
+
+    ``at``: ``"every"`` (default) records the group at every evaluation; ``"ends"`` only at the first (step 0)
+    and the last evaluation of a run (``measure(..., last_step=...)``), for a group too costly to record
+    throughout; its keys are absent from the other evaluations (``history.series`` reads them as NaN).
     """
+    if at not in SCHEDULES:
+        raise ValueError(f"at must be one of {SCHEDULES} (every evaluation, or the first and the last); got {at!r}")
 
     def deco(fn):
         EXTRAS[name] = fn
+        (AT_ENDS.add if at == "ends" else AT_ENDS.discard)(name)
         return fn
 
     return deco
 
 
-def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False, step=0):
-    """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``prepare.RunData``."""
+def _safe(warnings, name, fn, failed=float("nan")):
+    """``fn()``, or ``failed`` with ``"name: reason"`` appended to ``warnings`` when it raises a numerical error."""
+    try:
+        return fn()
+    except (ValueError, FloatingPointError, onp.linalg.LinAlgError) as e:
+        warnings.append(f"{name}: {e}")
+        return failed
+
+
+def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=False, step=0, last_step=None):
+    """All metrics of one checkpoint as a dict (see the module docstring). ``data`` is a ``prepare.RunData``;
+    ``last_step``: the run's last step, where the extras registered ``at="ends"`` are recorded besides step 0."""
     rec, warnings = {}, []
 
     def safe(name, fn):
-        try:
-            return fn()
-        except (ValueError, FloatingPointError, onp.linalg.LinAlgError) as e:
-            warnings.append(f"{name}: {e}")
-            return float("nan")
+        return _safe(warnings, name, fn)
 
     Ztr = embed_in_chunks(model, params, data.X_train)
     Zte = embed_in_chunks(model, params, data.X_test)
@@ -190,6 +208,11 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
                                                       classifier=classifier)
                     rec[f"fewshot{shots}{suffix}"] = float(res.mean)
                     rec[f"fewshot{shots}{suffix}_ci95"] = float(res.ci95)
+            if probe:  # the probe on the raw features, the same episodes (Figure 4's sensitivity to the choice)
+                res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=min(5, data.n_target_classes), shots=5,
+                                                  queries=15, n_episodes=fewshot_episodes, rng=seed,
+                                                  classifier="logreg", normalize=False)
+                rec["fewshot5_logreg_raw"], rec["fewshot5_logreg_raw_ci95"] = float(res.mean), float(res.ci95)
             if data.target_groups is not None:  # rotated digits: episodes of 5 classes of 5 different digits
                 res = fewshot.evaluate_embeddings(Zt, data.y_target, ways=min(5, len(set(data.target_groups))),
                                                   shots=5, queries=15, n_episodes=fewshot_episodes, rng=seed,
@@ -198,6 +221,8 @@ def measure(model, params, data, fewshot_episodes=0, seed=0, extras=(), probe=Fa
     for name in extras:
         if name not in EXTRAS:
             raise ValueError(f"unknown extra metrics {name!r}; registered: {sorted(EXTRAS)} (import the module that registers it)")
+        if name in AT_ENDS and step not in (0, last_step):
+            continue
         extra = dict(EXTRAS[name](model, params, data, seed, step))
         warnings.extend(extra.pop("warnings", []))
         rec.update(extra)
@@ -247,18 +272,46 @@ def gc_estimators(model, params, data, seed, step):
     return out
 
 
+def _embeddings_and_means(model, params, data):
+    """(train embeddings, test embeddings, train class means, test class means) on the host."""
+    Ztr = to_numpy(embed_in_chunks(model, params, data.X_train))
+    Zte = to_numpy(embed_in_chunks(model, params, data.X_test))
+    return Ztr, Zte, collapse.class_means(Ztr, data.y_train), collapse.class_means(Zte, data.y_test)
+
+
 @register_extra("moment_bounds")
 def moment_bounds(model, params, data, seed, step):
-    """The sharp (generalized Chebyshev) NCC bounds and the covariance-weighted GC bounds (Figure 3, issue 27;
-    docs/theory.md#f-the-sharp-moment-bound and #h-matrix-and-covariance-weighted-poincare-steps).
+    """The sharp (generalized Chebyshev) NCC bound at every evaluation (Figure 3, issue 27;
+    docs/theory.md#f-the-sharp-moment-bound): ``bounds.ncc_error_bound(kind="sharp")`` on the test embeddings,
+    centres mu_c the train class means, each class's test mean and covariance (all test images): the best bound
+    from those moments.
+
+    - ``bound_sharp`` (class-averaged) and ``bound_sharp_class`` (per class);
+    - ``seconds_moment_bounds``: wall seconds of this group (embeddings and SDP solves).
+
+    A bound that fails (e.g. a solver failure) is NaN with the reason under the record's ``warnings``.
+    """
+    t0 = time.perf_counter()
+    warnings = []
+    _, Zte, means, _ = _embeddings_and_means(model, params, data)
+    sharp = _safe(warnings, "bound_sharp", lambda: bounds.ncc_error_bound(
+        Zte, data.y_test, means=means, kind="sharp", labels=onp.arange(data.n_classes)), None)
+    out = {"bound_sharp": float("nan") if sharp is None else sharp.value,
+           "bound_sharp_class": [float("nan")] * len(means) if sharp is None else [float(v) for v in sharp.class_terms],
+           "seconds_moment_bounds": time.perf_counter() - t0}
+    return {**out, "warnings": warnings} if warnings else out
+
+
+@register_extra("moment_bounds_gc", at="ends")
+def moment_bounds_gc(model, params, data, seed, step):
+    """The GC forms of the moment bounds, at a run's first and last evaluation (Figure 3, issue 27;
+    docs/theory.md#h-matrix-and-covariance-weighted-poincare-steps).
 
     Centres mu_c: the train class means; m_c, Var_c: the test class means and variances (all test images);
     Jacobian moments ``E_c[J J^T]``, ``E_c[J Sigma_c J^T]`` (``gc.class_jacobian_moments``) on the fixed test
     evaluation subset, ``Sigma_c = F_c^T F_c`` from ``prepare.input_cov_factors(data)`` (exact for
     ``"gaussians"``, the sample covariance of the standardized training inputs otherwise), rho_c = ``data.rho``.
 
-    - ``bound_sharp``: ``bounds.ncc_error_bound(kind="sharp")`` on the test embeddings (per class
-      ``bound_sharp_class``): the best bound from each class's test mean and covariance;
     - ``bound_sharp_gc``: the sharp bound with ``S_c`` replaced by ``rho_c E_c[J J^T]`` (valid when the
       Poincare inequality holds with rho_c: then ``Cov_c <= rho_c E_c[J J^T]`` in the PSD order, and the bound
       increases with the covariance);
@@ -269,49 +322,30 @@ def moment_bounds(model, params, data, seed, step):
     - ``bound_sharp_gc_weighted``: the sharp bound with ``S_c`` replaced by ``E_c[J Sigma_c J^T]`` (same proviso);
     - ``weighted_poincare_margin`` per class ``E_c tr(J Sigma_c J^T) / Var_c`` on the test images (the weighted
       step holds on them when >= 1), ``weighted_poincare_margin_min`` its minimum;
-    - ``seconds_moment_bounds``: wall seconds of this group (embeddings, Jacobian moments, SDP solves).
-
-    A bound that fails (e.g. a solver failure) is NaN with the reason under the record's ``warnings``.
+    - ``seconds_moment_bounds_gc``: wall seconds of this group (embeddings, Jacobian moments, SDP solves).
     """
     t0 = time.perf_counter()
     out, warnings = {}, []
-
-    def safe(name, fn):
-        try:
-            return fn()
-        except (ValueError, FloatingPointError, onp.linalg.LinAlgError) as e:
-            warnings.append(f"{name}: {e}")
-            return None
-
-    Ztr = to_numpy(embed_in_chunks(model, params, data.X_train))
-    Zte = to_numpy(embed_in_chunks(model, params, data.X_test))
-    labels = onp.arange(data.n_classes)
-    means = collapse.class_means(Ztr, data.y_train)
-    test_means = collapse.class_means(Zte, data.y_test)
-    sharp = safe("bound_sharp", lambda: bounds.ncc_error_bound(Zte, data.y_test, means=means, kind="sharp",
-                                                               labels=labels))
-    out["bound_sharp"] = float("nan") if sharp is None else sharp.value
-    out["bound_sharp_class"] = [float("nan")] * len(means) if sharp is None else [float(v) for v in sharp.class_terms]
+    _, Zte, means, test_means = _embeddings_and_means(model, params, data)
     JJ, JSJ = gc.class_jacobian_moments(model, params, data.X_eval_test, data.y_eval_test,
                                         prepare.input_cov_factors(data))
     rho = onp.asarray(data.rho, dtype=onp.float64)
 
     def sharp_from(covs, name):
-        res = safe(name, lambda: bounds.ncc_error_bound_sharp_from_moments(test_means, covs, means))
+        res = _safe(warnings, name, lambda: bounds.ncc_error_bound_sharp_from_moments(test_means, covs, means), None)
         return float("nan") if res is None else res.value
 
     out["bound_sharp_gc"] = sharp_from(rho[:, None, None] * JJ, "bound_sharp_gc")
     weighted = onp.trace(JSJ, axis1=1, axis2=2)  # (k,): E_c tr(J Sigma_c J^T)
-    res = safe("bound_gc_weighted", lambda: bounds.capped(bounds.ncc_error_bound_gc(weighted, means, 1.0, test_means)))
+    res = _safe(warnings, "bound_gc_weighted",
+                lambda: bounds.capped(bounds.ncc_error_bound_gc(weighted, means, 1.0, test_means)), None)
     out["bound_gc_weighted"] = float("nan") if res is None else res.value
     out["bound_sharp_gc_weighted"] = sharp_from(JSJ, "bound_sharp_gc_weighted")
     margins = bounds.poincare_margins(weighted, collapse.class_variances(Zte, data.y_test), 1.0)
     out["weighted_poincare_margin"] = [float(v) for v in margins]
     out["weighted_poincare_margin_min"] = float(onp.min(margins))
-    out["seconds_moment_bounds"] = time.perf_counter() - t0
-    if warnings:
-        out["warnings"] = warnings
-    return out
+    out["seconds_moment_bounds_gc"] = time.perf_counter() - t0
+    return {**out, "warnings": warnings} if warnings else out
 
 
 FLATNESS_IMAGES = 1000  # training images of the Hessian trace, a subset fixed by FLATNESS_SUBSET_SEED
@@ -379,12 +413,26 @@ def layers(model, params, data, seed, step):
                                    y_target=data.y_target, fewshot_episodes=LAYER_FEWSHOT_EPISODES, seed=seed)
     out = {f"layer_{key}": [r[key] for r in recs] for key in
            ("cdnv", "nc1", "gc", "target_cdnv", "fewshot5", "fewshot5_ci95") if key in recs[0]}
+    out.update(agop_spectrum(model, params, data))
+    out["seconds_layers"] = time.perf_counter() - t0
+    return out
+
+
+def agop_spectrum(model, params, data):
+    """The embedding's AGOP on ``AGOP_IMAGES`` evaluation images (every (N // AGOP_IMAGES)-th of
+    ``data.X_eval``; ``gc.agop``): ``agop_eigs`` its ``AGOP_EIGS`` largest eigenvalues, ``agop_trace`` its trace
+    (the embedding's GC on those images), ``agop_dirs90`` how many eigenvalues carry 90% of the trace
+    (``gc.agop_directions``)."""
     N = data.X_eval.shape[0]
     sub = onp.arange(0, N, max(1, N // AGOP_IMAGES))[:AGOP_IMAGES]
     A = gc.agop(model, params, data.X_eval[get_xp(params[-1][0]).asarray(sub)])
     lam = onp.sort(onp.linalg.eigvalsh(A))[::-1]
-    out["agop_eigs"] = [float(v) for v in lam[:AGOP_EIGS]]
-    out["agop_trace"] = float(onp.trace(A))
-    out["agop_dirs90"] = gc.agop_directions(lam, 0.9)
-    out["seconds_layers"] = time.perf_counter() - t0
-    return out
+    return {"agop_eigs": [float(v) for v in lam[:AGOP_EIGS]], "agop_trace": float(onp.trace(A)),
+            "agop_dirs90": gc.agop_directions(lam, 0.9)}
+
+
+@register_extra("agop", at="ends")
+def agop(model, params, data, seed, step):
+    """The embedding's AGOP spectrum (``agop_spectrum``) at a run's first and last evaluation (issue 29; Figure 3's
+    runs): how many input directions carry the GC, at the start and the end of training."""
+    return agop_spectrum(model, params, data)

@@ -2,17 +2,19 @@
 
 - ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
 - ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
-  moment bounds (``measure.moment_bounds``) and the Hessian trace (``measure.flatness``, read by
-  ``figure_flatness``) at every evaluation. Figure 3 trains the learning-rate and
+  moment bounds (``measure.moment_bounds`` at every evaluation, ``moment_bounds_gc`` at the first and last), the
+  Hessian trace (``measure.flatness``, read by ``figure_flatness``) at every evaluation and the AGOP spectrum
+  (``measure.agop``) at the first and last. Figure 3 trains the learning-rate and
   batch-size sweeps of the same grids, so ``python -m minigcnc.reproduce`` trains those runs once for both.
 
-Not part of the code hash (``cache.NOT_RESULT_MODULES``): a preset only fills in a ``RunConfig``, and every
-field of a config is part of its own cache key.
+Not part of the code hash (no run imports it, ``cache.result_modules``): a preset only fills in a ``RunConfig``,
+and every field of a config is part of its own cache key.
 """
 from .config import scale_base
 
-MOMENT_EXTRAS = ("moment_bounds",)  # the extra metric group of the sharp and GC-form moment bounds
+MOMENT_EXTRAS = ("moment_bounds", "moment_bounds_gc")  # the sharp bound (every evaluation), its GC forms (ends)
 FLATNESS_EXTRAS = ("flatness",)  # the Hessian trace (measure.flatness; issue 29), read by figure_flatness
+AGOP_EXTRAS = ("agop",)  # the embedding's AGOP spectrum at the first and last evaluation (issue 29), Figure 3
 SWEEP_GRIDS = {  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
     "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
     "laptop": {"lr": (0.05, 0.1, 0.2, 0.3, 0.4), "batch_size": (512, 256, 128, 64, 32),
@@ -38,5 +40,5 @@ def sweep_base(scale, **changes):
 
     At tiny scale (a plumbing check on ten classes) only the Hessian trace: the moment bounds' SDPs would make
     it minutes instead of seconds; Figure 3, which reads them, asks for them on its five tiny classes."""
-    changes.setdefault("extras", (MOMENT_EXTRAS if scale != "tiny" else ()) + FLATNESS_EXTRAS)
+    changes.setdefault("extras", (MOMENT_EXTRAS if scale != "tiny" else ()) + FLATNESS_EXTRAS + AGOP_EXTRAS)
     return scale_base(scale, **changes)

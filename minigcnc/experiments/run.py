@@ -43,7 +43,8 @@ def train_run(config, checkpoint=None, progress=True):
               eval_every=config.eval_every, seed=config.seed, progress=progress, checkpoint=checkpoint,
               checkpoint_key=run_key(config),
               on_eval=lambda step, p: measure(model, p, data, config.fewshot_episodes, config.seed, tuple(config.extras),
-                                              probe=config.fewshot_probe, step=step),
+                                              probe=config.fewshot_probe, step=step,
+                                              last_step=config.steps),
               desc=f"{config.model} lr={config.lr:g} bs={config.batch_size} l2={config.l2:g} seed={config.seed}")
     return {
         "config": config.to_dict(), "key": run_key(config), "model": model.name,
