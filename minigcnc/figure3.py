@@ -77,6 +77,8 @@ DRAWN = [  # panel (a) and (c): (metric, colour, line style)
     ("bound_markov", "C2", "-"), ("bound_sharp_gc", "C0", "--"), ("bound_gc_weighted", "C4", "-"),
     ("bound_gc", "C0", "-"),
 ]
+AT_LAST = {"bound_sharp_gc", "bound_gc_weighted", "bound_sharp_gc_weighted"}  # recorded at the first and last
+# evaluation only (measure.moment_bounds_gc): drawn as a point at the end
 DATASETS = (("digits", "the digits"), ("gaussians", "Gaussian classes (exact rho)"))
 SHORT = {ERROR: "NCC test error", "ncc_test_error_cp_upper": "Clopper-Pearson upper (test set)",
          "bound_sharp": "sharp moment bound", "bound_directional_capped": "Cantelli, capped",
@@ -325,7 +327,7 @@ def tracking_lines(claims):
     return lines
 
 
-def print_finals(means_by_data, power, out=None, claims=()):
+def print_finals(means_by_data, power, out=None, claims=(), agop_runs=()):
     """The tracking verdicts beside the control, the final values (mean over runs) of every bound on both
     datasets, which are vacuous and why, and the power of the design."""
     for line in tracking_lines(list(claims)):
@@ -339,6 +341,8 @@ def print_finals(means_by_data, power, out=None, claims=()):
         if n in means_by_data:
             print(f"On {title}:", file=out)
             print("\n".join(vacuity_lines(means_by_data[n])), file=out)
+    for line in agop_lines(agop_runs):
+        print(line, file=out)
     (p, null, snr), (p_raw, null_raw, _) = power["trend removed"], power["trend kept"]
     print(f"Power of the tracking test in this design (simulated from its error curves): a tracker with the positive "
           f"control's signal-to-noise ({snr:.2f}) holds in {100 * p:.0f}% of draws, independent curves in "
@@ -350,7 +354,7 @@ def draw(layout, claims, title):
     """(a) digits: the error, its test-set yardstick and the bounds over training (log); (b) tracking with the
     shared trend removed: each config's GC bound against its own error; (c) levels across configs: final bound
     against final error per config; (d) as (a) on the Gaussian classes; (e) the final values on both datasets
-    side by side: which step loses how much."""
+    side by side: which step loses how much; (f) the AGOP spectrum at the start and the end (``draw_agop``)."""
     import matplotlib.pyplot as plt
 
     from .experiments.plotting import after_init, plot_band, style, sweep_colors
@@ -359,7 +363,7 @@ def draw(layout, claims, title):
     fig = plt.figure(figsize=(18, 10))
     grid = fig.add_gridspec(2, 3)
     ax_a, ax_b, ax_c = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[0, 2])
-    ax_d, ax_e = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
+    ax_d, ax_e, ax_f = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[1, 2])
     labels = {m: lb for m, lb, _ in FINALS}
     for ax, name, letter in ((ax_a, "digits", "a"), (ax_d, "gaussians", "d")):
         hs = after_init(flat_runs(layout[name]))
@@ -367,7 +371,10 @@ def draw(layout, claims, title):
         ax.text(0.99, 1.08, "1: a bound above this line says nothing", transform=ax.get_yaxis_transform(),
                 va="bottom", ha="right", fontsize=7, color="gray")
         for metric, color, ls in DRAWN:
-            plot_band(ax, hs, metric, color, label=labels[metric], ls=ls)
+            if metric in AT_LAST:
+                plot_last(ax, hs, metric, color, f"{labels[metric]} (last step only)")
+            else:
+                plot_band(ax, hs, metric, color, label=labels[metric], ls=ls)
         plot_band(ax, hs, ERROR, "C3", label=labels[ERROR], lw=2.2)
         ax.set_yscale("log")
         ax.set_xlabel("training iteration (the untrained network left off)")
@@ -420,10 +427,83 @@ def draw(layout, claims, title):
     ax_e.set_yticklabels([SHORT[m] for m in shown], fontsize=8)
     ax_e.set_xlabel("final value, mean over runs (log; 1 = says nothing)")
     ax_e.set_title("(e) final values on both datasets: which step loses how much")
-    ax_e.legend(fontsize=8, loc="center right")
+    ax_e.legend(fontsize=8, loc="upper right")
+    draw_agop(ax_f, layout["digits"], [label for label, _ in design_labels(layout)])
     fig.suptitle(f"Figure 3: {title}; lines = mean over runs, bands = min-max", y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
+
+
+def plot_last(ax, hs, metric, color, label):
+    """A metric recorded at the last evaluation only: its mean over runs at the last step, with the min-max bar."""
+    vals = onp.array([final(h, metric) for h in hs], dtype=float)
+    vals = vals[onp.isfinite(vals)]
+    if not len(vals):
+        return
+    step = max(int(series(h, metric)[0][-1]) for h in hs)
+    m = float(vals.mean())
+    ax.errorbar([step], [m], yerr=[[m - vals.min()], [vals.max() - m]], fmt="D", color=color, ms=5, capsize=3,
+                label=label)
+
+
+def design_labels(layout):
+    """[(label, per_seed)] of the digits configs, labelled by their lr and batch size."""
+    return [(f"lr={h[0]['config']['lr']:g} bs={h[0]['config']['batch_size']}", h) for h in layout["digits"] if h]
+
+
+def agop_rows(runs):
+    """Per config: (the runs' AGOP eigenvalue shares at step 0 and at the end, mean over seeds; the mean number
+    of directions carrying 90% of the GC at step 0 and at the end)."""
+    out = []
+    for per_seed in runs:
+        rows = {}
+        for which, idx in (("start", 0), ("end", -1)):
+            evals = [h["evals"][idx] for h in per_seed if h["evals"] and h["status"] == "finished"]
+            shares = [onp.cumsum(onp.clip(onp.asarray(e["agop_eigs"], float), 0, None)) / e["agop_trace"]
+                      for e in evals if e.get("agop_eigs") and e.get("agop_trace")]
+            dirs = [e["agop_dirs90"] for e in evals if e.get("agop_dirs90") is not None]
+            n = min((len(v) for v in shares), default=0)
+            rows[which] = (onp.mean([v[:n] for v in shares], axis=0) if shares else onp.array([]),
+                           float(onp.mean(dirs)) if dirs else float("nan"))
+        out.append(rows)
+    return out
+
+
+def draw_agop(ax, runs, labels):
+    """(f) the embedding's AGOP spectrum (trace = GC) at the start and the end of every digits config: the
+    share of the GC carried by the largest eigen-directions, mean over seeds."""
+    from .experiments.plotting import sweep_colors
+
+    rows = agop_rows(runs)
+    if rows and len(rows[0]["start"][0]):  # every config starts from the same networks (one init per seed)
+        share, dirs = rows[0]["start"]
+        ax.plot(onp.arange(1, len(share) + 1), share, ":", color="0.3", lw=1.6,
+                label=f"step 0 (the same networks in every config): 90% in {dirs:.0f} dirs")
+    for row, label, color in zip(rows, labels, sweep_colors(len(runs), "plasma")):
+        share, dirs = row["end"]
+        if len(share):
+            ax.plot(onp.arange(1, len(share) + 1), share, "-", color=color, lw=1.2,
+                    label=f"{label}, end: 90% in {dirs:.0f} dirs")
+    ax.axhline(0.9, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("AGOP eigen-directions, largest first (log)")
+    ax.set_ylabel("share of the embedding's GC carried")
+    ax.set_title("(f) digits: the AGOP spectrum (trace AGOP = GC) at step 0 and at the end, mean over seeds",
+                 fontsize=9)
+    ax.legend(fontsize=6, loc="lower right", ncol=1)
+
+
+def agop_lines(runs):
+    """A description: how many AGOP directions carry 90% of the GC at the start and at the end, per config."""
+    rows = agop_rows(runs)
+    if not rows or all(onp.isnan(r["end"][1]) for r in rows):
+        return []
+    starts = [r["start"][1] for r in rows]
+    ends = [r["end"][1] for r in rows]
+    return [f"AGOP (a description, not a test): 90% of the embedding's GC is carried by {onp.nanmin(starts):.0f}-"
+            f"{onp.nanmax(starts):.0f} input directions at step 0 and {onp.nanmin(ends):.0f}-{onp.nanmax(ends):.0f} at "
+            f"the end (digits configs, mean over seeds; panel (f))."]
 
 
 def summarize(layout):
@@ -456,11 +536,13 @@ def main(argv=None):
     png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
         "figure": NAME, "scale": args.scale, "design": {name: [label for label, _ in d[name]] for name, _ in DATASETS},
         "configs": [c.to_dict() for c in cfgs], "final_means": means,
+        "agop_dirs90": {label: {"start": rows["start"][1], "end": rows["end"][1]} for (label, _), rows in
+                        zip(design_labels(layout), agop_rows(layout["digits"]))},
         "power": {form: {"power": v[0], "false_holds": v[1], "control_snr": v[2], "draws": 200}
                   for form, v in power.items()},
         "runs": summarize(layout)}, claims, t0)
     summary = io.StringIO()
-    print_finals(means, power, out=summary, claims=claims)
+    print_finals(means, power, out=summary, claims=claims, agop_runs=layout["digits"])
     print(summary.getvalue(), end="")
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "final_means": means,
             "power": power, "summary": summary.getvalue().strip()}
