@@ -79,17 +79,18 @@ def _load_cupy():
         raise ValueError(
             "backend='cupy' needs CuPy, which is not installed. Install it with "
             "`pip install -e \".[gpu]\"` (cupy-cuda12x; \".[gpu-cuda13]\" for CUDA 13) on a machine with a CUDA GPU, "
-            "or use backend='numpy'."
+            "or use the NumPy backend (backend='numpy'; --backend numpy on the command line)."
         ) from e
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDA driver missing or broken
         raise ValueError(
             f"backend='cupy': CuPy is installed but no usable CUDA GPU was found ({e}). "
-            "Use backend='numpy' on this machine."
+            "Use the NumPy backend on this machine (backend='numpy'; --backend numpy on the command line)."
         ) from e
     if n < 1:
-        raise ValueError("backend='cupy': CuPy is installed but no CUDA GPU is present; use backend='numpy'.")
+        raise ValueError("backend='cupy': CuPy is installed but no CUDA GPU is present; use the NumPy backend "
+                         "(backend='numpy'; --backend numpy on the command line).")
     register_device("cupy", cupy.ndarray, cupy)
 
 
