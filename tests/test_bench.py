@@ -6,6 +6,8 @@ import pytest
 
 from minigcnc.bench.collapse import bench_collapse
 
+pytestmark = pytest.mark.bench  # the lab's checks: out of the default run (python -m pytest -m bench runs them)
+
 
 def test_bench_collapse_reports_cdnv_and_nc1_timings():
     rows = []
