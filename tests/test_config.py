@@ -114,3 +114,12 @@ def test_a_non_mlp_model_on_the_gaussian_vectors_is_refused_naming_the_dataset_a
     with pytest.raises(ValueError, match=r"dataset: 'gaussians' holds vectors .*use model='mlp'"):
         check_configs([TINY.replace(dataset="gaussians", model=model)])
     check_configs([TINY.replace(dataset="gaussians", model="mlp")])
+
+
+def test_the_sharp_bound_extras_are_refused_on_a_hundred_classes_before_any_work():
+    from minigcnc.experiments.config import check_config, scale_base
+
+    with pytest.raises(ValueError, match=r"too slow for the 100 classes of cifar100 .* pass classes="):
+        check_config(scale_base("laptop", dataset="cifar100", extras=("moment_bounds",)))
+    check_config(scale_base("laptop", dataset="cifar100", extras=("moment_bounds",), classes=tuple(range(10))))
+    check_config(scale_base("laptop", dataset="cifar100", extras=("flatness",)))

@@ -147,6 +147,10 @@ def _fix_of(field, i, configs, options):
     return f"; fix: set {field} to an accepted value in run {i + 1} of {n} (seed {configs[i].seed}) of the sweep"
 
 
+SHARP_EXTRAS = ("moment_bounds", "moment_bounds_gc")  # the extras that solve the sharp bound's SDPs
+SHARP_MAX_CLASSES = 20  # the most classes they are run on (each class: an SDP of k - 1 PSD blocks of size <= k)
+
+
 def _n_classes(dataset, target=False):
     """How many classes ``dataset`` has (``target``: as a pool of target classes), without loading it."""
     from .. import data
@@ -215,6 +219,16 @@ def field_checks(config):
                                  f"{'target ' if target else ''}classes of {dataset} (0..{n - 1}); got {v!r}")
         return check
 
+    def extras(v):
+        for x in sequence("extras", v):
+            checks.one_of("extras", x, tuple(EXTRAS))
+        k = len(config.classes) if config.classes else (_n_classes(config.dataset) if known else 0)
+        sharp = [x for x in v if x in SHARP_EXTRAS]
+        if sharp and k > SHARP_MAX_CLASSES:
+            raise ValueError(f"extras {sharp} solve k - 1 semidefinite blocks per class, too slow for the {k} "
+                             f"classes of {config.dataset} (at most {SHARP_MAX_CLASSES}); leave them out, or pass "
+                             f"classes= (at most {SHARP_MAX_CLASSES} labels)")
+
     known = config.dataset in data.DATASETS and config.target_dataset in ("",) + data.DATASETS
     target = config.target_dataset or config.dataset
     return [
@@ -238,7 +252,7 @@ def field_checks(config):
         ("eval_per_class", lambda v: checks.integer("eval_per_class", v, minimum=1)),
         ("fewshot_episodes", lambda v: checks.integer("fewshot_episodes", v, minimum=0)),
         ("fewshot_probe", lambda v: checks.one_of("fewshot_probe", v, (False, True))),
-        ("extras", lambda v: [checks.one_of("extras", x, tuple(EXTRAS)) for x in sequence("extras", v)]),
+        ("extras", extras),
         ("seed", lambda v: checks.integer("seed", v, minimum=0)),
         ("dtype", lambda v: checks.one_of("dtype", v, ("float32", "float64"))),
         ("backend", backend),
