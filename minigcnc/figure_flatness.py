@@ -34,7 +34,7 @@ from .experiments.presets import SWEEP_GRIDS, sweep_base
 NAME = "figure_flatness"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # Figure 1's (tests/test_figure_flatness.py checks the configs match)
 SIGNS = {"lr": (-1, "a larger learning rate"), "batch_size": (+1, "a smaller batch")}
-METRICS = [("hessian_trace", "tr H (training loss, Hutchinson)"), ("gc", "embedding GC")]
+METRICS = [("hessian_trace", "tr H (Hutchinson), start and end"), ("gc", "embedding GC")]
 
 
 def scale_setup(scale, *, seeds=None, backend=None, data_root=None):

@@ -196,3 +196,9 @@ def test_yes_is_an_option_of_every_figure_and_reproduce_hands_it_on(tmp_path):
     assert reproduce.figure_argv(args, [])[-1] == "--yes"
     assert "--yes" not in reproduce.figure_argv(reproduce.parser().parse_args(["--out", str(tmp_path)]), [])
     assert math.isfinite(estimate.LIMIT_S) and estimate.LIMIT_S == 3600
+
+
+def test_the_extras_recorded_at_the_ends_are_the_measure_modules():
+    from minigcnc.experiments import estimate, measure
+
+    assert estimate.AT_ENDS == measure.AT_ENDS

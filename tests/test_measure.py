@@ -223,7 +223,7 @@ def test_an_extra_at_the_ends_is_recorded_at_step_0_and_the_last_step_only(run, 
     recorded = [measure.measure(model, params, data, extras=("ends",), step=s, last_step=200).get("ends")
                 for s in (0, 50, 200)]
     assert recorded == [0.0, None, 200.0]
-    assert {"moment_bounds_gc", "agop"} <= measure.AT_ENDS and "moment_bounds" not in measure.AT_ENDS
+    assert {"moment_bounds_gc", "agop", "flatness"} <= measure.AT_ENDS and "moment_bounds" not in measure.AT_ENDS
     with pytest.raises(ValueError, match="at must be one of"):
         measure.register_extra("x", at="sometimes")
 
@@ -243,7 +243,7 @@ def test_the_flatness_extra_is_hutchinsons_trace_on_the_fixed_subset_with_the_ru
     from minigcnc import sharpness
 
     model, params, data, _ = run
-    rec = measure.measure(model, params, data, seed=3, extras=("flatness",), step=50)
+    rec = measure.measure(model, params, data, seed=3, extras=("flatness",), step=0, last_step=100)
     N = len(data.y_train)
     idx = np.sort(np.random.default_rng(measure.FLATNESS_SUBSET_SEED).choice(N, size=min(measure.FLATNESS_IMAGES, N),
                                                                             replace=False))
@@ -253,8 +253,10 @@ def test_the_flatness_extra_is_hutchinsons_trace_on_the_fixed_subset_with_the_ru
     assert rec["hessian_trace_se"] == pytest.approx(samples.std(ddof=1) / np.sqrt(len(samples)), rel=1e-12)
     assert rec["seconds_flatness"] > 0
     # the same probes at every evaluation of the run
-    assert measure.measure(model, params, data, seed=3, extras=("flatness",), step=100)["hessian_trace"] == \
-        rec["hessian_trace"]
+    assert measure.measure(model, params, data, seed=3, extras=("flatness",), step=100,
+                           last_step=100)["hessian_trace"] == rec["hessian_trace"]
+    assert "hessian_trace" not in measure.measure(model, params, data, seed=3, extras=("flatness",), step=50,
+                                                  last_step=100)  # recorded at the ends only
 
 
 def test_the_layers_extra_records_every_layer_and_its_last_layer_is_the_embedding(run):

@@ -54,8 +54,10 @@ DEVICE_RATE = {"float32": 2e12, "float64": 1e12}  # multiply-adds per second ass
 SLOW_HOST_RATE = 2e9  # a slow core: an estimate under the limit at this rate skips the measurement
 # an extra metric group's cost at one evaluation, in exact GCs of the training evaluation subset (measured at
 # laptop scale: gc_estimators +1.7 s, moment_bounds +1.5 s at p = 64 and +4.5 s at p = 256, beside 0.2-0.9 s each)
-EXTRA_GC_UNITS = {"gc_estimators": 8.0, "moment_bounds": 4.0, "layers": 2.0}  # any other (your own): 1
-EXTRA_FIXED_S = {"moment_bounds": 1.0}  # seconds beyond the arithmetic (its SDP solves)
+EXTRA_GC_UNITS = {"gc_estimators": 8.0, "moment_bounds": 0.5, "moment_bounds_gc": 4.0, "layers": 2.0,
+                  "agop": 1.0}  # any other (your own): 1
+EXTRA_FIXED_S = {"moment_bounds": 0.35, "moment_bounds_gc": 0.7}  # seconds beyond the arithmetic (SDP solves)
+AT_ENDS = {"moment_bounds_gc", "agop", "flatness"}  # recorded at a run's first and last evaluation only (measure.AT_ENDS)
 FLATNESS_PASSES = 48000  # the Hessian trace: 4 probes x 1000 images x ~12 forward passes (dense models only)
 PENALTY_FACTOR = {"hutchinson": lambda p: 3.0, "exact": lambda p: 1.0 + p / 4}
 PARALLEL_BLAS = 0.7  # the share of each added core a big step gains through BLAS threads
@@ -149,12 +151,13 @@ def run_macs(config):
     k = len(config.classes) or k_all
     evaluation = embedded * forward + gc_images * (m["embed_dim"] + 2 * k) * forward
     gc_unit = gc_images / 2 * m["embed_dim"] * forward  # one exact GC of the training evaluation subset
-    for name in config.extras:
-        if name == "flatness":
-            evaluation += 0 if m["conv"] else FLATNESS_PASSES * forward  # (not computed with convolutions)
-        else:
-            evaluation += EXTRA_GC_UNITS.get(name, 1.0) * gc_unit
     evals = config.steps // config.eval_every + 1 + (config.steps % config.eval_every > 0)
+    for name in config.extras:
+        share = min(1.0, 2 / evals) if name in AT_ENDS else 1.0  # recorded at the first and last evaluation only
+        if name == "flatness":
+            evaluation += 0 if m["conv"] else share * FLATNESS_PASSES * forward  # (not computed with convolutions)
+        else:
+            evaluation += share * EXTRA_GC_UNITS.get(name, 1.0) * gc_unit
     return step, evaluation, evals
 
 
@@ -194,7 +197,8 @@ def run_seconds(config, rate=None):
     seconds_per_mac = (m["dense"] / EFFICIENCY["dense"] + m["conv"] / EFFICIENCY["conv"]) / (total * rate)
     step, evaluation, evals = run_macs(config)
     overhead = config.steps * m["layers"] * STEP_OVERHEAD_S["host" if on_host else "device"]
-    overhead += evals * sum(EXTRA_FIXED_S.get(name, 0.0) for name in config.extras)
+    overhead += sum(EXTRA_FIXED_S.get(name, 0.0) * (min(2, evals) if name in AT_ENDS else evals)
+                    for name in config.extras)
     return (config.steps * step + evals * evaluation) * seconds_per_mac + overhead
 
 

@@ -34,7 +34,7 @@ lists) for one checkpoint. The quantities, with the module that computes each:
 
 Extra groups (``RunConfig(extras=(name,))``), recorded at every evaluation unless marked "ends" (the first and
 the last only, ``register_extra(at="ends")``): ``"gc_estimators"`` (Figure 2: ``gc_<method>_<level>`` and
-``seconds_*``), ``"flatness"`` (the Hessian trace, ``flatness``), ``"layers"`` (per-layer metrics and the AGOP,
+``seconds_*``), ends: ``"flatness"`` (the Hessian trace, ``flatness``), ``"layers"`` (per-layer metrics and the AGOP,
 ``layers``), ``"moment_bounds"`` (``moment_bounds``: ``bound_sharp``, ``bound_sharp_class``), ends:
 ``"moment_bounds_gc"`` (``moment_bounds_gc``: ``bound_sharp_gc``, ``bound_gc_weighted``,
 ``bound_sharp_gc_weighted``, ``weighted_poincare_margin``, ``weighted_poincare_margin_min``) and ends:
@@ -353,9 +353,10 @@ FLATNESS_SUBSET_SEED = 29
 FLATNESS_PROBES = 4  # Rademacher probes per evaluation
 
 
-@register_extra("flatness")
+@register_extra("flatness", at="ends")
 def flatness(model, params, data, seed, step):
-    """The trace of the training-loss Hessian (``sharpness.hessian_trace``, Hutchinson; issue 29).
+    """The trace of the training-loss Hessian (``sharpness.hessian_trace``, Hutchinson; issue 29), at a run's
+    first and last evaluation (the flatness of where training starts and ends).
 
     On ``FLATNESS_IMAGES`` training images (all if fewer; a subset fixed by ``FLATNESS_SUBSET_SEED``, the same in
     every run) with ``FLATNESS_PROBES`` Rademacher probes drawn from ``default_rng([seed, 29])``: the same probes

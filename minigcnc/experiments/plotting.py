@@ -64,8 +64,16 @@ def mean_band(histories, metric, band="minmax"):
 def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6, band="minmax"):
     """Draw the mean of ``metric`` over seeds with a band (``mean_band``); mark diverged runs with an x."""
     steps, m, lo, hi = mean_band(histories, metric, band)
-    if len(steps) == 0:
+    recorded = onp.isfinite(m)
+    if not recorded.any():
         return None
+    if not recorded.all():  # a metric recorded at some evaluations only (e.g. the first and last): those points,
+        # joined by a dotted line (nothing was measured between them), each with its band as a bar
+        steps, m, lo, hi = steps[recorded], m[recorded], lo[recorded], hi[recorded]
+        (line,) = ax.plot(steps, m, color=color, label=label, ls=":", marker=marker or "o", lw=lw, ms=4)
+        if len(histories) > 1:
+            ax.errorbar(steps, m, yerr=[m - lo, hi - m], fmt="none", ecolor=color, elinewidth=1.2, capsize=3)
+        return line
     (line,) = ax.plot(steps, m, color=color, label=label, ls=ls, marker=marker, lw=lw, ms=3)
     if len(histories) > 1:
         ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)

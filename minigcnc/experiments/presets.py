@@ -3,8 +3,8 @@
 - ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
 - ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
   moment bounds (``measure.moment_bounds`` at every evaluation, ``moment_bounds_gc`` at the first and last), the
-  Hessian trace (``measure.flatness``, read by ``figure_flatness``) at every evaluation and the AGOP spectrum
-  (``measure.agop``) at the first and last. Figure 3 trains the learning-rate and
+  Hessian trace (``measure.flatness``, read by ``figure_flatness``) and the AGOP spectrum (``measure.agop``) at
+  the first and last. Figure 3 trains the learning-rate and
   batch-size sweeps of the same grids, so ``python -m minigcnc.reproduce`` trains those runs once for both.
 
 Not part of the code hash (no run imports it, ``cache.result_modules``): a preset only fills in a ``RunConfig``,
