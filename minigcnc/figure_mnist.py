@@ -11,7 +11,9 @@ steps (the same three sweeps from one base run, the same panels, the same claim 
 ``experiments.driver``) with a convolutional model; only the scales differ, and the bands are the standard
 error of the mean over seeds.
 
-The runs and grids of each scale: the last lines of ``--help``. What the laptop run shows and why these
+At tiny and laptop scale every evaluation also records the trace of the training-loss Hessian (the ``flatness``
+extra, ``measure.flatness``; read by ``figure_flatness``); not at paper scale, whose GPU route of the Hessian is
+untested. The runs and grids of each scale: the last lines of ``--help``. What the laptop run shows and why these
 choices: docs/figures.md#figure_mnist.
 """
 import time
@@ -21,6 +23,7 @@ from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, dataset_and_model_options, draw_sweeps, model_title, print_finals,
                                  runs_epilog, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
+from .experiments.presets import FLATNESS_EXTRAS
 
 NAME = "figure_mnist"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
@@ -38,10 +41,10 @@ def scale_setup(scale, *, seeds=None, backend=None, data_root=None, dataset=None
     command line's backend, data root and (``dataset``, ``model``) in place of the scale's."""
     if scale == "tiny":
         base = scale_base("tiny", model="convnet", channels=(4, 8), hidden=(16,), steps=60, eval_every=30,
-                          eval_per_class=4)
+                          eval_per_class=4, extras=FLATNESS_EXTRAS)
     elif scale == "laptop":
         base = scale_base("laptop", model="convnet", channels=(8, 16), hidden=(64,), batch_size=64, l2=5e-4,
-                          steps=1000, eval_per_class=20)
+                          steps=1000, eval_per_class=20, extras=FLATNESS_EXTRAS)
     else:
         base = scale_base("paper", dataset="mnist", model="vgg11", steps=10000)
     base = with_options(base, scale, backend, data_root, dataset, model)
