@@ -56,7 +56,7 @@ SLOW_HOST_RATE = 2e9  # a slow core: an estimate under the limit at this rate sk
 # laptop scale: gc_estimators +1.7 s, moment_bounds +1.5 s at p = 64 and +4.5 s at p = 256, beside 0.2-0.9 s each)
 EXTRA_GC_UNITS = {"gc_estimators": 8.0, "moment_bounds": 4.0, "layers": 2.0}  # any other (your own): 1
 EXTRA_FIXED_S = {"moment_bounds": 1.0}  # seconds beyond the arithmetic (its SDP solves)
-FLATNESS_PASSES = 48000  # the Hessian trace: 4 probes x 1000 images x ~12 forward passes (dense models only)
+FLATNESS_PASSES = 48000  # the Hessian trace: 4 probes x 1000 images x ~12 forward passes
 PENALTY_FACTOR = {"hutchinson": lambda p: 3.0, "exact": lambda p: 1.0 + p / 4}
 PARALLEL_BLAS = 0.7  # the share of each added core a big step gains through BLAS threads
 PARALLEL_SLOWDOWN = 1.4  # runs trained side by side each take longer (shared memory bandwidth): measured 1.4
@@ -151,7 +151,7 @@ def run_macs(config):
     gc_unit = gc_images / 2 * m["embed_dim"] * forward  # one exact GC of the training evaluation subset
     for name in config.extras:
         if name == "flatness":
-            evaluation += 0 if m["conv"] else FLATNESS_PASSES * forward  # (not computed with convolutions)
+            evaluation += FLATNESS_PASSES * forward
         else:
             evaluation += EXTRA_GC_UNITS.get(name, 1.0) * gc_unit
     evals = config.steps // config.eval_every + 1 + (config.steps % config.eval_every > 0)
