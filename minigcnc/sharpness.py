@@ -32,8 +32,10 @@ KNOWN_KINDS = ("dense", "conv", "pool", "residual", "")  # the ``Layer.kind`` va
 
 
 def twice_differentiable(model):
-    """True when every body layer is one of ``minigcnc.layers`` (``kind`` in ``KNOWN_KINDS``): dense, convolution,
-    pooling, flattening and residual blocks, whose VJPs are ``ops`` primitives with VJPs of their own."""
+    """True when every body layer is of a ``minigcnc.layers`` kind (``KNOWN_KINDS``), which autograd differentiates twice.
+
+    Dense, convolution, pooling, flattening and residual layers: their VJPs are ``ops`` primitives with VJPs of
+    their own. A layer of another kind (made by hand) may not be, and is refused."""
     return all(layer.kind in KNOWN_KINDS for layer in model.layers)
 
 
