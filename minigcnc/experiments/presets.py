@@ -1,7 +1,8 @@
 """Runs that more than one figure trains, declared once (a figure never imports another figure).
 
-- ``APPENDIX_GRIDS``, ``APPENDIX_SEEDS`` and ``appendix_base(scale)``: the convnet appendix's sweeps, seeds (``figure_mnist``) and their base
-  run, which records the Hessian trace at tiny and laptop scale (read by ``figure_flatness`` too).
+- ``APPENDIX_GRIDS``, ``APPENDIX_SEEDS`` and ``appendix_base(scale)``: the convnet appendix's (``figure_mnist``)
+  sweeps, seeds and base run, which records the Hessian trace at tiny and laptop scale (read by
+  ``figure_flatness`` too).
 - ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
 - ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
   moment bounds (``measure.moment_bounds``) and the Hessian trace (``measure.flatness``, read by
