@@ -5,7 +5,8 @@
     python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run), into ./results
 
 Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the flatness of Figure
-1's runs (``figure_flatness``, which trains nothing), the GC-regularization appendix, Figure 4 (rotations) and
+1's runs and of the convnet appendix's (``figure_flatness``, which trains no run of its own: the appendix's runs
+train here, for ``figure_mnist`` later), the GC-regularization appendix, Figure 4 (rotations) and
 Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), NC at three levels on Figure 4's
 runs (``figure_nc_levels``, which trains nothing), the VGG/convnet appendix (``figure_mnist``) and the per-layer
 figure (``figure_layers``), each by its own ``main([...])`` with ``--scale``, ``--out``, ``--jobs``, ``--cache``,
