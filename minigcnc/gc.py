@@ -9,7 +9,7 @@ a discrete Dirichlet energy: the mean over samples of the plain sum of all squar
 division by p or D). ``target="embed"`` measures the embedding g (the penultimate features, the paper's GC);
 ``target="logits"`` measures the logits (Dherin et al.'s logit GC). Images are flattened: D = C*H*W.
 
-- ``reference_gc``: GC as the definition reads, from the full Jacobians (the tests' oracle);
+- ``reference_gc``: GC as the definition reads, by ``autograd.jacobian`` per sample (the tests' oracle);
 - ``geometric_complexity`` (float; ``gc_value`` keeps the device scalar): GC exactly, or one of the paper's
   unbiased estimators (sample subsets, Jacobian masks, output sampling, Hutchinson probes);
   ``gc_estimator_variance``: each estimator's exact variance.
@@ -26,6 +26,7 @@ Everything runs on the backend of ``params``, and autograd can differentiate the
 import math
 
 import numpy as onp
+from autograd import jacobian
 
 from . import checks, ops
 from .backend import get_xp, to_numpy
@@ -116,14 +117,14 @@ def _probes(rng, shape, dist, dtype, xp):
 # GC and its unbiased estimators
 # --------------------------------------------------------------------------------------------------
 def reference_gc(model, params, X, target="embed"):
-    """Return GC by its definition, plainly, as a float: the Jacobians J (N, q, D) of all samples at once
-    (``input_jacobian``), squared, summed over the output and input axes, averaged over the samples.
-
-    No passes, no savings: it holds the whole J (N x q x D values), so it is for small problems (tests, the
-    tutorial). ``geometric_complexity`` gives the same number, faster.
-    """
-    J = to_numpy(input_jacobian(model, params, X, target=target))  # (N, q, D)
-    return float(onp.mean(onp.sum(J ** 2, axis=(1, 2))))
+    """GC by its definition, as a float: per sample the full Jacobian by ``autograd.jacobian`` of the embedding
+    (or the logits), its squared Frobenius norm, the mean over samples. Independent of the pull-back engine
+    (``jacobians.py``); for small problems (tests, the tutorial). ``geometric_complexity`` is equal to it."""
+    check_target(target)
+    g = model.embed if target == "embed" else model.logits
+    f = lambda x: g(params, x[None], fused=False)[0]  # one sample x (D,) -> g(x) (p,) or (k,)
+    X = _checked_inputs(model, X).reshape(len(X), -1)
+    return float(onp.mean([onp.sum(to_numpy(jacobian(f)(x)) ** 2) for x in X]))
 
 
 def gc_value(model, params, X, *, method="exact", target="embed", rng=None, n=None, q=None, m=None, probes=None,
