@@ -169,7 +169,9 @@ SPEED_MODULES = ("fused", "fast_step", "jacobian_passes")
 DEFINITIONS = {
     "minigcnc.jacobians": ("forward", "at_embedding", "pull_back", "input_jacobian"),
     "minigcnc.gc": ("reference_gc",),
-    "minigcnc.train": ("l2_term", "batch_indices"),
+    "minigcnc.collapse": ("reference_cdnv",),
+    "minigcnc.fewshot": ("reference_episode_accuracy",),
+    "minigcnc.train": ("sgd_step", "l2_term", "batch_indices"),
 }
 
 
