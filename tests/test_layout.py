@@ -190,6 +190,25 @@ def test_the_teaching_path_names_no_speed_module():
     assert not bad, f"a definition must read without the speed modules ({', '.join(SPEED_MODULES)}): {bad}"
 
 
+REFERENCES = {"minigcnc.gc": "reference_gc", "minigcnc.collapse": "reference_cdnv", "minigcnc.train": "sgd_step",
+              "minigcnc.fewshot": "reference_episode_accuracy"}
+REFERENCE_LINES = 12  # a reference reads at a glance: its docstring and a few lines of autograd and NumPy
+
+
+def test_each_teaching_module_opens_with_its_short_reference():
+    bad = []
+    for module, name in REFERENCES.items():
+        tree = modules()[module][1]
+        public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+        if not public or public[0].name != name:
+            bad.append(f"{module}: first public function is {public[0].name if public else None}, not {name}")
+            continue
+        lines = public[0].end_lineno - public[0].lineno + 1
+        if lines > REFERENCE_LINES:
+            bad.append(f"{module}.{name} is {lines} lines (at most {REFERENCE_LINES})")
+    assert not bad, f"each teaching module opens with its reference, short: {bad}"
+
+
 def test_the_engine_imports_no_figure_module():
     bad = [f"{name} (line {line}) imports {target}" for name, edges in import_graph().items()
            if name.startswith("minigcnc.experiments") for target, line in edges.items() if is_figure(target)]
