@@ -48,6 +48,23 @@ def test_one_sgd_step_is_theta_minus_lr_times_the_gradient_of_loss_plus_l2(probl
     assert not np.allclose(tree_leaves(result.params)[0], tree_leaves(params)[0])  # it moved
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fit_steps_equal_the_reference_sgd_step_bit_for_bit(problem, momentum):
+    """fit's in-place fast step (fast_step.sgd_update) against ``train.sgd_step`` on autograd's gradient."""
+    from autograd import value_and_grad
+
+    model, params, X, y = problem
+    lr, l2, p, v, losses = 0.2, 0.01, params, None, []
+    v = [tuple(np.zeros_like(a) for a in layer) for layer in params] if momentum else None
+    for step in range(4):
+        loss, g = value_and_grad(objective_by_hand(model, X, y, step, 8, 3, l2))(p)
+        p, v = train.sgd_step(p, g, lr, momentum, v)
+        losses.append(float(loss))
+    result = fit(model, params, X, y, lr=lr, l2=l2, momentum=momentum, steps=4, seed=3)
+    assert_same_params(result.params, p)
+    assert result.losses == losses
+
+
 def test_momentum_accumulates_v_then_steps_theta_minus_lr_v(problem):
     model, params, X, y = problem
     lr, mu, l2 = 0.2, 0.9, 0.001
@@ -183,7 +200,9 @@ def test_divergence_mid_run_is_reported_with_step_and_lr_without_raising(problem
         result = fit(model, params, X, y, lr=1e30, steps=50)
     assert result.diverged
     assert 0 < result.step < 50 and len(result.losses) == result.step and np.all(np.isfinite(result.losses))
-    assert result.message.startswith(f"diverged at step {result.step + 1}: loss ") and "lr=1e+30" in result.message
+    # FitResult.step and the message name the same step: the last one applied (the next one's loss diverged)
+    assert result.message.startswith(f"diverged after step {result.step}: the loss of step {result.step + 1} is ")
+    assert "lr=1e+30" in result.message
     with np.errstate(over="ignore", invalid="ignore"):
         before = fit(model, params, X, y, lr=1e30, steps=result.step)
     assert_same_params(result.params, before.params)  # the parameters of the last finite step come back
@@ -195,7 +214,8 @@ def test_a_huge_but_finite_loss_counts_as_divergence(problem):
     with np.errstate(over="ignore", invalid="ignore"):
         result = fit(model, params, X, y, lr=1e10, steps=50)
     assert result.diverged and result.step < 50 and np.all(np.isfinite(result.losses))
-    assert f"diverged at step {result.step + 1}" in result.message and "lr=10000000000.0" in result.message
+    assert f"diverged after step {result.step}: the loss of step {result.step + 1}" in result.message
+    assert "lr=10000000000.0" in result.message
 
 
 def test_a_run_that_does_not_diverge_says_so(problem):
