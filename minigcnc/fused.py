@@ -12,7 +12,7 @@ import numpy as onp
 import autograd.numpy as anp
 from autograd.core import make_vjp
 from autograd.extend import defvjp_argnums, primitive
-from autograd.tracer import getval, isbox
+from .autograd_internals import getval, isbox
 
 from . import ops
 from .backend import get_xp
