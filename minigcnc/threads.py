@@ -13,7 +13,8 @@ estimators, class GC, directional GC) run their loops inside ``blas_limit``, and
 - the automatic rule (``auto_threads``), on the host NumPy backend only: one BLAS thread when the work of one
   call of the loop is below ``SMALL_WORK`` multiply-adds; otherwise as many threads as the machine has idle
   cores (``idle_cores``: the cores this process may use less the other processes' running threads, at least
-  one), and BLAS is left alone when every core is idle. ``fit``'s work (``fit_work``) is the batch's forward
+  one), but no more than one per ``SMALL_WORK`` of work (each thread's share must repay its synchronisation),
+  and BLAS is left alone when that is every core. ``fit``'s work (``fit_work``) is the batch's forward
   multiply-adds from ``models.forward_macs``: every dense layer's ``fan_in x fan_out`` and every convolution's
   kernel once per output position. Exact-Jacobian passes are cache-sized by their planner
   (``jacobian_passes.plan``), so they always count as small (and passes that run in parallel threads always
@@ -40,7 +41,10 @@ from .backend import is_device_array
 
 ENV_VAR = "MINIGCNC_BLAS_THREADS"
 SMALL_WORK = 2**22  # multiply-adds (~4 M): below it one loop call takes ~1 ms on one core, too little to share
-LOAD_WINDOW = 0.05  # seconds over which ``idle_cores`` reads the machine's busy time
+LOAD_WINDOW = 0.03  # seconds over which ``idle_cores`` reads the machine's busy time (once per block above SMALL_WORK)
+# a core counts as idle when less than 1 - IDLE_ROUNDING of it is busy: a thread too many beside a busy process
+# costs several times the step, a thread too few at most the share one core adds, so a doubtful core is busy
+IDLE_ROUNDING = 0.3
 
 
 def usable_cores():
@@ -84,17 +88,18 @@ def idle_cores(window=LOAD_WINDOW):
             busy = os.getloadavg()[0]
         except (AttributeError, OSError):
             busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    return max(1, min(cores, int(cores - busy + IDLE_ROUNDING)))
 
 
 def auto_threads(work, on_host=True):
     """The automatic rule: 1 for host work below ``SMALL_WORK`` multiply-adds; above it the idle cores
-    (``idle_cores``), or None (leave BLAS alone) when every usable core is idle."""
+    (``idle_cores``), at most one per ``SMALL_WORK`` of work, or None (leave BLAS alone) when that is every
+    usable core."""
     if not on_host:
         return None
     if work < SMALL_WORK:
         return 1
-    n = idle_cores()
+    n = min(idle_cores(), int(work // SMALL_WORK))
     return None if n >= usable_cores() else n
 
 

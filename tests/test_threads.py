@@ -41,9 +41,12 @@ def test_a_strided_residual_convnet_counts_each_kernel_at_its_blocks_output_posi
 @pytest.mark.parametrize("work, idle, usable, expected", [
     (0, 2, 2, 1),  # an exact-Jacobian pass: always small
     (threads.SMALL_WORK - 1, 2, 2, 1),  # small: one thread even on an idle machine
-    (threads.SMALL_WORK, 2, 2, None),  # big, every core idle: BLAS left alone
-    (threads.SMALL_WORK, 1, 2, 1),  # big beside one busy process on 2 cores: one thread
+    (threads.SMALL_WORK, 2, 2, 1),  # work for one thread only
+    (2 * threads.SMALL_WORK, 2, 2, None),  # big, every core idle: BLAS left alone
+    (9 * threads.SMALL_WORK, 1, 2, 1),  # big beside one busy process on 2 cores: one thread
     (10 * threads.SMALL_WORK, 3, 4, 3),  # big, 3 of 4 cores idle: 3 threads
+    (2 * threads.SMALL_WORK, 16, 16, 2),  # 16 idle cores, work for 2: one thread per SMALL_WORK
+    (20 * threads.SMALL_WORK, 16, 16, None),  # enough work for every idle core: BLAS left alone
 ])
 def test_the_rule_by_work_and_idle_cores(monkeypatch, work, idle, usable, expected):
     monkeypatch.setattr(threads, "idle_cores", lambda window=threads.LOAD_WINDOW: idle)
@@ -67,3 +70,8 @@ def test_idle_cores_is_between_one_and_the_usable_cores(monkeypatch):
     assert threads.idle_cores() == threads.usable_cores()
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (100.0, 0.0, 0.0))
     assert threads.idle_cores() == 1
+    cores = threads.usable_cores()
+    monkeypatch.setattr(threads, "_busy_cores_proc_stat", lambda window: 0.5)  # a core half busy counts as busy
+    assert threads.idle_cores() == max(1, cores - 1)
+    monkeypatch.setattr(threads, "_busy_cores_proc_stat", lambda window: 0.1)  # background noise does not
+    assert threads.idle_cores() == cores

@@ -459,7 +459,7 @@ def test_the_automatic_rule_gives_a_small_mlp_one_thread_on_numpy_and_leaves_a_d
     work = threads.fit_work(models.mlp([64, 32, 16], 10), 32)  # fit's work: the batch's forward multiply-adds
     assert work < threads.SMALL_WORK and threads.auto_threads(work) == 1 and threads.resolve(work=work) == 1
     monkeypatch.setattr(threads, "idle_cores", lambda window=threads.LOAD_WINDOW: threads.usable_cores())
-    assert threads.auto_threads(threads.SMALL_WORK) is None  # big on an idle machine: BLAS left alone
+    assert threads.auto_threads(threads.usable_cores() * threads.SMALL_WORK) is None  # big, idle: BLAS left alone
     assert threads.auto_threads(work, on_host=False) is None
     for asked in (None, 1, 4, "all"):
         assert threads.resolve(asked, work=work, on_host=False) is None
