@@ -80,8 +80,10 @@ def _recording(picks):
     rule = threads.auto_threads
 
     def recorded(work, on_host=True):
-        picks.append(rule(work, on_host))
-        return picks[-1]
+        n = rule(work, on_host)
+        if work:  # (fit first checks its argument with no work)
+            picks.append(n)
+        return n
 
     threads.auto_threads = recorded
     try:
