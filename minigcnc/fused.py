@@ -12,7 +12,7 @@ import numpy as onp
 import autograd.numpy as anp
 from autograd.core import make_vjp
 from autograd.extend import defvjp_argnums, primitive
-from autograd.tracer import getval, isbox
+from .autograd_internals import getval, isbox
 
 from . import ops
 from .backend import get_xp
@@ -149,7 +149,8 @@ def linear_cross_entropy(Z, W, b, y):
     logits = xp.matmul(Z, W)
     logits += b
     logp = _raw_log_softmax(logits, xp)
-    return -xp.sum(logp * ops.one_hot(y, logits.shape[-1], logits)) / logits.shape[0]
+    # divided by N in the logits' dtype: NumPy 1.x would turn a float32 scalar divided by a Python int into float64
+    return -xp.sum(logp * ops.one_hot(y, logits.shape[-1], logits)) / logits.dtype.type(logits.shape[0])
 
 
 def _linear_cross_entropy_fast(argnums, ans, args, kwargs):

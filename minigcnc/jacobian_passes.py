@@ -30,7 +30,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as onp
-from autograd.tracer import isbox
+from .autograd_internals import isbox
 
 from . import ops, threads
 from .backend import get_xp, is_device_array, to_numpy

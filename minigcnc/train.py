@@ -331,7 +331,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     ckpt_every = checkpoint_every or eval_every or steps
     t0 = time.time()
     diverged, message = False, ""
-    work = batch_size * sum(int(a.size) for a in leaves)  # multiply-adds of a dense forward pass of one batch
+    work = threads.fit_work(model, batch_size, leaves)  # the forward multiply-adds of one batch
     with threads.blas_limit(blas_threads, work=work, on_host=not is_device_array(leaves[0])):
         if start == 0:
             evaluate(0, params)

@@ -40,7 +40,6 @@ NO_TEST_FILE = {
     "minigcnc": "the package: its public names are checked in this file",
     "minigcnc.__main__": "`python -m minigcnc` is run by test_cli.py",
     "minigcnc.experiments": "an empty package: each of its modules has its own test file",
-    "minigcnc.threads": "the BLAS-thread rule is tested through fit in test_train.py (section 'BLAS threads')",
     "minigcnc.figure_gc_regularization": "tested with Figure 1, whose steps it takes, in test_figure1.py",
     "minigcnc.figure_mnist": "tested with Figure 1, whose steps it takes, in test_figure1.py",
     "minigcnc.bench.__main__": "`python -m minigcnc.bench --help` is run by test_bench.py",

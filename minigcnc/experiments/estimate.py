@@ -84,33 +84,13 @@ def dataset_size(name):
 
 @lru_cache(maxsize=64)
 def _macs(model, hidden, channels, width, activation, input_shape, n_classes):
+    from ..models import forward_macs as model_macs
     from .config import RunConfig
     from .prepare import build_model
 
-    import numpy as onp
-
     config = RunConfig(model=model, hidden=hidden, channels=channels, width=width, activation=activation)
     net = build_model(config, n_classes, input_shape)
-    rng, shape = onp.random.default_rng(0), net.input_shape
-    dense = conv = 0
-    for layer in net.layers:
-        shape, params = layer.init(rng, shape, "float32")
-        positions = int(onp.prod(shape[1:])) if len(shape) == 3 else 1
-        for a in _arrays(params):
-            if a.ndim == 4:  # a convolution's kernel (out, in, k, k), applied at every output position
-                conv += a.size * positions
-            elif a.ndim == 2:  # a dense layer's (fan_in, fan_out)
-                dense += a.size
-    dense += net.embed_dim * net.n_classes  # the head
-    return {"dense": dense, "conv": conv, "layers": len(net.layers) + 1, "embed_dim": net.embed_dim}
-
-
-def _arrays(params):
-    if hasattr(params, "ndim"):
-        yield params
-    elif isinstance(params, (list, tuple)):
-        for p in params:
-            yield from _arrays(p)
+    return {**model_macs(net), "layers": len(net.layers) + 1, "embed_dim": net.embed_dim}
 
 
 def forward_macs(config):
