@@ -17,7 +17,8 @@ with momentum ``v``); ``minigcnc.fast_step`` computes both bit for bit as autogr
 only faster (speed code: per-leaf gradients, in-place updates, malloc tuning). The loss is the model's fused
 route (``model.loss(..., fused=True)``, one autograd node per layer, ``minigcnc.fused``); ``fit(...,
 fused=False)`` trains on the one-op-per-primitive reference instead. On the host a small problem trains with
-one BLAS thread (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or ``$MINIGCNC_BLAS_THREADS``).
+one BLAS thread, a big one with the idle cores (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or
+``$MINIGCNC_BLAS_THREADS``).
 """
 import itertools
 import json
@@ -253,10 +254,12 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     must have the shapes ``model.init`` makes (a ValueError otherwise).
 
     ``blas_threads``: BLAS threads for the training loop (``on_eval`` included), see ``minigcnc.threads``. None
-    (default): ``$MINIGCNC_BLAS_THREADS`` if set, else one thread on the host when batch_size x the number of
-    parameters is below ``threads.SMALL_WORK`` (2**27 multiply-adds), else BLAS is left alone; an int n: at most
-    n; 0 or "all": leave BLAS alone. A device backend is never touched, and a limit already in place (your own
-    ``threadpoolctl.threadpool_limits``) is never raised. Threads change no result beyond round-off.
+    (default): ``$MINIGCNC_BLAS_THREADS`` if set, else the rule of ``threads`` on a step's real multiply-adds
+    (``threads.fit_work``): one thread below ``threads.SMALL_WORK``, else the machine's idle cores; an int n: at
+    most n; 0 or "all": leave BLAS alone. A device backend is never touched, and a limit already in place (your
+    own ``threadpoolctl.threadpool_limits``) is never raised. Threads change a result by round-off only, but
+    round-off grows over many steps: pass ``blas_threads=1`` for runs that must repeat bit for bit (the figures'
+    runs do, ``experiments.run``).
 
     Side effect, once per process on Linux: ``reuse_freed_memory`` tunes glibc's malloc so that a step reuses
     the previous step's pages (the process then keeps up to 512 MiB of freed memory); set
