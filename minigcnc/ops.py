@@ -29,7 +29,7 @@ def outer_sum(a, g):
 
 
 def gemm(x, W):
-    """x (..., n) @ W (n, m) as one 2-D GEMM: NumPy's stacked matmul loops over the leading axes (~4x slower)."""
+    """x (..., n) @ W (n, m) as one 2-D GEMM: NumPy's stacked matmul loops over the leading axes (slower)."""
     xp = get_xp(x, W)
     if x.ndim <= 2:
         return xp.matmul(x, W)
@@ -252,7 +252,7 @@ def im2col(x, kh, kw, stride, padding):
     padded once; each of the kh*kw shifted views is copied into its own contiguous block of one
     preallocated (kh*kw, C, N, Ho, Wo) array, so every copy moves whole image rows and the flattening is
     free. (Patches as rows, or stacking the shifts on a last axis and transposing, scatter single numbers
-    and were 3-10x slower on the CPU.) ``weight_matrix`` orders a kernel's entries the same way.
+    and are slower on the CPU.) ``weight_matrix`` orders a kernel's entries the same way.
     """
     xp = get_xp(x)
     N, C, H, W = x.shape
