@@ -89,6 +89,8 @@ def test_final_bars_stand_side_by_side_right_of_the_last_step_in_the_sweeps_orde
     other = [history([1.0, 1.0, 8.0]), history([1.0, 1.0, 9.0])]
     bars = plotting.draw_final_bars(ax, [SEEDS, other, SEEDS[:1]], "gc", ["C0", "C1", "C2"])
     assert len(bars) == 2  # the third value has one run: no spread to draw
+    ends_only = [history([1.0, np.nan, 3.0]), history([2.0, np.nan, 4.0])]  # recorded at the ends only
+    assert plotting.draw_final_bars(ax, [SEEDS, ends_only], "gc", ["C0", "C1"]) == []  # its points have bars
     (x0,), (x1,) = (b.lines[0].get_xdata() for b in bars)
     assert 20 < x0 < x1
     segments = [b.lines[2][0].get_segments()[0] for b in bars]  # the vertical bar: (x, min) -> (x, max)

@@ -70,16 +70,18 @@ def mean_band(histories, metric, band="minmax"):
 BAND_ALPHA = {"solo": 0.18, "overlapping": 0.08}  # a band alone in its panel; bands of the values of a sweep
 
 
-def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6, band="minmax", alpha=0.18):
+def plot_band(ax, histories, metric, color, label=None, ls="-", marker=None, lw=1.6, band="minmax", alpha=0.18,
+              dodge=0.0):
     """Draw the mean of ``metric`` over seeds with a band (``mean_band``, fill opacity ``alpha``); mark diverged
-    runs with an x."""
+    runs with an x. A metric recorded at some evaluations only is drawn as points with bars, shifted ``dodge``
+    steps so that the bars of neighbouring curves at the same step stand apart."""
     steps, m, lo, hi = mean_band(histories, metric, band)
     recorded = onp.isfinite(m)
     if not recorded.any():
         return None
     if not recorded.all():  # a metric recorded at some evaluations only (e.g. the first and last): those points,
         # joined by a dotted line (nothing was measured between them), each with its band as a bar
-        steps, m, lo, hi = steps[recorded], m[recorded], lo[recorded], hi[recorded]
+        steps, m, lo, hi = steps[recorded] + dodge, m[recorded], lo[recorded], hi[recorded]
         (line,) = ax.plot(steps, m, color=color, label=label, ls=":", marker=marker or "o", lw=lw, ms=4)
         if len(histories) > 1:
             ax.errorbar(steps, m, yerr=[m - lo, hi - m], fmt="none", ecolor=color, elinewidth=1.2, capsize=3)
@@ -109,8 +111,10 @@ def final_spread(histories, metric):
 def draw_final_bars(ax, histories_per_value, metric, colors, gap=0.035):
     """One bar per swept value from the min to the max of its final values over seeds, a dot at their mean,
     side by side right of the last evaluation (``gap`` of the x-range apart, in the sweep's order): the
-    seeds' spread at the end, readable where the bands overlap. Draws nothing for a value with one run."""
-    spreads = [final_spread(hs, metric) if len(hs) > 1 else None for hs in histories_per_value]
+    seeds' spread at the end, readable where the bands overlap. Draws nothing for a value with one run, nor
+    for a metric recorded at some evaluations only (``plot_band`` gives each of its points its own bar)."""
+    sparse = any(not onp.isfinite(series(h, metric)[1]).all() for hs in histories_per_value for h in hs)
+    spreads = [final_spread(hs, metric) if len(hs) > 1 and not sparse else None for hs in histories_per_value]
     if not any(spreads):
         return []
     last = max(s[0] for s in spreads if s)
@@ -188,16 +192,18 @@ def draw_sweep_row(axes, values, hist, label, metrics, clip=("gcol", "nc_train")
     x-label), those in ``log`` on a log axis. The legend sits right of the row.
     """
     colors = sweep_colors(len(values), "plasma")
+    last = max((int(h["evals"][-1]["step"]) for hs in hist for h in hs if h["evals"]), default=0)
     for ax, (metric, mlabel) in zip(axes, metrics):
         per_value = []
         for i, (v, col) in enumerate(zip(values, colors)):
+            dodge = (i - (len(values) - 1) / 2) * 0.015 * last  # (points with bars only: a metric of some steps)
             runs = [hs[i] for hs in hist]
             runs = after_init(runs) if metric in clip else runs
             ok = [h for h in runs if h["status"] == "finished"]
             bad = [h for h in runs if h["status"] != "finished"]
             name = f"{fmt_value(v)}" + (f" ({len(bad)} diverged)" if bad else "")
-            line = plot_band(ax, ok, metric, col, label=name, band=band, alpha=BAND_ALPHA["overlapping"]) \
-                if ok else None
+            line = plot_band(ax, ok, metric, col, label=name, band=band, alpha=BAND_ALPHA["overlapping"],
+                             dodge=dodge) if ok else None
             for h in bad:
                 plot_band(ax, [h], metric, col, label=None if line else name, ls=":", lw=1.0)
                 line = True
