@@ -8,8 +8,7 @@ The paper's appendix repeats Figure 1 with another architecture and dataset, VGG
 the effect is not a property of one network: a higher learning rate, a smaller batch and more L2 each end
 training with a lower embedding GC, a lower geometric collapse and a lower NC. This module runs Figure 1's
 steps (the same three sweeps from one base run, the same panels, the same claim table per sweep, from
-``experiments.driver``) with a convolutional model; only the scales differ, and the bands are the standard
-error of the mean over seeds.
+``experiments.driver``) with a convolutional model; only the scales differ.
 
 At tiny and laptop scale every evaluation also records the trace of the training-loss Hessian (the ``flatness``
 extra, ``measure.flatness``; read by ``figure_flatness``); not at paper scale, whose GPU route of the Hessian is
@@ -60,7 +59,7 @@ def main(argv=None):
 
     stem = f"{NAME}_{base.model}_{base.dataset}" if args.dataset or args.model else NAME
     title = f"{model_title(base)}, {len(seeds)} seeds"
-    fig = draw_sweeps(grid, hist, title, band="sem")  # the seeds' min-max bands of this convnet overlap into one mass
+    fig = draw_sweeps(grid, hist, title)
 
     print_finals(grid, hist)
     print()

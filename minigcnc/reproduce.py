@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from .checks import write_atomically
 from .experiments.cache import versions
 from .experiments.claims import claim_table
-from .experiments.cli import Interrupted
+from .experiments.cli import Interrupted, data_names
 from .experiments.config import SCALES
 from .registry import FIGURES, figure_module
 
@@ -92,12 +92,11 @@ def run_figure(name, args):
         result = None
     entry["seconds"] = time.time() - t0
     if isinstance(result, dict):
-        if "skipped" in result:
-            entry["error"] = f"skipped: {result['skipped']}"
         entry["claims"] = result.get("claims")
         entry["summary"] = result.get("summary")  # a figure's own lines after its table (Figure 3's final values)
         entry["outputs"] = [result[k] for k in ("png", "scatter", "json") if result.get(k)]
         histories = [h for h in result.get("histories") or [] if h]
+        entry["data"] = data_names([h["config"] for h in histories if "config" in h])
         entry["runs"] = len({h["key"] for h in histories})
         entry["train_seconds"] = sum({h["key"]: h["seconds"] for h in histories}.values())
     return entry
@@ -125,7 +124,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             result = "error: " + e["error"].strip().splitlines()[-1]
         elif e.get("claims") is not None:
-            result = claim_table(e["claims"], scale=args.scale).strip().splitlines()[-1]
+            result = claim_table(e["claims"], scale=args.scale, data=e.get("data")).strip().splitlines()[-1]
         else:
             result = "done"
         runs = f"{e['runs']} | {e['train_seconds']:.0f} s" if "runs" in e else "- | -"
@@ -139,7 +138,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
         if e.get("claims") is not None:
-            lines += ["", "```", claim_table(e["claims"], scale=args.scale), "```"]
+            lines += ["", "```", claim_table(e["claims"], scale=args.scale, data=e.get("data")), "```"]
         if e.get("summary"):
             lines += ["", "```", e["summary"], "```"]
     if any("runs" in e for e in entries):
