@@ -564,3 +564,14 @@ def test_a_figure_removes_the_temporary_files_killed_writers_left_in_its_folder(
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     cli.write_figure("mine", "tiny", tmp_path, plt.figure(), {}, [], time.time())
     assert not stale.exists() and (tmp_path / "mine_tiny.json").exists()
+
+
+def test_help_imports_neither_scipy_stats_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.argv = ['figure3', '--help']\ntry:\n    runpy.run_module('minigcnc.figure3', "
+            "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('LOADED', 'scipy.stats' in sys.modules, "
+            "'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "LOADED False False" in out, out[-300:]

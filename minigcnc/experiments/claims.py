@@ -76,7 +76,18 @@ import textwrap
 from dataclasses import dataclass, field
 
 import numpy as onp
-from scipy import stats
+
+
+class _Stats:
+    """``scipy.stats``, imported on first use: a slow import, which ``--help`` and the tables do without."""
+
+    def __getattr__(self, name):
+        from scipy import stats as module
+
+        return getattr(module, name)
+
+
+stats = _Stats()
 
 VERDICTS = ("holds", "inconclusive", "fails", "n/a")
 KINDS = ("claim", "derived", "description", "check")

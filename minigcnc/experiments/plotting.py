@@ -6,19 +6,32 @@ value, side by side right of the last evaluation, so that the seeds' spread of e
 where the bands of neighbouring values overlap (``draw_sweep_row``). ``band_words`` says so in a title, and
 names the x of a diverged run only when a run diverged.
 
-Headless by default (the Agg backend is selected unless one is already set up).
+Headless by default (the Agg backend is selected unless one is already set up). matplotlib itself is imported
+on first use, so that importing this module (every figure does) costs nothing until a figure is drawn.
 """
-import matplotlib
+import os
+import sys
 
-if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-    try:
-        matplotlib.use("Agg")
-    except Exception:  # pragma: no cover - an interactive backend already in use
-        pass
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as onp  # noqa: E402
+import numpy as onp
 
-from .history import final, series  # noqa: E402
+from .history import final, series
+
+if "matplotlib" not in sys.modules:
+    os.environ.setdefault("MPLBACKEND", "Agg")  # headless unless the user (or Jupyter) chose a backend
+
+
+def pyplot():
+    """``matplotlib.pyplot``, headless (Agg) unless a backend is already set up."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        try:
+            matplotlib.use("Agg")
+        except Exception:  # pragma: no cover - an interactive backend already in use
+            pass
+    import matplotlib.pyplot as plt
+
+    return plt
 
 STYLE = {
     "figure.dpi": 110,
@@ -34,12 +47,12 @@ STYLE = {
 
 def style():
     """Apply the house style."""
-    plt.rcParams.update(STYLE)
+    pyplot().rcParams.update(STYLE)
 
 
 def sweep_colors(n, cmap="viridis"):
     """n colours ordered along a colormap (first = lowest swept value in the plotting order)."""
-    return [plt.get_cmap(cmap)(x) for x in onp.linspace(0.05, 0.9, max(n, 1))]
+    return [pyplot().get_cmap(cmap)(x) for x in onp.linspace(0.05, 0.9, max(n, 1))]
 
 
 BANDS = {"minmax": "min-max over seeds", "sem": "+-1 standard error of the mean over seeds"}
