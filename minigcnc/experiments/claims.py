@@ -32,7 +32,9 @@ Claims
   Monte Carlo) over permutations of the configs. ``config_tracking_claim``: matched minus mismatched
   correlation of configs' curves, b's config labels permuted the same way in every seed. With fixed,
   unrelated config effects the within-seed tests above say "holds" in 16-22% of draws; these in 2-4%
-  (tests/test_claims.py).
+  (tests/test_claims.py). A sweep's claims are configs-as-units claims over its values (``driver.sweep_claims``):
+  with 5 values p >= 2/120 two-sided, with 4 or fewer no arrangement reaches 0.05 and the claim is a
+  description. The within-seed statistic stays beside it as a description (``seeds_as_replicates``).
 - ``correlation_claim`` and ``rank_correlation_claim(over_training=True)``: the within-seed correlation of two
   curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
   curves "hold" in every draw), so these are descriptions, never counted.
@@ -698,6 +700,12 @@ def _rank_perm_test(rx, ry, n_perm, seed, exact_max):
             1 / (1 + n_perm))
 
 
+def _seed_spearman(x, y):
+    """One seed's Spearman across configs, nan with fewer than 3 finite pairs (the module's rule for a seed)."""
+    xf, _ = _finite_pairs(x, y)
+    return spearman(x, y) if len(xf) >= 3 else float("nan")
+
+
 def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, *, alpha=0.05, n_perm=4999,
                       seed=0, exact_max=40320):
     """Spearman correlation across configs, configs as the units (seeds re-measure a config; they are not new
@@ -707,9 +715,12 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
     over its finite seeds (nanmean; a config with no finite x or y is dropped, counted in ``detail``); ``value``
     = Spearman of the config means. p: two-sided, exact over all permutations of the configs when C! <=
     ``exact_max``, else Monte Carlo ``(1 + hits) / (1 + n_perm)``. ``per_seed`` = each seed's own Spearman across
-    configs (reproducibility, described; the verdict asks the seeds to agree in sign, all but one); ``per_unit``
+    configs (reproducibility, described; the verdict asks the seeds to agree in sign, all but one; nan for a seed
+    with fewer than 3 finite configs); ``per_unit``
     = the config means of y. No interval: the configs are a designed grid, not draws from a population, so no
-    population coefficient exists for an interval to cover (said in ``detail``).
+    population coefficient exists for an interval to cover (said in ``detail``). When no arrangement of the
+    configs can reach ``alpha`` (two-sided exact: p >= 2 / C!, so fewer than 5 configs at 0.05) it is a
+    description, never counted: the data cannot test it.
     """
     sign = check_sign(expected_sign)
     xs, n_seeds = _config_seed_grid(xs, "xs")
@@ -727,7 +738,7 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
     if n_nonfinite:
         text.append(f"{n_nonfinite} non-finite value(s) left out of their config's mean")
     mx, my = mx[keep], my[keep]
-    per_seed = [spearman(X[keep, s], Y[keep, s]) for s in range(n_seeds)]
+    per_seed = [_seed_spearman(X[keep, s], Y[keep, s]) for s in range(n_seeds)]
     used = [v for v in per_seed if math.isfinite(v)]
     stat_name = f"spearman({x_name}, {y_name}) over config means"
     n_cfg = len(mx)
@@ -740,15 +751,34 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
                      expected_sign=sign, per_unit=[float(v) for v in my])
     value = float(stats.spearmanr(mx, my)[0])
     p, method, p_min = _rank_perm_test(stats.rankdata(mx), stats.rankdata(my), n_perm, seed, exact_max)
-    if p_min >= alpha:
-        text.append(f"underpowered: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha")
+    counted = p_min < alpha
+    if not counted:  # no arrangement of these configs reaches alpha: the data cannot test it (DESIGN: not counted)
+        text.insert(0, f"a description, not a test: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha, "
+                       "so it could not hold however strong the effect")
     text.append("no ci: the configs are a designed grid, not draws from a population, so there is no population "
                 "coefficient for an interval to cover")
     detail = f"{base}; p: permutation test over configs, {method}; " + "; ".join(text)
     return Claim(figure, statement, stat_name, value, n_seeds, "positive" if sign > 0 else "negative",
                  verdict_of(value, used, p, sign, alpha), per_seed, detail, p_value=p, alpha=alpha,
-                 n_points=n_cfg, kind="claim", expected_sign=sign, per_unit=[float(v) for v in my],
-                 data=[(mx, my)])
+                 n_points=n_cfg, kind="claim" if counted else "description", expected_sign=sign,
+                 per_unit=[float(v) for v in my], data=[(mx, my)])
+
+
+SEEDS_AS_REPLICATES = ("a description, not counted: each seed's Spearman across the sweep, p from the stratified "
+                       "permutation test; it counts the seeds as replicates of the same configs, so a fixed, "
+                       "unrelated config effect repeated in every seed looks like evidence (tests/test_claims.py); "
+                       "the counted test of the same statement takes the configs as the units")
+
+
+def seeds_as_replicates(claim):
+    """A within-seed ``rank_correlation_claim`` across a sweep shown as the description of a configs-as-units claim:
+    each seed's reproducibility of the ranking, never counted. In place (statement, statistic, kind and
+    detail changed; ``value``, ``per_seed`` and ``p_value`` kept, the p said in ``detail``); returns ``claim``."""
+    claim.statement += " (each seed alone)"
+    claim.statistic = "per-seed " + claim.statistic
+    claim.kind, claim.verdict = "description", "n/a"
+    claim.detail = f"{SEEDS_AS_REPLICATES}; p {fmt_p(claim.p_value)}; " + claim.detail
+    return claim
 
 
 def derived(claim, from_what):
@@ -806,6 +836,11 @@ def _copy_sign(c, prior):
     return 0
 
 
+def _where(c):
+    """Where a claim's variables are compared: over the config means (a claim across configs) or in every seed."""
+    return "over the config means" if len(c.data) == 1 and c.per_unit else "in every seed"
+
+
 def mark_forced(claims):
     """Mark as derived the counted claims whose numbers the other counted claims force, computed from the data
     (never from the metrics' names); in place, returns ``claims``. In table order:
@@ -819,7 +854,8 @@ def mark_forced(claims):
        the earlier one's does in every seed (or oppositely, in every seed) has exactly the earlier claim's
        numbers (up to that sign): a copy (e.g. across runs, when the GCol ranks the runs as the GC bound does).
        For a claim across configs the data are the config means: the same ranking of the means is the same
-       test (value and p), whatever the seeds' own coefficients.
+       test (value and p), whatever the seeds' own coefficients. So for a sweep's configs-as-units claims (one
+       "seed": the value means) 1. reads "+-1 over the config means" and forces alike.
        Claims that are +-1 in every seed are left to 1. (two perfect results on different variables are two
        observations).
 
@@ -844,7 +880,7 @@ def mark_forced(claims):
             continue
         ra, rb = find(a), find(b)
         if ra == rb:
-            derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+            derived(c, f"forced to +-1: its two variables rank alike {_where(c)} through the +-1 claims "
                        + "; ".join(f"'{s}'" for s in links.get(ra, [])))
             continue
         parent[ra] = rb
@@ -858,13 +894,13 @@ def mark_forced(claims):
         ra, rb = find(a), find(b)
         if not perfect[id(c)]:
             if ra == rb and a != b:
-                derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+                derived(c, f"forced to +-1: its two variables rank alike {_where(c)} through the +-1 claims "
                            + "; ".join(f"'{s}'" for s in links.get(ra, [])))
                 continue
             pair = frozenset((ra, rb))
             if pair in seen:
                 first = seen[pair]
-                derived(c, f"forced to equal +-'{first.statement}' in every seed: their variables rank alike "
+                derived(c, f"forced to equal +-'{first.statement}' {_where(c)}: their variables rank alike "
                            "through the +-1 claims " + "; ".join(f"'{s}'" for r in pair for s in links.get(r, [])))
                 continue
             seen[pair] = c
