@@ -807,6 +807,17 @@ def test_a_seed_that_stopped_early_keeps_the_pairing_test_exchangeable():
     assert full.value == pytest.approx(c.value) and full.p_value == pytest.approx(c.p_value)
 
 
+def test_a_seed_that_stopped_before_its_third_checkpoint_is_dropped_not_allowed_to_cut_the_others():
+    rng = np.random.default_rng(10)
+    a, b = _decays(rng, True, k=6)
+    a[4], b[4] = a[4][:2], b[4][:2]
+    c = C.tracking_claim("f", "s", a, b, "a", "b")
+    assert c.n_seeds == 5 and math.isnan(c.per_seed[4]) and "1 seed(s) dropped with < 3 finite points" in c.detail
+    kept = [i for i in range(6) if i != 4]
+    alone = C.tracking_claim("f", "s", [a[i] for i in kept], [b[i] for i in kept], "a", "b")
+    assert c.value == pytest.approx(alone.value) and c.p_value == pytest.approx(alone.p_value)
+
+
 # ---- accuracy against a tolerance ---------------------------------------------------------------------------
 def _errors(rng, median, k=5, n=12, spread=0.5, seed_spread=0.3):
     """Per seed, n positive errors: median * exp(seed effect N(0, seed_spread)) * exp(N(0, spread)) per checkpoint,

@@ -404,7 +404,8 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
 
     as_per_seed, bs_per_seed: per seed, the two curves at the same checkpoints (runs of one config that differ
     only in their seed). Only the first checkpoints that every seed has are used (a run that stopped early
-    shortens all; the values left out are counted in ``detail``). ``R[i, j]`` = Pearson (or Spearman,
+    shortens all; the values left out are counted in ``detail``); a seed with fewer than 3 checkpoints is
+    dropped first (counted in ``detail``), so that it cannot cut the others to nothing. ``R[i, j]`` = Pearson (or Spearman,
     ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
     expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
     these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
@@ -416,10 +417,13 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
               for a, b in zip(as_per_seed, bs_per_seed)]
     # only the checkpoints every seed has: a seed that stopped early would otherwise meet the others on fewer
     # points than they meet each other, and the pairings would not be exchangeable (tests/test_claims.py)
-    n_common = min((min(len(a), len(b)) for a, b in curves), default=0)
-    cut = sum(len(a) + len(b) - 2 * n_common for a, b in curves)
-    for a, b in curves:
-        n = n_common
+    # a seed with fewer than 3 checkpoints (a run that stopped at once) is dropped first, not allowed to cut the
+    # others to nothing
+    long_enough = [min(len(a), len(b)) >= 3 for a, b in curves]
+    n_common = min((min(len(a), len(b)) for (a, b), ok in zip(curves, long_enough) if ok), default=0)
+    cut = sum(len(a) + len(b) - 2 * n_common for (a, b), ok in zip(curves, long_enough) if ok)
+    for (a, b), ok in zip(curves, long_enough):
+        n = n_common if ok else min(len(a), len(b))
         if _usable(a[:n], b[:n], notes) is None:
             seeds.append(None)
         else:
