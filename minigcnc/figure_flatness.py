@@ -12,8 +12,8 @@ final GC (``figures/figure_flatness_across_configs.png``).
 
 The claim table: per sweep, Spearman of the swept value with the final tr H, the swept values the units
 (seed-averaged, exact over the values; each seed's own Spearman beside it as a description), expected negative
-for the learning rate, positive for the batch size ("ends flatter"); the L2 sweep is a description (no sign predicted: L2 shrinks
-the weights, which scales a ReLU net's Hessian up). Across configs (configs as the units,
+for the learning rate, positive for the batch size ("ends flatter"); the L2 sweep is a description (no sign
+predicted: L2 shrinks the weights, which scales a ReLU net's Hessian up). Across configs (configs as the units,
 ``claims.config_rank_claim``): a flatter end goes with a lower final GC (and NC), over the learning-rate and
 batch-size configs, and over every config of the three sweeps.
 

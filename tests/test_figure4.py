@@ -158,6 +158,16 @@ def test_scatter_titles_print_the_tables_claims_never_a_pooled_coefficient():
     assert figure4._claim_of(claims, "gc", "fewshot5") is None
 
 
+def test_the_claims_variants_name_what_they_read_and_refuse_an_unknown_choice():
+    with pytest.raises(ValueError, match="probe_features must be one of"):
+        figure4.make_claims({}, {}, probe_features="whitened")
+    with pytest.raises(ValueError, match="episodes must be one of"):
+        figure4.make_claims({}, {}, episodes="some")
+    run = lambda keys: {"status": "finished", "evals": [dict.fromkeys(keys, 0.5)]}  # noqa: E731
+    assert figure4.records_raw_probe({"lr": [[run(["fewshot5_logreg", "fewshot5_logreg_raw"])]]})
+    assert not figure4.records_raw_probe({"lr": [[run(["fewshot5_logreg"])]]})  # a run from before acea088
+
+
 def test_near_duplicates_is_the_rule_recomputed_from_mnist5k_and_treats_the_four_6_9_pairs_alike():
     assert figure4.near_duplicates() == figure4.NEAR_DUPLICATES == ()
     conf = figure4.pair_confusability

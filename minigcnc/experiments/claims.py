@@ -405,9 +405,9 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     as_per_seed, bs_per_seed: per seed, the two curves at the same checkpoints (runs of one config that differ
     only in their seed). Only the first checkpoints that every seed has are used (a run that stopped early
     shortens all; the values left out are counted in ``detail``); a seed with fewer than 3 checkpoints is
-    dropped first (counted in ``detail``), so that it cannot cut the others to nothing. ``R[i, j]`` = Pearson (or Spearman,
-    ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
-    expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
+    dropped first (counted in ``detail``), so that it cannot cut the others to nothing. ``R[i, j]`` = Pearson
+    (or Spearman, ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is
+    mean(matched R[i, i]) - mean(mismatched R[i, j], j != i), expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
     these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
     """
     coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
