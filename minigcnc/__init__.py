@@ -22,24 +22,24 @@ __version__ = "0.1.0"
 from .backend import get_xp, set_backend, get_backend, to_numpy  # noqa: E402,F401
 from .models import Model, mlp, convnet, vgg, resnet18, build  # noqa: E402,F401
 from .data import load  # noqa: E402,F401
-from .train import fit, FitResult  # noqa: E402,F401
+from .train import fit, FitResult, sgd_step  # noqa: E402,F401
 
 # name -> the module that defines it, imported on first use
 LAZY = {
     "gc": ["reference_gc", "input_jacobian", "jacobian_sq_norms", "geometric_complexity", "class_gc", "gc_penalty",
            "make_gc_penalty", "directional_gc", "gc_estimator_variance"],
-    "collapse": ["class_means", "class_variances", "cdnv_matrix", "cdnv", "geometric_collapse", "nc1",
+    "collapse": ["reference_cdnv", "class_means", "class_variances", "cdnv_matrix", "cdnv", "geometric_collapse", "nc1",
                  "nc2_equinorm", "nc2_equiangularity", "nc2_maxangle", "nc3_self_duality", "nc4_ncc_mismatch",
                  "ncc_fit", "ncc_predict", "ncc_error"],
     "bounds": ["poincare_gaussian", "poincare_constants", "ncc_error_bound", "ncc_error_bound_gc",
                "ncc_error_bound_directional_gc", "nc_gc_bound", "cdnv_bound_gc", "implied_rho", "BoundResult"],
-    "fewshot": ["episodes", "evaluate", "evaluate_embeddings", "FewShotResult"],
+    "fewshot": ["reference_episode_accuracy", "episodes", "evaluate", "evaluate_embeddings", "FewShotResult"],
     "experiments.config": ["RunConfig"],
     "experiments.run": ["run"],
     "experiments.sweep": ["run_many"],
 }
 SUBMODULES = ("backend", "ops", "layers", "models", "train", "data", "checks", "threads", "jacobians", "gc",
-              "classes", "collapse", "bounds", "fewshot", "experiments", "fused", "fast_step", "jacobian_passes",
+              "classes", "collapse", "bounds", "fewshot", "probe", "experiments", "fused", "fast_step", "jacobian_passes",
               "registry", "reproduce", "bench")
 _HOME = {name: module for module, names in LAZY.items() for name in names}
 

@@ -16,9 +16,7 @@ import os
 
 import numpy as onp
 import autograd.numpy as anp
-from autograd.core import VSpace
-from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.tracer import getval
+from .autograd_internals import ArrayBox, VSpace, getval
 
 _device_modules = {}  # array type -> its array module
 _named_devices = {}  # backend name -> (array type, module)

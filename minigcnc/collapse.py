@@ -8,6 +8,7 @@ Implements docs/theory.md#neural-collapse for features ``Z`` (N, p) = the penult
   measure of Munn, Dherin, Gonzalvo 2024 (lower = more collapse);
 - geometric collapse ``GCol = mean_{i<j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (Munn et al. 2024, appendix;
   the class geometric complexity replaces the class variance);
+- ``reference_cdnv``: the CDNV in a few NumPy lines, the oracle of ``cdnv``;
 - the four neural-collapse properties of Papyan, Han, Donoho 2020 (PNAS), NC1-NC4, each with its convention;
 - the nearest-class-centre (NCC) classifier: fit, predict, error.
 
@@ -45,6 +46,18 @@ _EPS = onp.finfo(onp.float64).eps
 # ----------------------------------------------------------------------------------------------------------
 # Class statistics and the CDNV
 # ----------------------------------------------------------------------------------------------------------
+
+def reference_cdnv(Z, y):
+    """The CDNV (the paper's NC) from its definition in NumPy, on the host: class means and biased variances,
+    then ``(Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` averaged over the pairs i < j. ``cdnv`` is equal to it."""
+    Z, y = onp.asarray(to_numpy(Z), dtype=onp.float64), onp.asarray(to_numpy(y))
+    labels = onp.unique(y)
+    mu = onp.array([Z[y == c].mean(0) for c in labels])
+    var = onp.array([((Z[y == c] - m) ** 2).sum(1).mean() for c, m in zip(labels, mu)])
+    k = len(labels)
+    return float(onp.mean([(var[i] + var[j]) / (2 * ((mu[i] - mu[j]) ** 2).sum())
+                           for i in range(k) for j in range(i + 1, k)]))
+
 
 def class_means(Z, y):
     """Return the class means mu_c of the features, shape (k, p), rows in sorted label order.
@@ -101,7 +114,8 @@ def cdnv(Z, y):
     ``NC = (2 / (k(k-1))) sum_{i<j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (Munn, Dherin, Gonzalvo 2024,
     section 3; CDNV of Galanti, Gyorgy, Hutter 2022). ``Z``: (N, p) embeddings; ``y``: (N,) integer labels.
     Invariant to scaling, rotating and translating the features and to relabelling the classes (features
-    larger than 1e100 in magnitude are rescaled first, so their squares do not overflow).
+    larger than 1e100 in magnitude are rescaled first, so their squares do not overflow). Equal to
+    ``reference_cdnv`` (batched over classes on the backend of ``Z``, with input checks).
     """
     return pair_mean(_cdnv_matrix(Z, y, "cdnv"))
 

@@ -15,8 +15,7 @@ import os
 import sys
 
 import numpy as onp
-from autograd.core import VJPNode, add_outgrads, vspace
-from autograd.tracer import isbox, new_box, toposort, trace_stack
+from .autograd_internals import VJPNode, add_outgrads, isbox, new_box, toposort, trace_stack, vspace
 
 from .backend import tree_leaves, tree_unflatten
 

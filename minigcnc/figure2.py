@@ -16,8 +16,9 @@ images per class, N = 500) is computed together with one fresh draw of each unbi
 The claim table asks, for every estimator and level, whether it is accurate: each seed's median relative error
 against the exact GC over the checkpoints below 10% (``TOLERANCE``), seeds the units, an exact sign test
 (``claims.tolerance_claim``). As descriptions: whether each seed's estimate follows *that seed's* exact curve
-better than another seed's (seed pairing, Pearson over training). A table of costs (and ``timings`` in the
-JSON) gives each estimator's median wall time per call against the exact GC's.
+better than another seed's (seed pairing, Pearson over training). The cost table (``timing_table``: printed,
+in REPORT.md, ``timings`` in the JSON, and each estimator's time over the exact GC's in the picture's legends)
+gives each estimator's median wall time per call against the exact GC's, from the seconds the runs recorded.
 
 The runs of each scale: the last lines of ``--help``. Why Pearson, and what each estimator saves:
 docs/figures.md#figure2.
@@ -97,24 +98,31 @@ def make_claims(histories):
 
 
 def draw(histories, title):
-    """Four panels, one per estimator family: the exact GC (black) and each level's estimate over training."""
+    """Four panels, one per estimator family: the exact GC (black) and each level's estimate over training; each
+    legend entry gives that estimator's cost, its median time per call against the exact GC's (``timings``)."""
     import matplotlib.pyplot as plt
 
-    from .experiments.plotting import plot_band, style, sweep_colors
+    from .experiments.plotting import BAND_ALPHA, any_diverged, band_words, plot_band, style, sweep_colors
 
     style()
+    cost = timings(histories)
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)  # one linear scale: errors read directly
     for ax, (method, label, param) in zip(axes, PANELS):
         levels = _levels(histories, method)
         for level, color in zip(levels, sweep_colors(len(levels), "plasma")):
-            plot_band(ax, histories, estimator_key(method, level), color, label=f"{param} = {level:g}", lw=1.2)
-        plot_band(ax, histories, "gc", "black", label="exact GC (dashed)", ls="--", lw=1.0)
+            key = estimator_key(method, level)
+            plot_band(ax, histories, key, color, label=f"{param} = {level:g} ({_times(cost, key)} the time)",
+                      lw=1.2, alpha=BAND_ALPHA["overlapping"])
+        plot_band(ax, histories, "gc", "black", label=f"exact GC (dashed, {_seconds(cost['gc'][0])} a call)",
+                  ls="--", lw=1.0, alpha=BAND_ALPHA["overlapping"])
         ax.set_title(label)
         ax.set_xlabel("training iteration")
         ax.legend(loc="best")
     axes[0].set_ylabel("embedding GC")
-    fig.suptitle(f"Figure 2 ({title}): one draw of each estimator at every checkpoint vs the exact GC; lines = mean, "
-                 "bands = min-max over seeds", y=1.02)
+    seeds = len(histories)
+    drawing = band_words(diverged=any_diverged(histories)) if seeds > 1 else "one seed: lines, no band"
+    fig.suptitle(f"Figure 2 ({title}): one draw of each estimator at every checkpoint vs the exact GC\n{drawing}; "
+                 "legends: median wall time per call, each estimator's as a multiple of the exact GC's", y=1.04)
     fig.tight_layout()
     return fig
 
@@ -132,21 +140,32 @@ def timings(histories):
     return out
 
 
+def _seconds(secs):
+    return f"{secs:.2g} s" if secs >= 0.01 else f"{secs * 1e3:.2g} ms"
+
+
+def _times(cost, key):
+    """'0.68x': the median time per call of ``key`` over the exact GC's, with the digits it needs."""
+    return f"{cost[key][0] / cost['gc'][0]:.2g}x"
+
+
+def timing_table(histories):
+    """The cost table: for every estimator its median wall time per call, that time over the exact GC's
+    (seconds recorded by the runs, ``seconds_<key>``) and its median relative error against the exact GC, over
+    every checkpoint and seed (``timings``); as text lines."""
+    t = timings(histories)
+    base = t["gc"][0]
+    lines = [f"{'estimator':<22s}{'seconds per call':>18s}{'x the exact GC':>16s}{'median rel. error':>19s}"]
+    for key, (secs, err) in t.items():
+        lines.append(f"{key:<22s}{secs:>18.3g}{secs / base:>16.3g}{err:>19.3g}")
+    return lines
+
+
 def summarize(histories):
     """Per-seed curves of the exact GC and of every estimator, for the JSON."""
     keys = ["gc"] + [estimator_key(m, lv) for m, _, _ in PANELS for lv in _levels(histories, m)]
     return [{"seed": h["config"]["seed"], "status": h["status"], "steps": series(h, "gc")[0].tolist(),
              **{k: series(h, k)[1].tolist() for k in keys}} for h in histories]
-
-
-def print_timings(histories):
-    """Print the cost of every estimator against the exact GC (median wall seconds per call)."""
-    t = timings(histories)
-    base = t["gc"][0]
-    print(f"{'estimator':<22s}{'seconds':>10s}{'x exact':>9s}{'median rel. error':>19s}")
-    for key, (secs, err) in t.items():
-        print(f"{key:<22s}{secs:>10.4f}{secs / base:>9.2f}{err:>19.3f}")
-    print()
 
 
 def main(argv=None):
@@ -156,16 +175,17 @@ def main(argv=None):
     cfgs = configs(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root)
     histories = run_sweep(NAME, args, cfgs)  # from the cache, or trained
 
-    print_timings(histories)
+    costs = "Cost of each estimator (median over every checkpoint and seed):\n" + "\n".join(timing_table(histories))
+    print(costs + "\n")
     claims = make_claims(histories)
 
-    fig = draw(histories, f"{model_title(cfgs[0])}, {len(cfgs)} seeds")
+    fig = draw(histories, f"{model_title(cfgs[0])}, {len(cfgs)} seed{'s' if len(cfgs) > 1 else ''}")
 
     png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
         "levels": {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}, "timings": timings(histories),
         "runs": summarize(histories)}, claims, t0)
-    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
+    return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "summary": costs}
 
 
 if __name__ == "__main__":

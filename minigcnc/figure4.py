@@ -341,29 +341,16 @@ def sensitivity_text(rows, not_computed=()):
     return "\n".join(lines)
 
 
-def _plot_accuracy(ax, hists, metric, color, label, dodge=0.0):
-    """Mean accuracy over seeds with its min-max band, and bars of +- the 95% episode interval (mean over seeds),
-    shifted by ``dodge`` steps so that the bars of neighbouring curves do not hide each other."""
-    from .experiments.plotting import plot_band
-
-    line = plot_band(ax, hists, metric, color, label=label)
-    runs = [h for h in hists if h["evals"]]
-    if line is None or not runs:
-        return
-    n = min(len(series(h, metric)[0]) for h in runs)
-    steps = series(runs[0], metric)[0][:n]
-    with onp.errstate(all="ignore"):
-        m = onp.nanmean([series(h, metric)[1][:n] for h in runs], axis=0)
-        ci = onp.nanmean([series(h, metric + "_ci95")[1][:n] for h in runs], axis=0)
-    ax.errorbar(steps + dodge, m, yerr=ci, fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5)
-
-
-def draw(grid, hist, title, probe=True, eval_every=1):
+def draw(grid, hist, title, probe=True):
     """Three rows (lr, batch, L2 sweeps) by three columns (source GC, target NC, 5-shot accuracy) over training;
-    with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe."""
+    with ``probe`` a fourth column, the 5-shot accuracy of the logistic-regression probe. Every panel draws the
+    seeds the same way (``plotting.plot_band``, ``plotting.draw_final_bars``): mean line, min-max band, and the
+    min-max of the final values as bars right of the last step; each accuracy's 95% interval over its episodes
+    is in the JSON (``*_ci95``), not drawn, so that one kind of spread is drawn per panel."""
     import matplotlib.pyplot as plt
 
-    from .experiments.plotting import after_init, fmt_value, plot_band, style, sweep_colors
+    from .experiments.plotting import (BAND_ALPHA, after_init, any_diverged, band_words, draw_final_bars, fmt_value,
+                                       plot_band, style, sweep_colors)
 
     style()
     columns = list(METRICS) + ([("fewshot5_logreg", "5-shot probe, L2-normalized features")] if probe else [])
@@ -372,14 +359,13 @@ def draw(grid, hist, title, probe=True, eval_every=1):
         values, hists = grid[field], per_value(hist[field])
         colors = sweep_colors(len(values))
         short = {"lr": "lr", "batch_size": "batch", "l2": "L2"}[field]
-        every = eval_every
-        for i, (v, hs, color) in enumerate(zip(values, hists, colors)):
-            label = f"{short} = {fmt_value(v)}"
-            plot_band(axes[row, 0], hs, "gc", color, label=label)
-            plot_band(axes[row, 1], after_init(hs), "target_nc", color, label=label)
-            for col in range(2, len(columns)):
-                _plot_accuracy(axes[row, col], after_init(hs), columns[col][0], color, label,
-                               dodge=(i - (len(values) - 1) / 2) * 0.04 * every)
+        for col, (metric, _) in enumerate(columns):
+            runs = [hs if col == 0 else after_init(hs) for hs in hists]  # step 0 off the axis beyond source GC
+            for v, hs, color in zip(values, runs, colors):
+                plot_band(axes[row, col], hs, metric, color, label=f"{short} = {fmt_value(v)}",
+                          alpha=BAND_ALPHA["overlapping"])
+            draw_final_bars(axes[row, col], [[h for h in hs if h["status"] == "finished"] for hs in runs], metric,
+                            colors)
         init = [h for hs in hists for h in hs if h["evals"] and h["evals"][0]["step"] == 0]
         for col, (metric, col_title) in enumerate(columns):
             ax = axes[row, col]
@@ -394,9 +380,8 @@ def draw(grid, hist, title, probe=True, eval_every=1):
             axes[row, col].set_ylabel("5-shot accuracy (zoomed)")
         axes[row, 0].legend(loc="best")
     n_seeds = len(hist["lr"])
-    fig.suptitle(f"Figure 4: {title}\nrows: one sweep each; lines: mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}, "
-                 "bands: min-max over seeds; accuracy bars: 95% interval over the episodes (mean over seeds); "
-                 "x: a diverged run", fontsize=10)
+    words = band_words(diverged=any_diverged(list(hist.values())), bars=True, n_seeds=n_seeds)
+    fig.suptitle(f"Figure 4: {title}\nrows: one sweep each; {words}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.6, w_pad=1.2)
     return fig
 
@@ -492,15 +477,6 @@ def _title(scale, split, source):
     return f"{model}, {classes}"
 
 
-def _fashion_missing(data_root):
-    """None when the Fashion-MNIST files can be read, else the reason (where it looked, how to get them)."""
-    try:
-        data_mod.load("fashion_mnist", "test", root=data_root)
-    except FileNotFoundError as e:
-        return str(e)
-    return None
-
-
 def main(argv=None):
     """Run the figure from the command line ``argv`` (see the module docstring); returns its paths and claims."""
     p = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
@@ -517,11 +493,6 @@ def main(argv=None):
     if args.split is None:
         args.split = "rotations" if args.source == "mnist5k" else "digits"
     t0 = time.time()
-    if args.source == "fashion_mnist" and args.scale != "paper":
-        reason = _fashion_missing(args.data_root)
-        if reason:
-            print(f"figure4: skipped, --source fashion_mnist needs the Fashion-MNIST files.\n{reason}", file=sys.stderr)
-            return {"skipped": reason}
     kw = dict(seeds=args.seeds, backend=args.backend, data_root=args.data_root, split=args.split, source=args.source,
               probe=args.probe)
     base, grid, seeds = scale_setup(args.scale, **kw)
@@ -562,7 +533,7 @@ def main(argv=None):
     save_figure(draw_scatter(grid, hist, title, args.probe, claims), scatter)
     print(f"wrote {scatter}", file=sys.stderr)
     source_digits, target_digits = DIGITS_OF[args.split]
-    png, js = write_figure(NAME + variant, args.scale, args.out, draw(grid, hist, title, args.probe, base.eval_every), {
+    png, js = write_figure(NAME + variant, args.scale, args.out, draw(grid, hist, title, args.probe), {
         "figure": NAME, "scale": args.scale, "split": args.split, "source": args.source, "probe": args.probe,
         "probe_features": "L2-normalized" if args.probe else None,
         "title": title, "source_digits": list(source_digits), "target_digits": list(target_digits),

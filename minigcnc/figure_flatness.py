@@ -17,6 +17,12 @@ predicted: L2 shrinks the weights, which scales a ReLU net's Hessian up). Across
 ``claims.config_rank_claim``): a flatter end goes with a lower final GC (and NC), over the learning-rate and
 batch-size configs, and over every config of the three sweeps.
 
+The same claims, by the same functions, on the convnet appendix's runs (``figure_mnist``'s configs, which record
+the Hessian trace at tiny and laptop scale; read from the cache when that figure ran): each statement prefixed
+"convnet appendix:", judged in the same table, and their across-configs panel
+``figures/figure_flatness_appendix_across_configs.png``. Not at paper scale, where the appendix (VGG-11 on a GPU)
+records no Hessian trace.
+
 The runs of each scale: the last lines of ``--help``. Why: docs/figures.md#figure_flatness.
 """
 import time
@@ -30,7 +36,7 @@ from .experiments.driver import (distinct_runs_per_seed, draw_sweeps, model_titl
                                  sweep_rank_claims, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.history import final, finals
-from .experiments.presets import SWEEP_GRIDS, sweep_base
+from .experiments.presets import APPENDIX_GRIDS, APPENDIX_SEEDS, SWEEP_GRIDS, appendix_base, sweep_base
 
 NAME = "figure_flatness"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # Figure 1's (tests/test_figure_flatness.py checks the configs match)
@@ -44,9 +50,20 @@ def scale_setup(scale, *, seeds=None, backend=None, data_root=None):
     return base, SWEEP_GRIDS[scale], list(range(seeds or SEEDS[scale]))
 
 
+def appendix_setup(scale, *, seeds=None, backend=None, data_root=None):
+    """(base RunConfig, {field: values}, seeds) of the convnet appendix (``figure_mnist``'s), or None at a scale
+    where its runs record no Hessian trace."""
+    base = with_options(appendix_base(scale), scale, backend, data_root)
+    if "flatness" not in base.extras:
+        return None
+    return base, APPENDIX_GRIDS[scale], list(range(seeds or APPENDIX_SEEDS[scale]))
+
+
 def configs(scale, *, seeds=None, backend=None, data_root=None):
-    """The runs of the figure: Figure 1's runs at ``scale``."""
-    return flat(sweep_configs(*scale_setup(scale, seeds=seeds, backend=backend, data_root=data_root)))
+    """The runs of the figure: Figure 1's runs at ``scale``, then the convnet appendix's (below paper scale)."""
+    kw = dict(seeds=seeds, backend=backend, data_root=data_root)
+    appendix = appendix_setup(scale, **kw)
+    return flat(sweep_configs(*scale_setup(scale, **kw))) + (flat(sweep_configs(*appendix)) if appendix else [])
 
 
 def runs_per_config(hist):
@@ -63,19 +80,20 @@ def config_finals(per_config, metric):
     return [[final(h, metric) for h in hs] for hs in per_config]
 
 
-def flatness_claims(grid, hist):
-    """The claim table (see the module docstring) from ``hist`` = {field: [[history per value] per seed]}."""
+def flatness_claims(grid, hist, prefix=""):
+    """The claim table (see the module docstring) from ``hist`` = {field: [[history per value] per seed]}; every
+    statement starts with ``prefix`` (the convnet appendix's: "convnet appendix: ")."""
     out = []
     for field, values in grid.items():
         xs = [sweep_positions(values) for _ in hist[field]]
         trace = finals(hist[field], "hessian_trace")
         if field in SIGNS:  # the swept values the units; each seed alone beside it, a description
             sign, word = SIGNS[field]
-            out += sweep_rank_claims(NAME, f"{word} ends flatter (lower final Hessian trace)", xs, trace, sign, field,
-                                     "hessian_trace")
+            out += sweep_rank_claims(NAME, f"{prefix}{word} ends flatter (lower final Hessian trace)", xs, trace,
+                                     sign, field, "hessian_trace")
         else:
-            c = C.rank_correlation_claim(NAME, f"{field} sweep: the final Hessian trace against the swept value "
-                                         "(no sign predicted)", xs, trace, -1, field, "hessian_trace")
+            c = C.rank_correlation_claim(NAME, f"{prefix}{field} sweep: the final Hessian trace against the swept "
+                                         "value (no sign predicted)", xs, trace, -1, field, "hessian_trace")
             c.kind, c.verdict = "description", "n/a"
             c.detail = "a description (no sign predicted; the test is two-sided): " + c.detail
             out.append(c)
@@ -84,8 +102,9 @@ def flatness_claims(grid, hist):
         per_config = runs_per_config(units)
         tr = config_finals(per_config, "hessian_trace")
         for metric, name in (("gc", "GC"), ("nc_train", "NC")):
-            out.append(C.config_rank_claim(NAME, f"across {label}: a flatter end goes with a lower final {name}",
-                                           tr, config_finals(per_config, metric), +1, "hessian_trace", metric))
+            out.append(C.config_rank_claim(NAME, f"{prefix}across {label}: a flatter end goes with a lower final "
+                                           f"{name}", tr, config_finals(per_config, metric), +1, "hessian_trace",
+                                           metric))
     return out
 
 
@@ -113,7 +132,8 @@ def main(argv=None):
     parser = figure_parser(f"python -m minigcnc.{NAME}", __doc__, epilog=runs_epilog(scale_setup))
     args = parse(parser, argv)
     t0 = time.time()
-    base, grid, seeds = scale_setup(args.scale, seeds=args.seeds, backend=args.backend, data_root=args.data_root)
+    kw = dict(seeds=args.seeds, backend=args.backend, data_root=args.data_root)
+    base, grid, seeds = scale_setup(args.scale, **kw)
     sweeps = sweep_configs(base, grid, seeds)
     cfgs = flat(sweeps)
     histories = run_sweep(NAME, args, cfgs)  # Figure 1's runs: from the cache when Figure 1 ran
@@ -123,9 +143,24 @@ def main(argv=None):
     fig = draw_sweeps(grid, hist, title, metrics=METRICS, log=("hessian_trace", "gc"))
     across = figure_outputs(f"{NAME}_across_configs", args.scale, args.out)[0]
     save_figure(draw_across(hist, title), across)
+    record = {"across_png": str(across)}
+    appendix = appendix_setup(args.scale, **kw)
+    if appendix:  # the convnet appendix's runs: from the cache when figure_mnist ran
+        a_base, a_grid, a_seeds = appendix
+        a_sweeps = sweep_configs(a_base, a_grid, a_seeds)
+        a_cfgs = flat(a_sweeps)
+        a_histories = run_sweep(NAME, args, a_cfgs)
+        a_hist = by_sweep(a_sweeps, a_histories)
+        claims += flatness_claims(a_grid, a_hist, prefix="convnet appendix: ")
+        a_across = figure_outputs(f"{NAME}_appendix_across_configs", args.scale, args.out)[0]
+        save_figure(draw_across(a_hist, f"convnet appendix: {model_title(a_base)}, {len(a_seeds)} seeds"), a_across)
+        a_seconds = [e["seconds_flatness"] for h in a_histories for e in h["evals"] if "seconds_flatness" in e]
+        record["appendix"] = {**sweep_record("figure_mnist", args.scale, a_base, a_grid, a_seeds, a_cfgs, a_hist,
+                                             a_histories), "across_png": str(a_across),
+                              "seconds_flatness_per_eval": float(onp.mean(a_seconds)) if a_seconds else None}
     seconds = [e.get("seconds_flatness") for h in histories for e in h["evals"] if "seconds_flatness" in e]
     png, js = write_figure(NAME, args.scale, args.out, fig, {
-        **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), "across_png": str(across),
+        **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), **record,
         "seconds_flatness_per_eval": float(onp.mean(seconds)) if seconds else None}, claims, t0)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 

@@ -12,7 +12,7 @@ import numpy as onp
 import autograd.numpy as anp
 from autograd.core import make_vjp
 from autograd.extend import defvjp_argnums, primitive
-from autograd.tracer import getval, isbox
+from .autograd_internals import getval, isbox
 
 from . import ops
 from .backend import get_xp
@@ -149,7 +149,8 @@ def linear_cross_entropy(Z, W, b, y):
     logits = xp.matmul(Z, W)
     logits += b
     logp = _raw_log_softmax(logits, xp)
-    return -xp.sum(logp * ops.one_hot(y, logits.shape[-1], logits)) / logits.shape[0]
+    # divided by N in the logits' dtype: NumPy 1.x would turn a float32 scalar divided by a Python int into float64
+    return -xp.sum(logp * ops.one_hot(y, logits.shape[-1], logits)) / logits.dtype.type(logits.shape[0])
 
 
 def _linear_cross_entropy_fast(argnums, ans, args, kwargs):
@@ -291,7 +292,7 @@ defvjp_argnums(maxpool2d_train, _fused_vjp(lambda x, size=2: ops.maxpool2d(x, si
 # ---- convolution + bias + activation + max-pooling -------------------------------------------------
 # A stride-1 convolution followed by max-pooling over p x p windows, as one primitive. Inside it, arrays are kept
 # batch-last ("C H W N"): the images of a batch are the innermost, contiguous axis, so every copy below moves runs
-# of (positions x N) numbers at once (3x faster for the gradient's scatter-add than with the batch outside).
+# of (positions x N) numbers at once (the gradient's scatter-add is faster so than with the batch outside).
 # The im2col columns are ordered (a, b, h2, w, n) - the position (a, b) inside the pooling window first - so the
 # p*p members of every window lie in p*p contiguous blocks of the conv output: the pooling, its arg-max and the
 # routing of the gradient are contiguous elementwise passes, and only outputs inside a window are computed. The
@@ -378,7 +379,7 @@ def _thin_matmul(A, B, xp):
 
     OpenBLAS runs a thin product (m, n <= 32, K in the hundred thousands: the weight gradient of a first
     convolution, K = every output pixel of the batch) at a few GFLOP/s; as a stack of 4,096-long products it
-    runs about 4x faster. Other shapes, and other devices, take one plain matmul.
+    runs several times faster (``python -m minigcnc.bench``). Other shapes, and other devices, take one plain matmul.
     """
     m, K = A.shape
     n = B.shape[1]

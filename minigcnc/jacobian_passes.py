@@ -20,7 +20,7 @@ calls on this module for what makes it fast. Nothing here changes a result beyon
 
 There is no Gram route for a first convolution: ``conv conv^T`` is a convolution with the kernel autocorrelation
 (O x O x (2k-1)^2), whose quadratic form costs more than the transposed convolution itself for every 'same' stem
-of ``models`` (22x more for the 1 -> 16 channel stem of ``convnet``).
+of ``models`` (many times more for the 1 -> 16 channel stem of ``convnet``).
 
 This module does not import ``jacobians`` (which calls it): a function that needs a forward pass takes it as
 an argument. Written with ``ops`` primitives on the array module of the params, so it runs on any backend and
@@ -30,7 +30,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as onp
-from autograd.tracer import isbox
+from .autograd_internals import isbox
 
 from . import ops, threads
 from .backend import get_xp, is_device_array, to_numpy
@@ -72,7 +72,7 @@ def plan(params, N, r, sizing, chunk=None, batch_size=None):
 
     ``sizing`` comes from ``jacobians.pass_sizing``. ``chunk`` / ``batch_size`` fix the rows / samples per pass
     instead. Small passes are faster on the host: the arrays of a convnet's backward pass then stay in the CPU
-    cache (measured: 2.5x less CPU time for convnet((1,28,28)) at ~40 rows per pass than at 4,000), while an MLP's
+    cache (``python -m minigcnc.bench`` times it), while an MLP's
     GEMMs want thousands of rows (``MAX_PASS_ELEMENTS_HOST*``). Row chunks are balanced (128 rows in passes
     of 37 -> 4 x 32).
     """

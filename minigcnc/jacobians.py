@@ -11,7 +11,7 @@ of the one-hot cotangent ``e_j``. So:
    from the last layer to the first; at the input T is ``J (N, q, D)``, the inputs flattened (D = C*H*W):
    ``input_jacobian``;
 3. GC needs the squared norms ``||J(x_n)||_F^2 = sum(J[n] ** 2)``: ``jacobian_sq_norms``, whose mean is GC
-   (``gc.reference_gc`` computes it from ``input_jacobian`` in two lines).
+   (``gc.reference_gc`` computes GC by ``autograd.jacobian`` instead, independently of this module).
 
 ``jacobian_sq_norms`` gives the same numbers without forming J where it can. What makes it fast is in
 ``jacobian_passes``: samples and rows cut into cache-sized passes run in threads, and three exact savings (the top

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as onp
-from autograd.tracer import getval
+from .autograd_internals import getval
 
 from . import fused, ops
 

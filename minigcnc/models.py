@@ -206,3 +206,32 @@ def build(kind, input_shape, n_classes, **kwargs):
 
 
 __all__ = ["Model", "mlp", "convnet", "vgg", "resnet18", "build"]
+
+
+def forward_macs(model):
+    """Multiply-adds of one example's forward pass through ``model``: ``{"dense": ..., "conv": ...}`` (ints).
+
+    A dense layer counts ``fan_in x fan_out`` (the head included); a convolution counts its kernel's size
+    (out x in x k x k) once per output position, as every kernel is applied at every position of its layer's
+    output map (inside a residual block, the block's output map). Pools, activations and biases are not counted.
+    """
+    rng, shape = onp.random.default_rng(0), model.input_shape
+    dense = conv = 0
+    for layer in model.layers:
+        shape, params = layer.init(rng, shape, "float32")
+        positions = int(onp.prod(shape[1:])) if len(shape) == 3 else 1
+        for a in _param_arrays(params):
+            if a.ndim == 4:  # a convolution's kernel (out, in, k, k)
+                conv += int(a.size) * positions
+            elif a.ndim == 2:  # a dense layer's (fan_in, fan_out)
+                dense += int(a.size)
+    dense += model.embed_dim * model.n_classes  # the head
+    return {"dense": dense, "conv": conv}
+
+
+def _param_arrays(params):
+    if hasattr(params, "ndim"):
+        yield params
+    elif isinstance(params, (list, tuple)):
+        for p in params:
+            yield from _param_arrays(p)

@@ -7,8 +7,9 @@ the primitives below (and the array operators ``+ - *`` of autograd boxes, whose
 and nothing else.
 
 Shapes: ``x (..., n) @ W (n, m)``; images ``(N, C, H, W)``; conv kernels ``(O, C, kh, kw)``.
-Where a VJP is itself written with primitives (``matmul`` <-> ``matmul_t``, ``conv2d`` <->
-``conv2d_input_grad``), the derivative is differentiable again, which the GC penalty relies on.
+Where a VJP is itself written with primitives (``matmul`` <-> ``matmul_t``; ``conv2d``, ``conv2d_input_grad`` and
+``conv_weight_grad``, closed under taking VJPs; each pooling and its transpose), the derivative is differentiable
+again, which the GC penalty and the Hessian of ``sharpness`` rely on.
 
 The training step uses faster *fused* versions of some layers (``minigcnc.fused``); the primitives here
 are their reference.
@@ -28,7 +29,7 @@ def outer_sum(a, g):
 
 
 def gemm(x, W):
-    """x (..., n) @ W (n, m) as one 2-D GEMM: NumPy's stacked matmul loops over the leading axes (~4x slower)."""
+    """x (..., n) @ W (n, m) as one 2-D GEMM: NumPy's stacked matmul loops over the leading axes (slower)."""
     xp = get_xp(x, W)
     if x.ndim <= 2:
         return xp.matmul(x, W)
@@ -251,7 +252,7 @@ def im2col(x, kh, kw, stride, padding):
     padded once; each of the kh*kw shifted views is copied into its own contiguous block of one
     preallocated (kh*kw, C, N, Ho, Wo) array, so every copy moves whole image rows and the flattening is
     free. (Patches as rows, or stacking the shifts on a last axis and transposing, scatter single numbers
-    and were 3-10x slower on the CPU.) ``weight_matrix`` orders a kernel's entries the same way.
+    and are slower on the CPU.) ``weight_matrix`` orders a kernel's entries the same way.
     """
     xp = get_xp(x)
     N, C, H, W = x.shape
@@ -273,8 +274,14 @@ def weight_matrix(W):
     return W.transpose(0, 2, 3, 1).reshape(O, -1)
 
 
+@primitive
 def conv_weight_grad(x, g, W_shape, stride, padding):
-    """dL/dW of conv2d: sum over patches of g (N, O, Ho, Wo) times the patches of x -> (O, C, kh, kw)."""
+    """dL/dW of conv2d: sum over patches of g (N, O, Ho, Wo) times the patches of x -> (O, C, kh, kw).
+
+    Bilinear in (x, g) with ``<H, conv_weight_grad(x, g)> = <g, conv2d(x, H)>`` for a kernel-shaped H, so its
+    VJPs are a ``conv2d_input_grad`` (w.r.t. x) and a ``conv2d`` (w.r.t. g): the second derivative of a conv
+    layer's loss (the Hessian of ``sharpness``) is made of the same three primitives.
+    """
     O, C, kh, kw = W_shape
     cols, _, _ = im2col(x, kh, kw, stride, padding)  # (kh*kw*C, L)
     g_rows = g.transpose(1, 0, 2, 3).reshape(O, -1).T  # (L, O); a view when g is channel-major already
@@ -325,6 +332,11 @@ defvjp(
     conv2d_input_grad,
     lambda ans, g, W, x_shape, stride=1, padding=0: lambda h: conv2d(h, W, stride, padding),
     lambda ans, g, W, x_shape, stride=1, padding=0: lambda h: conv_weight_grad(h, g, W.shape, stride, padding),
+)
+defvjp(
+    conv_weight_grad,
+    lambda ans, x, g, W_shape, stride, padding: lambda H: conv2d_input_grad(g, H, x.shape[1:], stride, padding),
+    lambda ans, x, g, W_shape, stride, padding: lambda H: conv2d(x, H, stride, padding),
 )
 
 
@@ -401,8 +413,9 @@ def maxpool2d_input_grad(g, mask, size, H, W):
     return out
 
 
+@primitive
 def _maxpool_select(h, mask, size):
-    """Adjoint of ``maxpool2d_input_grad`` in g: pick each window's arg-max entry of h."""
+    """Adjoint of ``maxpool2d_input_grad`` in g: pick each window's arg-max entry of h (mask from ``maxpool_mask``)."""
     lead = tuple(h.shape[:-3])
     out = 0
     for k, v in enumerate(window_views(h, size)):
@@ -415,6 +428,7 @@ defvjp(
     lambda ans, x, size=2: lambda g: maxpool2d_input_grad(g, maxpool_mask(x, size, ans), size, x.shape[2], x.shape[3]),
 )
 defvjp(maxpool2d_input_grad, lambda ans, g, mask, size, H, W: lambda h: _maxpool_select(h, mask, size))
+defvjp(_maxpool_select, lambda ans, h, mask, size: lambda g: maxpool2d_input_grad(g, mask, size, h.shape[-2], h.shape[-1]))
 
 
 @primitive

@@ -17,7 +17,8 @@ FIGURES = {
     "figure2": ("figure2", [], "cheap GC estimators against the exact GC over training (paper Fig. 2)"),
     "figure1": ("figure1", [], "learning rate, batch size and L2 lower GC, geometric collapse and NC (paper Fig. 1)"),
     "figure_flatness": ("figure_flatness", [], "do a larger learning rate and a smaller batch end flatter, and flatter "
-                                               "ends with lower GC? (Figure 1's runs; issue 29)"),
+                                               "ends with lower GC? (Figure 1's and the convnet appendix's runs; "
+                                               "issue 29)"),
     "figure_gc_regularization": ("figure_gc_regularization", [], "an explicit GC penalty lowers GC and NC (appendix)"),
     "figure4": ("figure4", [], "lower source GC gives lower target NC and better few-shot transfer (paper Fig. 4)"),
     "figure4_digits": ("figure4", ["--split", "digits"], "Figure 4 on 5 source / 5 target digits"),

@@ -5,7 +5,8 @@
     python -m minigcnc.reproduce --scale tiny          # seconds per figure (a smoke run), into ./results
 
 Runs, in the order of ``registry.FIGURES``, Figure 3 (the main job), Figure 2, Figure 1, the flatness of Figure
-1's runs (``figure_flatness``, which trains nothing), the GC-regularization appendix, Figure 4 (rotations) and
+1's runs and of the convnet appendix's (``figure_flatness``, which trains no run of its own: the appendix's runs
+train here, for ``figure_mnist`` later), the GC-regularization appendix, Figure 4 (rotations) and
 Figure 4 on the digit split (``figure4_digits``, i.e. ``figure4 --split digits``), NC at three levels on Figure 4's
 runs (``figure_nc_levels``, which trains nothing), the VGG/convnet appendix (``figure_mnist``) and the per-layer
 figure (``figure_layers``), each by its own ``main([...])`` with ``--scale``, ``--out``, ``--jobs``, ``--cache``,
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 from .checks import write_atomically
 from .experiments.cache import versions
 from .experiments.claims import claim_table
-from .experiments.cli import Interrupted
+from .experiments.cli import Interrupted, data_names
 from .experiments.config import SCALES
 from .registry import FIGURES, figure_module
 
@@ -91,12 +92,11 @@ def run_figure(name, args):
         result = None
     entry["seconds"] = time.time() - t0
     if isinstance(result, dict):
-        if "skipped" in result:
-            entry["error"] = f"skipped: {result['skipped']}"
         entry["claims"] = result.get("claims")
         entry["summary"] = result.get("summary")  # a figure's own lines after its table (Figure 3's final values)
         entry["outputs"] = [result[k] for k in ("png", "scatter", "json") if result.get(k)]
         histories = [h for h in result.get("histories") or [] if h]
+        entry["data"] = data_names([h["config"] for h in histories if "config" in h])
         entry["runs"] = len({h["key"] for h in histories})
         entry["train_seconds"] = sum({h["key"]: h["seconds"] for h in histories}.values())
     return entry
@@ -124,7 +124,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             result = "error: " + e["error"].strip().splitlines()[-1]
         elif e.get("claims") is not None:
-            result = claim_table(e["claims"], scale=args.scale).strip().splitlines()[-1]
+            result = claim_table(e["claims"], scale=args.scale, data=e.get("data")).strip().splitlines()[-1]
         else:
             result = "done"
         runs = f"{e['runs']} | {e['train_seconds']:.0f} s" if "runs" in e else "- | -"
@@ -138,7 +138,7 @@ def render_report(entries, args, total_seconds, done):
         if "error" in e:
             lines += ["", "Error:", "", "```", e["error"].rstrip(), "```"]
         if e.get("claims") is not None:
-            lines += ["", "```", claim_table(e["claims"], scale=args.scale), "```"]
+            lines += ["", "```", claim_table(e["claims"], scale=args.scale, data=e.get("data")), "```"]
         if e.get("summary"):
             lines += ["", "```", e["summary"], "```"]
     if any("runs" in e for e in entries):

@@ -12,8 +12,10 @@ is left out: it would only add the constant ``2 l2 P`` to the trace. docs/theory
   ``tr H`` (Hutchinson 1990); its variance per probe is ``2 (||H||_F^2 - sum_i H_ii^2)``;
 - ``full_hessian(model, params, X, y)``: the P x P Hessian itself (``autograd.hessian``), for tiny models (tests).
 
-Dense models only (``twice_differentiable``): the convolutions' gradients in ``ops`` are primitives autograd
-cannot differentiate again, so a convnet is refused with a ValueError that says so.
+Every model of ``minigcnc.models`` is covered, convnets, VGG and ResNet included (``twice_differentiable``): each
+primitive in a gradient of the loss has a VJP of its own (``ops.conv2d``, ``conv2d_input_grad`` and
+``conv_weight_grad`` are each other's VJPs; each pooling and its transpose likewise), so reverse over reverse
+works through every layer.
 
 A smaller trace is a flatter minimum (Keskar et al. 2017 on large batches; Jastrzebski et al. 2017/2020 and
 Cohen et al. 2021 on the learning rate). Everything runs on the params' backend; probes are drawn on the host.
@@ -26,10 +28,15 @@ from . import checks
 from .backend import get_xp, to_numpy
 
 
+KNOWN_KINDS = ("dense", "conv", "pool", "residual", "")  # the ``Layer.kind`` values of minigcnc.layers
+
+
 def twice_differentiable(model):
-    """True when every body layer is one autograd can differentiate twice: dense layers (and flattening), not the
-    convolutions, pooling or residual blocks, whose gradients are primitives without gradients of their own."""
-    return all(layer.kind not in ("conv", "pool", "residual") for layer in model.layers)
+    """True when every body layer is of a ``minigcnc.layers`` kind (``KNOWN_KINDS``), which autograd differentiates twice.
+
+    Dense, convolution, pooling, flattening and residual layers: their VJPs are ``ops`` primitives with VJPs of
+    their own. A layer of another kind (made by hand) may not be, and is refused."""
+    return all(layer.kind in KNOWN_KINDS for layer in model.layers)
 
 
 def _flat_loss(model, params, X, y):
@@ -38,9 +45,10 @@ def _flat_loss(model, params, X, y):
 
     check_params(model, params)
     if not twice_differentiable(model):
-        raise ValueError(f"the Hessian of {model.name} is not available: its convolutions (or residual blocks) have "
-                         "gradients that autograd cannot differentiate again (ops.conv_weight_grad); Hessian traces "
-                         "are computed for dense models (mlp) only")
+        kinds = sorted({layer.kind for layer in model.layers} - set(KNOWN_KINDS))
+        raise ValueError(f"the Hessian of {model.name} is not available: its layers of kind {kinds} are not among "
+                         f"minigcnc.layers' kinds {KNOWN_KINDS}, whose gradients autograd differentiates again; "
+                         "build the model from minigcnc.layers")
     Xc = checks.finite(model.check_input(X), "X")
     y = onp.asarray(to_numpy(y))
     if y.ndim != 1 or len(y) != Xc.shape[0]:

@@ -1,19 +1,24 @@
-"""How many BLAS threads the library's hot loops use: one for small host problems, unless told otherwise.
+"""How many BLAS threads the library's hot loops use: one for small host problems and on a busy machine.
 
-NumPy's BLAS (OpenBLAS, MKL) starts one thread per core for every matrix product. For the small products of a
-laptop-scale training step that costs more than it gains: the threads wake up, synchronise and spin between
-products while the step's elementwise work waits for a core. Measured with ``python -m minigcnc.bench --only
-threads`` (300 steps of an MLP 784-256-256-64, batch 64, on a busy 2-core machine): 9-19 s with BLAS left
-alone against 1-2 s with one thread. So ``train.fit`` and the exact-Jacobian passes (``jacobian_passes.run_passes``:
-exact GC and its estimators, class GC, directional GC) run their loops inside ``blas_limit``, and the collapse
-metrics ``collapse.cdnv`` and ``collapse.nc1`` run inside it through ``host_limited`` (work N p^2):
+NumPy's BLAS (OpenBLAS, MKL) starts one thread per core for every matrix product. Two costs decide whether that
+pays: each product wakes, synchronises and spins its threads, which a small product cannot repay; and a BLAS
+thread that shares its core with another busy process waits for the core's time slice at every synchronisation,
+so every product runs at the pace of the slowest core. On an idle machine a laptop-scale training step (an MLP
+784-256-256-64 or the laptop convnet) gains from all cores; beside one busy process the same step is several
+times slower with all cores than with one. ``python -m minigcnc.bench --only threads`` measures both against the
+rule below. So ``train.fit`` and the exact-Jacobian passes (``jacobian_passes.run_passes``: exact GC and its
+estimators, class GC, directional GC) run their loops inside ``blas_limit``, and the collapse metrics
+``collapse.cdnv`` and ``collapse.nc1`` run inside it through ``host_limited`` (work N p^2):
 
-- the automatic rule (``auto_threads``): one BLAS thread when the work of one call of the loop is below
-  ``SMALL_WORK`` multiply-adds, on the host NumPy backend only; otherwise BLAS is left alone. ``fit``'s work is
-  batch_size x the number of parameters (the multiply-adds of a dense net's forward pass; a conv net does
-  more, as every kernel is reused at every position). Exact-Jacobian passes are cache-sized by their planner
-  (``jacobian_passes.plan``), so they always count as small (and passes that run in parallel threads always get one
-  BLAS thread each). A device backend (CuPy) is never touched.
+- the automatic rule (``auto_threads``), on the host NumPy backend only: one BLAS thread when the work of one
+  call of the loop is below ``SMALL_WORK`` multiply-adds; otherwise as many threads as the machine has idle
+  cores (``idle_cores``: the cores this process may use less the other processes' running threads, at least
+  one), but no more than one per ``SMALL_WORK`` of work (each thread's share must repay its synchronisation),
+  and BLAS is left alone when that is every core. ``fit``'s work (``fit_work``) is the batch's forward
+  multiply-adds from ``models.forward_macs``: every dense layer's ``fan_in x fan_out`` and every convolution's
+  kernel once per output position. Exact-Jacobian passes are cache-sized by their planner
+  (``jacobian_passes.plan``), so they always count as small (and passes that run in parallel threads always
+  get one BLAS thread each). A device backend (CuPy) is never touched.
 - overrides, in this order: the caller's ``blas_threads`` keyword (``fit(..., blas_threads=...)``), then the
   environment variable ``MINIGCNC_BLAS_THREADS``, then the rule. Values: ``None`` / ``"auto"``: the rule; an
   integer n >= 1: at most n threads; ``0`` or ``"all"``: leave BLAS alone.
@@ -21,23 +26,92 @@ metrics ``collapse.cdnv`` and ``collapse.nc1`` run inside it through ``host_limi
   never raised: the block runs with the smaller of the two.
 
 Threads change only the order of BLAS's partial sums, so results agree to round-off (float64: 1e-12), not
-bit for bit.
+bit for bit. Above ``SMALL_WORK`` the rule reads the machine's load when the block starts, so two runs of one
+big configuration may differ by round-off when the load differs; ``MINIGCNC_BLAS_THREADS=1`` (or any fixed
+value) makes them bit-identical.
 """
 import contextlib
 import functools
 import math
 import os
+import time
 from numbers import Integral
 
 from .backend import is_device_array
 
 ENV_VAR = "MINIGCNC_BLAS_THREADS"
-SMALL_WORK = 2**27  # multiply-adds (~134 M): below it one loop call takes ~10 ms or less on one core
+SMALL_WORK = 2**22  # multiply-adds (~4 M): below it one loop call takes ~1 ms on one core, too little to share
+LOAD_WINDOW = 0.03  # seconds over which ``idle_cores`` reads the machine's busy time (once per block above SMALL_WORK)
+# a core counts as idle when less than 1 - IDLE_ROUNDING of it is busy: a thread too many beside a busy process
+# costs several times the step, a thread too few at most the share one core adds, so a doubtful core is busy
+IDLE_ROUNDING = 0.3
+
+
+def usable_cores():
+    """The cores this process may run on (its CPU affinity where the system reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _busy_cores_proc_stat(window):
+    """Cores' worth of time other processes ran during ``window`` seconds (Linux /proc/stat), or None."""
+    def ticks():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values[:8]), idle, time.process_time(), time.perf_counter()
+
+    try:
+        total0, idle0, own0, t0 = ticks()
+        time.sleep(window)  # this thread sleeps meanwhile
+        total1, idle1, own1, t1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0 or t1 <= t0:
+        return None
+    busy = (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+    return max(0.0, busy - (own1 - own0) / (t1 - t0))  # less this process's own threads (BLAS threads spinning)
+
+
+def idle_cores(window=LOAD_WINDOW):
+    """The usable cores that no other process keeps busy now, at least 1.
+
+    Linux: the machine's busy time over ``window`` seconds (``/proc/stat``), while this process sleeps;
+    elsewhere the one-minute load average (``os.getloadavg``); where neither exists, every usable core.
+    """
+    cores = usable_cores()
+    busy = _busy_cores_proc_stat(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            busy = 0.0
+    return max(1, min(cores, int(cores - busy + IDLE_ROUNDING)))
 
 
 def auto_threads(work, on_host=True):
-    """The automatic rule: 1 for host work below ``SMALL_WORK`` multiply-adds, else None (leave BLAS alone)."""
-    return 1 if on_host and work < SMALL_WORK else None
+    """The automatic rule: 1 for host work below ``SMALL_WORK`` multiply-adds; above it the idle cores
+    (``idle_cores``), at most one per ``SMALL_WORK`` of work, or None (leave BLAS alone) when that is every
+    usable core."""
+    if not on_host:
+        return None
+    if work < SMALL_WORK:
+        return 1
+    n = min(idle_cores(), int(work // SMALL_WORK))
+    return None if n >= usable_cores() else n
+
+
+def fit_work(model, batch_size, leaves=()):
+    """The work of one training step for the rule: ``batch_size`` times the forward multiply-adds of one example
+    (``models.forward_macs``, convolutions once per output position). A model without layers (not a
+    ``models.Model``) counts ``batch_size`` times its parameters (``leaves``), a dense net's forward pass."""
+    from .models import Model, forward_macs
+
+    if isinstance(model, Model):
+        return int(batch_size) * sum(forward_macs(model).values())
+    return int(batch_size) * sum(int(getattr(a, "size", 1)) for a in leaves)
 
 
 def resolve(blas_threads=None, *, work=0, on_host=True):

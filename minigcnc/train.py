@@ -12,12 +12,13 @@ draws) as one that never stopped. Bad arguments, non-finite inputs included, rai
 non-finite objective during training stops the run and is reported (``FitResult.diverged``); it never raises,
 so a sweep goes on.
 
-The step itself is ``value, g = loss_and_grad(params, X_b, y_b, step)`` (autograd) and ``theta <- theta - lr * g``
-(with momentum, ``v``); ``minigcnc.fast_step`` computes both bit for bit as autograd and those expressions do,
+The step itself is ``value, g = loss_and_grad(params, X_b, y_b, step)`` (autograd) and ``sgd_step`` (``theta - lr * g``,
+with momentum ``v``); ``minigcnc.fast_step`` computes both bit for bit as autograd and ``sgd_step`` do,
 only faster (speed code: per-leaf gradients, in-place updates, malloc tuning). The loss is the model's fused
 route (``model.loss(..., fused=True)``, one autograd node per layer, ``minigcnc.fused``); ``fit(...,
 fused=False)`` trains on the one-op-per-primitive reference instead. On the host a small problem trains with
-one BLAS thread (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or ``$MINIGCNC_BLAS_THREADS``).
+one BLAS thread, a big one with the idle cores (``minigcnc.threads``; ``fit(..., blas_threads=...)`` or
+``$MINIGCNC_BLAS_THREADS``).
 """
 import itertools
 import json
@@ -46,6 +47,16 @@ class FitResult:
     history: list = field(default_factory=list)
     losses: list = field(default_factory=list)
     seconds: float = 0.0
+
+
+def sgd_step(params, grads, lr, momentum=0.0, velocity=None):
+    """One SGD step over the parameter tree, as a student writes it: ``(p - lr * g, None)``; with momentum,
+    ``v = momentum * v + g`` and ``(p - lr * v, v)``. ``fit``'s in-place step (``fast_step.sgd_update``) is
+    equal to it bit for bit (the same multiply and add per entry, written into free arrays)."""
+    if momentum:
+        velocity = tree_unflatten(grads, [momentum * v + g for v, g in zip(tree_leaves(velocity), tree_leaves(grads))])
+        grads = velocity
+    return tree_unflatten(params, [p - lr * g for p, g in zip(tree_leaves(params), tree_leaves(grads))]), velocity
 
 
 def check_labels(y, n_classes, n=None):
@@ -236,16 +247,19 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     the whole array, on its own device). Divergence: the run stops, with ``diverged=True`` and a message naming
     the step and hyperparameters, when the batch objective is non-finite or exceeds ``divergence_factor`` times
     the first step's (at least 1e-3; ReLU nets often blow up to huge but finite losses instead of NaN);
-    ``divergence_factor=0`` or None checks only for non-finite values (a negative or NaN factor is refused). ``FitResult.step`` is then the last
-    step whose update was applied. ``fused``: the loss by
+    ``divergence_factor=0`` or None checks only for non-finite values (a negative or NaN factor is refused).
+    ``FitResult.step`` is then the last step whose update was applied, the step the message names ("diverged
+    after step s: the loss of step s + 1 is ..."). ``fused``: the loss by
     the fused layers (default) or by the one-op-per-primitive reference (same numbers to round-off). ``params``
     must have the shapes ``model.init`` makes (a ValueError otherwise).
 
     ``blas_threads``: BLAS threads for the training loop (``on_eval`` included), see ``minigcnc.threads``. None
-    (default): ``$MINIGCNC_BLAS_THREADS`` if set, else one thread on the host when batch_size x the number of
-    parameters is below ``threads.SMALL_WORK`` (2**27 multiply-adds), else BLAS is left alone; an int n: at most
-    n; 0 or "all": leave BLAS alone. A device backend is never touched, and a limit already in place (your own
-    ``threadpoolctl.threadpool_limits``) is never raised. Threads change no result beyond round-off.
+    (default): ``$MINIGCNC_BLAS_THREADS`` if set, else the rule of ``threads`` on a step's real multiply-adds
+    (``threads.fit_work``): one thread below ``threads.SMALL_WORK``, else the machine's idle cores; an int n: at
+    most n; 0 or "all": leave BLAS alone. A device backend is never touched, and a limit already in place (your
+    own ``threadpoolctl.threadpool_limits``) is never raised. Threads change a result by round-off only, but
+    round-off grows over many steps: pass ``blas_threads=1`` for runs that must repeat bit for bit (the figures'
+    runs do, ``experiments.run``).
 
     Side effect, once per process on Linux: ``reuse_freed_memory`` tunes glibc's malloc so that a step reuses
     the previous step's pages (the process then keeps up to 512 MiB of freed memory); set
@@ -320,7 +334,7 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
     ckpt_every = checkpoint_every or eval_every or steps
     t0 = time.time()
     diverged, message = False, ""
-    work = batch_size * sum(int(a.size) for a in leaves)  # multiply-adds of a dense forward pass of one batch
+    work = threads.fit_work(model, batch_size, leaves)  # the forward multiply-adds of one batch
     with threads.blas_limit(blas_threads, work=work, on_host=not is_device_array(leaves[0])):
         if start == 0:
             evaluate(0, params)
@@ -335,12 +349,13 @@ def fit(model, params, X, y, *, lr, batch_size, steps, l2=0.0, momentum=0.0, pen
                 first_loss = losses[0] if losses else loss
                 if not math.isfinite(loss) or (divergence_factor and loss > divergence_factor * max(first_loss, 1e-3)):
                     diverged = True
-                    message = (f"diverged at step {step}: loss {loss:.4g} (first {first_loss:.4g}) with lr={lr}, batch_size={batch_size}, l2={l2}, "
-                               f"momentum={momentum}, seed={seed}; try a smaller lr")
+                    message = (f"diverged after step {step - 1}: the loss of step {step} is {loss:.4g} (first {first_loss:.4g}) "
+                               f"with lr={lr}, batch_size={batch_size}, l2={l2}, momentum={momentum}, seed={seed}; "
+                               "try a smaller lr")
                     step -= 1  # this step's update is not applied: the run ends at the step before
                     break
                 losses.append(loss)
-                # theta <- theta - lr * g  (momentum: v <- momentum * v + g; theta <- theta - lr * v)
+                # sgd_step(params, g, lr, momentum, velocity), in place where it may (equal bit for bit)
                 params, velocity = sgd_update(params, velocity, g, lr=lr, momentum=momentum, grads_owned=grads_owned)
                 bar.update(1)
                 if step % 50 == 0:

@@ -310,10 +310,15 @@ def metric_rows():
         timed = [c for c in clauses if "``seconds_" in c]
         seconds = [k for k in extra_keys if k.startswith("seconds_")] if timed else []
         note = f" (with `extras=(\"{name}\",)`)"
-        out.append(([k for k in extra_keys if k not in seconds], clauses[0] + note))
+        listed = {k for ks, _ in out for k in ks}
+        again = [k for k in extra_keys if k in listed]  # keys an earlier extra records too: named once, both said
+        for i, (ks, text) in enumerate(out):
+            if again and set(again) & set(ks):
+                out[i] = (ks, text + f"; also {clauses[0][0].lower() + clauses[0][1:]}{note}")
+        out.append(([k for k in extra_keys if k not in seconds and k not in listed], clauses[0] + note))
         if seconds:
             out.append((seconds, timed[0] + note))
-    return out
+    return [(ks, text) for ks, text in out if ks]
 
 
 def render_metrics():

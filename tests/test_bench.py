@@ -98,14 +98,19 @@ def test_bench_floor_sums_every_reproduce_run_steps_per_figure():
     assert printed[0].splitlines()[-1].startswith("total on 2 jobs: minigcnc")
 
 
-def test_bench_threads_times_fit_three_ways_and_prints_the_ratio_to_one_thread():
-    from minigcnc.bench.threads import bench_threads
+def test_bench_threads_times_fit_three_ways_idle_and_busy_and_prints_default_over_best_fixed():
+    from minigcnc.bench.threads import WAYS, bench_threads, models_to_time
 
     printed, reports = [], []
-    out = bench_threads(lambda name, s, note: reports.append(name), quick=True, steps=3, n=100, printer=printed.append)
-    ways = ["default", "BLAS left alone", "one thread"]
-    assert reports == [f"threads.fit ({w})" for w in ways] and all(out[w] > 0 for w in ways)
-    assert out["ratio_alone"] == out["BLAS left alone"] / out["one thread"]
+    out = bench_threads(lambda name, s, note: reports.append(name), quick=True, steps=2, n=130, printer=printed.append)
+    labels = list(models_to_time())
+    assert len(reports) == 2 * len(labels) * len(WAYS) and set(out) == {"idle", "busy", "loads"}
+    for condition in ("idle", "busy"):
+        for label in labels:
+            r = out[condition][label]
+            assert all(r[w] > 0 for w in WAYS)
+            assert r["ratio"] == r["default"] / min(r["one thread"], r["all threads"])
     lines = printed[0].splitlines()
-    assert "fit mlp784-256-256-64, 3 steps, batch 64, 100 mnist5k images" in lines[0] and "BLAS: " in lines[0]
-    assert [line.rsplit(None, 2)[0] for line in lines[2:]] == ways and lines[-1].split()[-1] == "1.00"
+    assert "float32 on 130 mnist5k images" in lines[0] and "BLAS: " in lines[0]
+    assert lines[1].split()[-1] == "default/best" and sum(line.startswith("busy ") for line in lines) == len(labels)
+    assert any("busy: load" in line and "cores idle" in line for line in lines)

@@ -436,6 +436,39 @@ def test_old_positional_claim_still_builds_and_prints():
     assert table.splitlines()[-1].startswith("1 claim:") and "1 mixed" in table.splitlines()[-1]
 
 
+@pytest.mark.parametrize("x,text", [(0.669, "+0.669"), (0.002134, "+0.0021"), (-0.0931, "-0.093"), (12.3456, "+12.346"),
+                                    (0.0, "+0.000"), (3e-9, "+3.0e-09"), (float("nan"), "nan"), (None, "nan")])
+def test_a_value_prints_with_the_digits_it_needs(x, text):
+    assert C.fmt_sig(x) == text
+
+
+def test_numbers_read_side_by_side_share_the_decimals_their_largest_needs():
+    assert C.fmt_row([0.83, 0.72, 0.45]) == ["+0.83", "+0.72", "+0.45"]  # correlations: as before
+    assert C.fmt_row([0.0012, -0.0034, 0.0]) == ["+0.0012", "-0.0034", "+0.0000"]  # not +0.00 -0.00 +0.00
+    assert C.fmt_row([0.5, float("nan")], sign="") == ["0.50", "nan"] and C.fmt_row([]) == []
+    assert C.fmt_interval(0.27, 1.07) == "[+0.27, +1.07]"
+    assert C.fmt_interval(0.0012, 0.0034) == "[+0.0012, +0.0034]"  # the committed report printed [+0.00, +0.00]
+    assert C.fmt_interval(0.501, 0.503) == "[+0.5010, +0.5030]"  # the width shows too: the ends never print equal
+    assert C.fmt_interval(float("nan"), None) == "-"
+
+
+def test_the_table_prints_small_effects_with_their_digits():
+    """Figure 2's seed-pairing contrasts are a few thousandths: two fixed decimals printed them all as +0.00."""
+    c = C.Claim("figure2", "an estimate tracks its seed's curve", "matched - mismatched", 0.00213, 5, "", "n/a",
+                [0.0012, 0.0034, 0.0021, 0.0008, 0.0031], kind="description")
+    table = C.claim_table([c])
+    assert "+0.0021" in table and "+0.0012 +0.0034 +0.0021" in table.replace("\n", " ") and "+0.00 " not in table
+
+
+def test_a_table_without_counted_claims_prints_no_empty_header_and_tiny_names_its_data():
+    d = C.Claim("f", "a description", "s", 0.5, 1, "", "n/a", [0.5], kind="description")
+    table = C.claim_table([d], scale="tiny", data="digits_rot")
+    lines = table.splitlines()
+    assert lines[0].startswith("PLUMBING CHECK: tiny scale trains short runs on digits_rot to test the code")
+    assert "No counted claims" in table and not any(line.startswith("claim ") for line in lines)
+    assert "8x8" not in C.claim_table([d], scale="tiny") and C.claim_table([]).startswith("No claims.")
+
+
 # ---- configs as the units ---------------------------------------------------------------------------------
 def _config_curves(rng, n_cfg, n_seeds, linked, noise=0.02, jitter=0.1, n=20):
     """a[c][s], b[c][s]: decays exp(-t / tau) over n checkpoints. Each config has a fixed tau for a and (unless

@@ -22,6 +22,17 @@ def test_a_figure_command_ends_with_the_message_when_a_dataset_file_is_missing(t
     assert "train-images-idx3-ubyte" in message and str(tmp_path / "empty") in message
 
 
+def test_data_names_give_the_datasets_a_figure_trains_and_transfers_to_for_its_banner():
+    from minigcnc.experiments.cli import data_names
+    from minigcnc.experiments.config import scale_base
+
+    tiny = scale_base("tiny")
+    assert data_names([tiny, tiny.replace(seed=1)]) == "digits"
+    assert data_names([tiny.to_dict(), {"dataset": "gaussians"}]) == "digits and gaussians"
+    assert data_names([{"dataset": "fashion_mnist", "target_dataset": "mnist5k"}]) == "fashion_mnist -> mnist5k"
+    assert data_names([]) is None
+
+
 def test_a_figure_command_ends_with_the_message_when_cupy_is_missing(tmp_path):
     try:
         import cupy  # noqa: F401

@@ -134,14 +134,6 @@ def test_classes_are_sorted_unique_labels():
 # Agreement with direct (loop) references on random data
 # --------------------------------------------------------------------------------------------------------
 
-def _reference_cdnv(Z, y):
-    labels = np.unique(y)
-    mu = np.array([Z[y == c].mean(0) for c in labels])
-    var = np.array([((Z[y == c] - mu[i]) ** 2).sum(1).mean() for i, c in enumerate(labels)])
-    k = len(labels)
-    return np.mean([(var[i] + var[j]) / (2 * ((mu[i] - mu[j]) ** 2).sum()) for i in range(k) for j in range(i + 1, k)])
-
-
 def _reference_nc1(Z, y):
     labels = np.unique(y)
     mu = np.array([Z[y == c].mean(0) for c in labels])
@@ -159,7 +151,7 @@ def _random_classes(rng, n=300, p=6, k=5, offset=3.0):
 
 def test_cdnv_matches_pair_loop_reference():
     Z, y = _random_classes(np.random.default_rng(0))
-    assert C.cdnv(Z, y) == pytest.approx(_reference_cdnv(Z, y), rel=1e-10)
+    assert C.cdnv(Z, y) == pytest.approx(C.reference_cdnv(Z, y), rel=1e-10)
 
 
 @pytest.mark.parametrize("p, k", [(6, 5), (3, 8)])  # Gram route (p > k) and direct eigh (p <= k)
@@ -180,7 +172,7 @@ def test_cdnv_resolves_two_close_means_beside_a_far_one():
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1, 2], 50)
     Z = np.array([[0.0, 0.0], [1e-6, 0.0], [1e3, 0.0]])[y] + 1e-7 * rng.standard_normal((150, 2))
-    assert C.cdnv(Z, y) == pytest.approx(_reference_cdnv(Z, y), rel=1e-6)
+    assert C.cdnv(Z, y) == pytest.approx(C.reference_cdnv(Z, y), rel=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------------

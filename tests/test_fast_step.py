@@ -4,7 +4,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from minigcnc import fast_step
+from minigcnc import fast_step, train
 from minigcnc.backend import tree_leaves
 
 
@@ -31,11 +31,8 @@ def test_sgd_update_equals_the_plain_expressions_bit_for_bit(rng, momentum, grad
     grads = [(rng.standard_normal((3, 2)), rng.standard_normal(2)), rng.standard_normal(4)]
     velocity = [(rng.standard_normal((3, 2)), rng.standard_normal(2)), rng.standard_normal(4)] if momentum else None
     lr = 0.1
-    if momentum:
-        v_ref = [momentum * v + g for v, g in zip(tree_leaves(velocity), tree_leaves(grads))]
-        p_ref = [p - lr * v for p, v in zip(tree_leaves(params), v_ref)]
-    else:
-        v_ref, p_ref = None, [p - lr * g for p, g in zip(tree_leaves(params), tree_leaves(grads))]
+    p_ref, v_ref = train.sgd_step(params, grads, lr, momentum, velocity)  # the reference: p - lr * g
+    p_ref, v_ref = tree_leaves(p_ref), (tree_leaves(v_ref) if momentum else None)
     p_new, v_new = fast_step.sgd_update(params, velocity, grads, lr=lr, momentum=momentum, grads_owned=grads_owned)
     for a, b in zip(tree_leaves(p_new), p_ref):
         np.testing.assert_array_equal(a, b)

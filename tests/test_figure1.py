@@ -158,6 +158,40 @@ def test_a_diverged_run_is_drawn_with_an_x_and_drops_out_of_its_seeds_correlatio
     plt.close(fig)
 
 
+def test_a_sweep_picture_names_the_x_of_a_diverged_run_only_when_a_run_diverged():
+    import matplotlib.pyplot as plt
+
+    from minigcnc.experiments.driver import draw_sweeps
+
+    values = [0.1, 0.2]
+    for diverged in (False, True):
+        hist = {"lr": [[_fake_history(s, 30, 0.3), _fake_history(s, 20, 0.2, status="diverged" if diverged and s else
+                                                                 "finished")] for s in (0, 1)]}
+        fig = draw_sweeps({"lr": values}, hist, "t")
+        title = fig._suptitle.get_text()
+        assert title.startswith("t: lines = mean over seeds, bands = min-max over seeds, bars at the right = min-max")
+        assert ("x = a diverged run" in title) == diverged
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_sweep_figure_draws_the_same_min_max_bands(out, name, monkeypatch):
+    """The convnet appendix included: one convention for the seeds' spread across the figures."""
+    import minigcnc.experiments.driver as driver
+
+    folder, _ = out
+    mod, titles = FIGURES[name], []
+
+    def spy(*args, **kwargs):
+        fig = driver.draw_sweeps(*args, **kwargs)
+        titles.append(fig._suptitle.get_text())
+        return fig
+
+    monkeypatch.setattr(mod, "draw_sweeps", spy)
+    mod.main(["--scale", "tiny", "--out", str(folder), "--cache", str(folder / "cache"), "--jobs", "1", "--quiet"])
+    assert titles and all("bands = min-max over seeds" in t and "standard error" not in t for t in titles)
+
+
 def test_the_mnist_appendix_trains_a_convnet_and_names_vgg11_on_mnist_at_paper_scale(out):
     data = _json(out[0], "figure_mnist")
     assert data["base"]["model"] == "convnet" and data["base"]["dataset"] == "digits"
@@ -167,3 +201,9 @@ def test_the_mnist_appendix_trains_a_convnet_and_names_vgg11_on_mnist_at_paper_s
     assert grid["l2"] == (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4) and len(seeds) == 3
     laptop, _, _ = figure_mnist.scale_setup("laptop")
     assert (laptop.model, laptop.dataset) == ("convnet", "mnist5k")
+    # the Hessian trace of every convnet run at its first and last evaluation (tiny and laptop scale; not on the GPU)
+    assert laptop.extras == ("flatness",) and base.extras == ()
+    histories = out[1]["figure_mnist"]["histories"]
+    assert histories and all(np.isfinite(e["hessian_trace"]) and e["hessian_trace"] > 0 and "warnings" not in e
+                             for h in histories for e in (h["evals"][0], h["evals"][-1]))
+    assert not any("hessian_trace" in e for h in histories for e in h["evals"][1:-1])

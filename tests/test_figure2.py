@@ -27,6 +27,7 @@ def test_figure2_tiny_writes_every_estimator_curve_and_its_claims(tmp_path):
     assert np.allclose(run["gc_hutchinson_4"], run["gc"], rtol=0.5)
     assert np.allclose(run["gc_subset_100"], run["gc"], rtol=1e-6)  # tiny scale: N = 100 evaluation images
     assert len(out["claims"]) == 2 * sum(len(v[1]) for v in GC_ESTIMATOR_LEVELS.values())
+    assert out["summary"].startswith("Cost of each estimator") and "gc_outputs_1" in out["summary"]  # for REPORT.md
 
 
 def test_figure2_counts_an_accuracy_claim_per_estimator_with_five_seeds_and_describes_tracking():
@@ -45,6 +46,28 @@ def test_figure2_counts_an_accuracy_claim_per_estimator_with_five_seeds_and_desc
     assert acc["hutchinson probes=4"].verdict == "holds" and acc["hutchinson probes=4"].p_value == pytest.approx(1 / 32)
     assert acc["outputs m=1"].verdict == "fails"
     assert all(c.kind == "description" for c in claims if "seed pairing" in c.statement)
+
+
+def test_the_cost_table_gives_each_estimators_time_over_the_exact_gcs_in_the_report_and_the_legends():
+    """The README's promise: Figure 2 shows what each estimator costs, from the seconds the runs recorded."""
+    import matplotlib.pyplot as plt
+
+    sub, hut = estimator_key("subset", 20), estimator_key("hutchinson", 1)
+    runs = [{"status": "finished", "config": {"seed": s}, "evals": [
+        {"step": t, "gc": 10.0, sub: 11.0, hut: 9.0, "seconds_gc": 0.2, f"seconds_{sub}": 0.05, f"seconds_{hut}": 0.01}
+        for t in (0, 10)]} for s in (0, 1)]
+    assert figure2.timings(runs) == {"gc": (0.2, 0.0), sub: (0.05, pytest.approx(0.1)), hut: (0.01, pytest.approx(0.1))}
+    lines = figure2.timing_table(runs)
+    assert lines[0].split() == ["estimator", "seconds", "per", "call", "x", "the", "exact", "GC", "median", "rel.",
+                                "error"]
+    assert lines[2].split() == [sub, "0.05", "0.25", "0.1"] and lines[3].split() == [hut, "0.01", "0.05", "0.1"]
+    fig = figure2.draw(runs, "two seeds")
+    legends = {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+    assert "n = 20 (0.25x the time)" in legends and "probes = 1 (0.05x the time)" in legends
+    assert "exact GC (dashed, 0.2 s a call)" in legends
+    title = fig._suptitle.get_text()
+    assert "bands = min-max over seeds" in title and "diverged" not in title  # no run diverged: no x to explain
+    plt.close(fig)
 
 
 def test_estimator_draws_differ_between_checkpoints_but_repeat_for_the_run(tmp_path):

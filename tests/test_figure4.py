@@ -168,6 +168,31 @@ def test_the_claims_variants_name_what_they_read_and_refuse_an_unknown_choice():
     assert not figure4.records_raw_probe({"lr": [[run(["fewshot5_logreg"])]]})  # a run from before acea088
 
 
+def test_every_panel_draws_one_kind_of_spread_the_seeds_and_names_a_diverged_run_only_when_one_did():
+    """Mean lines, min-max bands and the final values' min-max bars in every panel; the episodes' 95% intervals
+    stay in the JSON (no second kind of bar beside the seeds' spread); the title's x only with a diverged run."""
+    import matplotlib.pyplot as plt
+
+    metrics = ("gc", "target_nc", "fewshot5", "fewshot5_ci95", "fewshot5_logreg", "fewshot5_logreg_ci95")
+
+    def run(seed, v, status="finished"):
+        return {"key": f"{seed}-{v}", "status": status, "config": {"seed": seed},
+                "evals": [{"step": t, **{m: 0.5 + 0.01 * (seed + t) + v for m in metrics}} for t in (0, 10, 20)]}
+
+    grid = {"lr": (0.1, 0.2), "batch_size": (64, 32), "l2": (0.0, 0.01)}
+    for status, named in (("finished", False), ("diverged", True)):
+        hist = {f: [[run(s, i, status if (f, s, i) == ("l2", 1, 1) else "finished") for i in range(2)]
+                    for s in range(3)] for f in grid}
+        fig = figure4.draw(grid, hist, "test")
+        title = fig._suptitle.get_text()
+        assert "bands = min-max over seeds" in title and ("diverged" in title) == named
+        assert "episodes" not in title
+        for ax in fig.axes:
+            bars = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+            assert bars and all(b.lines[0].get_xdata()[0] > 20 for b in bars)  # the final bars only, right of the end
+        plt.close(fig)
+
+
 def test_near_duplicates_is_the_rule_recomputed_from_mnist5k_and_treats_the_four_6_9_pairs_alike():
     assert figure4.near_duplicates() == figure4.NEAR_DUPLICATES == ()
     conf = figure4.pair_confusability
@@ -197,16 +222,24 @@ def test_digits_split_is_five_source_digits_and_the_five_others_as_target():
     assert base.eval_per_class * len(base.classes) == 500
 
 
-def test_fashion_source_without_its_files_is_skipped_with_a_message_naming_where_it_looked(monkeypatch, tmp_path,
-                                                                                           capsys):
+def test_fashion_source_without_its_files_ends_as_figure1_does_for_the_same_cause(monkeypatch, tmp_path, capsys):
+    """One exit code per cause: a missing dataset ends figure4 --source fashion_mnist exactly as it ends figure1
+    --dataset fashion_mnist (status 1, the same message naming where it looked), before anything trains."""
+    from minigcnc import figure1
+
     monkeypatch.setitem(data_mod.files.SYSTEM_DIRS, "fashion_mnist", (tmp_path / "nowhere",))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MINIGCNC_DATA", raising=False)
-    out = figure4.main(["--scale", "tiny", "--source", "fashion_mnist", "--out", str(tmp_path), "--quiet"])
-    assert "skipped" in out
-    err = capsys.readouterr().err
-    assert "skipped" in err and "fashion_mnist" in err and str(tmp_path / "nowhere") in err
-    assert not list(tmp_path.glob("*.png"))
+    ends = {}
+    for name, argv in (("figure4", ["--source", "fashion_mnist"]), ("figure1", ["--dataset", "fashion_mnist"])):
+        main = figure4.main if name == "figure4" else figure1.main
+        with pytest.raises(SystemExit) as e:
+            main(["--scale", "tiny", *argv, "--out", str(tmp_path), "--cache", str(tmp_path / "cache"), "--quiet"])
+        ends[name] = str(e.value.code)
+        assert ends[name].startswith(f"{name}: a dataset file is missing (give its folder with --data-root DIR).")
+        assert str(tmp_path / "nowhere") in ends[name]
+    assert ends["figure4"].replace("figure4", "figure1") == ends["figure1"]
+    assert not list(tmp_path.glob("*.png")) and not list((tmp_path / "cache").glob("runs/*.json"))
 
 
 def test_fashion_source_transfers_to_all_mnist_digits():

@@ -40,7 +40,6 @@ NO_TEST_FILE = {
     "minigcnc": "the package: its public names are checked in this file",
     "minigcnc.__main__": "`python -m minigcnc` is run by test_cli.py",
     "minigcnc.experiments": "an empty package: each of its modules has its own test file",
-    "minigcnc.threads": "the BLAS-thread rule is tested through fit in test_train.py (section 'BLAS threads')",
     "minigcnc.figure_gc_regularization": "tested with Figure 1, whose steps it takes, in test_figure1.py",
     "minigcnc.figure_mnist": "tested with Figure 1, whose steps it takes, in test_figure1.py",
     "minigcnc.bench.__main__": "`python -m minigcnc.bench --help` is run by test_bench.py",
@@ -169,7 +168,9 @@ SPEED_MODULES = ("fused", "fast_step", "jacobian_passes")
 DEFINITIONS = {
     "minigcnc.jacobians": ("forward", "at_embedding", "pull_back", "input_jacobian"),
     "minigcnc.gc": ("reference_gc",),
-    "minigcnc.train": ("l2_term", "batch_indices"),
+    "minigcnc.collapse": ("reference_cdnv",),
+    "minigcnc.fewshot": ("reference_episode_accuracy",),
+    "minigcnc.train": ("sgd_step", "l2_term", "batch_indices"),
 }
 
 
@@ -186,6 +187,25 @@ def test_the_teaching_path_names_no_speed_module():
             used = {n.id for n in ast.walk(found[name]) if isinstance(n, ast.Name)}
             bad += [f"{module}.{name} uses {m}" for m in SPEED_MODULES if m in used]
     assert not bad, f"a definition must read without the speed modules ({', '.join(SPEED_MODULES)}): {bad}"
+
+
+REFERENCES = {"minigcnc.gc": "reference_gc", "minigcnc.collapse": "reference_cdnv", "minigcnc.train": "sgd_step",
+              "minigcnc.fewshot": "reference_episode_accuracy"}
+REFERENCE_LINES = 12  # a reference reads at a glance: its docstring and a few lines of autograd and NumPy
+
+
+def test_each_teaching_module_opens_with_its_short_reference():
+    bad = []
+    for module, name in REFERENCES.items():
+        tree = modules()[module][1]
+        public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+        if not public or public[0].name != name:
+            bad.append(f"{module}: first public function is {public[0].name if public else None}, not {name}")
+            continue
+        lines = public[0].end_lineno - public[0].lineno + 1
+        if lines > REFERENCE_LINES:
+            bad.append(f"{module}.{name} is {lines} lines (at most {REFERENCE_LINES})")
+    assert not bad, f"each teaching module opens with its reference, short: {bad}"
 
 
 def test_the_engine_imports_no_figure_module():

@@ -183,9 +183,9 @@ def test_the_notebook_runs_and_draws_its_figures(executed):
 # ---- the numbers -------------------------------------------------------------------------------------------
 
 def test_the_definitions_agree_with_the_package(summary):
-    assert summary["gc_plain"] == pytest.approx(summary["gc_untrained"], rel=1e-8)  # autograd.jacobian, by hand
-    assert summary["gc_reference"] == pytest.approx(summary["gc_untrained"], rel=1e-10)  # gc.reference_gc
-    assert summary["nc_untrained_plain"] == pytest.approx(summary["nc_untrained"], rel=1e-8)
+    # gc.reference_gc (autograd.jacobian) squares and sums the float32 Jacobians in float32; the fast route sums in float64
+    assert summary["gc_reference"] == pytest.approx(summary["gc_untrained"], rel=1e-6)
+    assert summary["nc_reference"] == pytest.approx(summary["nc_untrained"], rel=1e-8)  # collapse.reference_cdnv
 
 
 def test_geometric_complexity_and_its_estimates(summary):

@@ -217,6 +217,37 @@ def test_conv2d_gradient_is_differentiable_again_like_autograds(rng):
     np.testing.assert_allclose(grad(penalty(ops.conv2d))(W), grad(penalty(conv2d_loop))(W), rtol=1e-10)
 
 
+@pytest.mark.parametrize("k,stride,padding,h,w", CONV_CASES, ids=CONV_IDS)
+def test_conv_weight_grad_equals_autograds_vjp_of_the_reference_and_its_vjps_match_finite_differences(
+        rng, k, stride, padding, h, w):
+    x, W = _conv_args(rng, k, h, w)
+    g = rng.standard_normal(ops.conv2d(x, W, stride, padding).shape)
+    ours = lambda x, g: ops.conv_weight_grad(x, g, W.shape, stride, padding)  # noqa: E731
+
+    def ref(x, g):  # dL/dW of the loop reference: linear in W, so the point W does not matter
+        return make_vjp(lambda W: conv2d_loop(x, W, stride, padding))(W)[0](g)
+
+    assert_same_function(ours, ref, (x, g), rng)
+    check_against_finite_differences(ours, (x, g), rng)  # its own VJPs (a conv2d_input_grad and a conv2d)
+
+
+@pytest.mark.parametrize("k,stride,padding,h,w", CONV_CASES, ids=CONV_IDS)
+def test_the_second_derivatives_of_a_conv_loss_equal_central_differences_of_its_gradient(rng, k, stride, padding, h, w):
+    """d/d(x, W) <grad_(x, W) L, (u, V)> for L = sum(tanh(conv2d(x, W)) * c): every VJP of conv2d's VJPs, against
+    central differences of the (first-order) gradient along (u, V)."""
+    x, W = _conv_args(rng, k, h, w)
+    c = rng.standard_normal(ops.conv2d(x, W, stride, padding).shape)
+    u, V = rng.standard_normal(x.shape), rng.standard_normal(W.shape)
+    L = lambda x, W: ops.sum(ops.tanh(ops.conv2d(x, W, stride, padding)) * c)  # noqa: E731
+    gL = grad(L, (0, 1))
+    directional = lambda x, W: ops.sum(gL(x, W)[0] * u) + ops.sum(gL(x, W)[1] * V)  # noqa: E731
+    Hx, HW = grad(directional, (0, 1))(x, W)  # the Hessian times (u, V), by reverse over reverse
+    eps = 1e-5
+    plus, minus = gL(x + eps * u, W + eps * V), gL(x - eps * u, W - eps * V)
+    np.testing.assert_allclose(Hx, (plus[0] - minus[0]) / (2 * eps), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(HW, (plus[1] - minus[1]) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
 # ---- pooling -------------------------------------------------------------------------------------------------
 POOL_SHAPES = [(2, 3, 4, 6), (1, 2, 7, 5)]  # the second does not divide by 2: the last row/column is dropped
 
@@ -259,6 +290,27 @@ def test_maxpool2d_input_grad_handles_a_batch_of_cotangents_per_sample(rng):
     for j in range(5):
         np.testing.assert_array_equal(back[:, j], ops.maxpool2d_input_grad(G[:, j], mask, 2, 4, 6))
     check_against_finite_differences(lambda G: ops.maxpool2d_input_grad(G, mask, 2, 4, 6), (G,), rng)
+
+
+@pytest.mark.parametrize("lead", [(2,), (2, 5)])
+def test_maxpool_select_is_adjoint_of_maxpool2d_input_grad_and_its_vjp_matches_finite_differences(rng, lead):
+    x = rng.standard_normal((2, 3, 5, 6))
+    mask = ops.maxpool_mask(x, 2)
+    G = rng.standard_normal(lead + (3, 2, 3))
+    h = rng.standard_normal(lead + (3, 5, 6))
+    picked = ops._maxpool_select(h, mask, 2)
+    assert picked.shape == G.shape
+    assert np.isclose(inner(ops.maxpool2d_input_grad(G, mask, 2, 5, 6), h), inner(G, picked), rtol=1e-12)
+    check_against_finite_differences(lambda h: ops._maxpool_select(h, mask, 2), (h,), rng)
+
+
+def test_the_second_derivative_of_max_pooling_equals_central_differences_of_its_gradient(rng):
+    x = rng.standard_normal((2, 3, 4, 6))
+    c, u = rng.standard_normal((2, 3, 2, 3)), rng.standard_normal(x.shape)
+    gL = grad(lambda x: ops.sum(ops.tanh(ops.maxpool2d(ops.tanh(x), 2)) * c))
+    Hu = grad(lambda x: ops.sum(gL(x) * u))(x)
+    eps = 1e-5  # no tie within eps: the mask is the same at x +- eps u
+    np.testing.assert_allclose(Hu, (gL(x + eps * u) - gL(x - eps * u)) / (2 * eps), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("shape", POOL_SHAPES)

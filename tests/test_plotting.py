@@ -1,5 +1,6 @@
-"""experiments/plotting.py: the mean over seeds with a min-max or standard-error band, the step-0 point, diverged
-runs marked with an x, and the labels of swept values."""
+"""experiments/plotting.py: the mean over seeds with a min-max or standard-error band, the bars of the final
+values, the step-0 point, diverged runs marked with an x (and named in a title only when one diverged), and the
+labels of swept values."""
 import matplotlib
 import numpy as np
 import pytest
@@ -75,3 +76,33 @@ def test_plot_band_draws_the_mean_a_band_and_an_x_at_the_end_of_a_diverged_run()
                                          (np.int64(3), "3"), ("tanh", "tanh"), ((64, 32), "64-32"), (2.5e-3, "0.0025")])
 def test_fmt_value_labels_a_swept_value_shortly(value, label):
     assert plotting.fmt_value(value) == label
+
+
+def test_final_spread_is_the_mean_min_and_max_of_the_finished_runs_final_values():
+    diverged = history([5.0, 50.0], status="diverged")
+    assert plotting.final_spread(SEEDS + [diverged], "gc") == (20, 3.0, 1.0, 5.0)  # the diverged run left out
+    assert plotting.final_spread([diverged], "gc") is None and plotting.final_spread(SEEDS, "nc_train") is None
+
+
+def test_final_bars_stand_side_by_side_right_of_the_last_step_in_the_sweeps_order():
+    fig, ax = plt.subplots()
+    other = [history([1.0, 1.0, 8.0]), history([1.0, 1.0, 9.0])]
+    bars = plotting.draw_final_bars(ax, [SEEDS, other, SEEDS[:1]], "gc", ["C0", "C1", "C2"])
+    assert len(bars) == 2  # the third value has one run: no spread to draw
+    ends_only = [history([1.0, np.nan, 3.0]), history([2.0, np.nan, 4.0])]  # recorded at the ends only
+    assert plotting.draw_final_bars(ax, [SEEDS, ends_only], "gc", ["C0", "C1"]) == []  # its points have bars
+    (x0,), (x1,) = (b.lines[0].get_xdata() for b in bars)
+    assert 20 < x0 < x1
+    segments = [b.lines[2][0].get_segments()[0] for b in bars]  # the vertical bar: (x, min) -> (x, max)
+    np.testing.assert_allclose([s[:, 1] for s in segments], [[1.0, 5.0], [8.0, 9.0]])
+    plt.close(fig)
+
+
+def test_band_words_name_the_x_of_a_diverged_run_only_when_a_run_diverged():
+    assert plotting.band_words() == "lines = mean over seeds, bands = min-max over seeds"
+    assert plotting.band_words("minmax", diverged=True, bars=True) == (
+        "lines = mean over seeds, bands = min-max over seeds, bars at the right = min-max of the final values; "
+        "x = a diverged run")
+    assert plotting.band_words(n_seeds=5).startswith("lines = mean over 5 seeds, bands = min-max over seeds")
+    nested = [[SEEDS, [history([1.0], status="diverged")]]]
+    assert plotting.any_diverged(nested) and not plotting.any_diverged([SEEDS, [SEEDS]])

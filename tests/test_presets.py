@@ -3,6 +3,7 @@ cache keys) in both figures."""
 from minigcnc import figure1, figure2, figure3
 from minigcnc.experiments.cache import run_key
 from minigcnc.experiments.config import scale_base
+from minigcnc.experiments import presets
 from minigcnc.experiments.presets import MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base, training_run
 
 
@@ -23,3 +24,12 @@ def test_figure3_trains_figure1s_lr_and_batch_runs_which_record_the_moment_bound
         f1 = {run_key(c) for c in figure1.configs(scale, seeds=3)}
         digits = [c for _, per_seed in figure3.design(scale)["digits"] for c in per_seed]
         assert digits and {run_key(c) for c in digits} <= f1
+
+
+def test_the_convnet_appendix_records_the_hessian_trace_below_paper_scale_and_sweeps_figure_1s_fields():
+    for scale in ("tiny", "laptop", "paper"):
+        base = presets.appendix_base(scale)
+        assert base.extras == (presets.FLATNESS_EXTRAS if scale != "paper" else ())
+        assert base.model == ("vgg11" if scale == "paper" else "convnet")
+        assert list(presets.APPENDIX_GRIDS[scale]) == list(presets.SWEEP_GRIDS[scale]) == ["lr", "batch_size", "l2"]
+        assert presets.APPENDIX_SEEDS[scale] >= 2

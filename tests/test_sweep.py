@@ -26,7 +26,7 @@ TINY = RunConfig(dataset="digits", model="mlp", hidden=(16, 8), lr=0.1, batch_si
 def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     bad = TINY.replace(lr=1e6)
     hs = sweep.run_many([bad, TINY], tmp_path, jobs=1, progress=False)
-    assert hs[0]["status"] == "diverged" and "diverged at step" in hs[0]["message"]
+    assert hs[0]["status"] == "diverged" and "diverged after step" in hs[0]["message"]
     assert hs[1]["status"] == "finished"
     assert np.isnan(final(hs[0], "gc"))
 

@@ -48,6 +48,23 @@ def test_one_sgd_step_is_theta_minus_lr_times_the_gradient_of_loss_plus_l2(probl
     assert not np.allclose(tree_leaves(result.params)[0], tree_leaves(params)[0])  # it moved
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_fit_steps_equal_the_reference_sgd_step_bit_for_bit(problem, momentum):
+    """fit's in-place fast step (fast_step.sgd_update) against ``train.sgd_step`` on autograd's gradient."""
+    from autograd import value_and_grad
+
+    model, params, X, y = problem
+    lr, l2, p, v, losses = 0.2, 0.01, params, None, []
+    v = [tuple(np.zeros_like(a) for a in layer) for layer in params] if momentum else None
+    for step in range(4):
+        loss, g = value_and_grad(objective_by_hand(model, X, y, step, 8, 3, l2))(p)
+        p, v = train.sgd_step(p, g, lr, momentum, v)
+        losses.append(float(loss))
+    result = fit(model, params, X, y, lr=lr, l2=l2, momentum=momentum, steps=4, seed=3)
+    assert_same_params(result.params, p)
+    assert result.losses == losses
+
+
 def test_momentum_accumulates_v_then_steps_theta_minus_lr_v(problem):
     model, params, X, y = problem
     lr, mu, l2 = 0.2, 0.9, 0.001
@@ -183,7 +200,9 @@ def test_divergence_mid_run_is_reported_with_step_and_lr_without_raising(problem
         result = fit(model, params, X, y, lr=1e30, steps=50)
     assert result.diverged
     assert 0 < result.step < 50 and len(result.losses) == result.step and np.all(np.isfinite(result.losses))
-    assert result.message.startswith(f"diverged at step {result.step + 1}: loss ") and "lr=1e+30" in result.message
+    # FitResult.step and the message name the same step: the last one applied (the next one's loss diverged)
+    assert result.message.startswith(f"diverged after step {result.step}: the loss of step {result.step + 1} is ")
+    assert "lr=1e+30" in result.message
     with np.errstate(over="ignore", invalid="ignore"):
         before = fit(model, params, X, y, lr=1e30, steps=result.step)
     assert_same_params(result.params, before.params)  # the parameters of the last finite step come back
@@ -195,7 +214,8 @@ def test_a_huge_but_finite_loss_counts_as_divergence(problem):
     with np.errstate(over="ignore", invalid="ignore"):
         result = fit(model, params, X, y, lr=1e10, steps=50)
     assert result.diverged and result.step < 50 and np.all(np.isfinite(result.losses))
-    assert f"diverged at step {result.step + 1}" in result.message and "lr=10000000000.0" in result.message
+    assert f"diverged after step {result.step}: the loss of step {result.step + 1}" in result.message
+    assert "lr=10000000000.0" in result.message
 
 
 def test_a_run_that_does_not_diverge_says_so(problem):
@@ -456,10 +476,10 @@ def blas_threads_now():
 def test_the_automatic_rule_gives_a_small_mlp_one_thread_on_numpy_and_leaves_a_device_alone(monkeypatch):
     from minigcnc import threads
 
-    params = models.mlp([784, 256, 256, 64], 10).init(0)
-    work = 64 * sum(a.size for a in tree_leaves(params))  # fit's work: batch x parameters
+    work = threads.fit_work(models.mlp([64, 32, 16], 10), 32)  # fit's work: the batch's forward multiply-adds
     assert work < threads.SMALL_WORK and threads.auto_threads(work) == 1 and threads.resolve(work=work) == 1
-    assert threads.auto_threads(threads.SMALL_WORK) is None  # big: BLAS left alone
+    monkeypatch.setattr(threads, "idle_cores", lambda window=threads.LOAD_WINDOW: threads.usable_cores())
+    assert threads.auto_threads(threads.usable_cores() * threads.SMALL_WORK) is None  # big, idle: BLAS left alone
     assert threads.auto_threads(work, on_host=False) is None
     for asked in (None, 1, 4, "all"):
         assert threads.resolve(asked, work=work, on_host=False) is None
@@ -490,10 +510,13 @@ def test_blas_limit_limits_never_raises_a_users_limit_and_leaves_a_device_alone(
         assert blas_threads_now() == 1
 
 
-def test_fit_trains_under_the_thread_limit_and_its_float64_results_do_not_depend_on_it(rng):
+def test_fit_trains_under_the_thread_limit_and_its_float64_results_do_not_depend_on_it(rng, monkeypatch):
     """300-image MLP 784-256-256-64 (where multi-threaded BLAS does split the products): same numbers to 1e-12."""
     from threadpoolctl import threadpool_limits
 
+    from minigcnc import threads
+
+    monkeypatch.setattr(threads, "idle_cores", lambda window=threads.LOAD_WINDOW: 1)  # as beside a busy process
     model = models.mlp([784, 256, 256, 64], 10)
     X, y = rng.standard_normal((300, 784)), rng.integers(0, 10, 300)
     seen = {}
@@ -509,7 +532,7 @@ def test_fit_trains_under_the_thread_limit_and_its_float64_results_do_not_depend
     assert seen == {"all": blas_threads_now(), 1: 1, None: 1}
     for a, b, c in zip(tree_leaves(alone.params), tree_leaves(one.params), tree_leaves(auto.params)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        assert np.array_equal(b, c)  # the automatic rule is one thread here
+        assert np.array_equal(b, c)  # the automatic rule is one thread here (no idle core beside this one)
     np.testing.assert_allclose(alone.losses, one.losses, rtol=1e-12)
     with threadpool_limits(1, user_api="blas"):
         seen.clear()

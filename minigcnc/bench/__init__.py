@@ -9,8 +9,8 @@
 - ``minigcnc.bench.collapse``: ``cdnv`` and ``nc1`` on 50,000 x 512 features;
 - ``minigcnc.bench.floor``: the training floor of ``python -m minigcnc.reproduce``: its SGD steps alone, timed for
   minigcnc and PyTorch with one thread per job, summed per figure;
-- ``minigcnc.bench.threads``: ``fit`` of a small MLP with the library's default BLAS threads (``minigcnc.threads``)
-  against BLAS left alone and against one thread;
+- ``minigcnc.bench.threads``: ``fit`` of the MLP and the laptop convnet with the library's default BLAS threads
+  (``minigcnc.threads``) against one thread and all threads, idle and beside a busy process it starts itself;
 - ``minigcnc.bench.gpu``: on a CUDA GPU, the cupy backend against numpy and PyTorch.
 
 Each section module has ``bench_<name>(report, ...)``, where ``report(name, seconds, note)`` receives every

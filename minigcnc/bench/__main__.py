@@ -4,8 +4,8 @@ Sections (each also runnable alone): training step against PyTorch and JAX on th
 table; torch and jax are optional, see its docstring), exact GC (``bench.gc``), the cost of each GC estimator
 against the exact GC (``bench.estimators``),
 collapse metrics (``bench.collapse``), the training floor of ``python -m minigcnc.reproduce`` - its SGD steps alone,
-ours and PyTorch's, one thread per job (``bench.floor``) - ``fit`` with the library's BLAS threads against BLAS left
-alone and one thread (``bench.threads``) - and on a
+ours and PyTorch's, one thread per job (``bench.floor``) - ``fit`` with the library's BLAS threads against one thread
+and all threads, idle and beside a busy process (``bench.threads``) - and on a
 CUDA GPU the cupy backend against numpy and PyTorch (``bench.gpu``: run by ``--backend cupy`` or ``--only gpu``). ``--quick`` shrinks the problem sizes;
 ``--only NAME`` runs one section. Timings are wall-clock medians on this machine; compare ratios, not
 absolute seconds.

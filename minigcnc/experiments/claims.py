@@ -1012,6 +1012,51 @@ def _fmt(x, spec):
     return "nan" if x is None or not math.isfinite(float(x)) else format(float(x), spec)
 
 
+MAX_DECIMALS = 6  # a number smaller than this many decimals can show is written in e-notation
+
+
+def decimals_for(magnitude, sig, least):
+    """How many decimals show ``magnitude`` with ``sig`` significant digits, and never fewer than ``least``;
+    None when that takes more than ``MAX_DECIMALS`` (e-notation then). 0 and non-finite magnitudes: ``least``."""
+    if not magnitude or not math.isfinite(magnitude):
+        return least
+    d = sig - 1 - math.floor(math.log10(abs(magnitude)))
+    return max(least, d) if d <= MAX_DECIMALS else None
+
+
+def fmt_sig(x, sig=2, least=3, sign="+"):
+    """``x`` with the digits it needs: at least ``least`` decimals, more until it shows ``sig`` significant
+    digits (``+0.669``, ``+0.0021`` where fixed decimals would print ``+0.002``); ``"nan"`` for none."""
+    if _num(x) is None:
+        return "nan"
+    d = decimals_for(abs(float(x)), sig, least)
+    return format(float(x), f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f")
+
+
+def fmt_row(values, sig=2, least=2, sign="+"):
+    """Numbers read side by side (a claim's per-seed values, an interval's ends) with one number of decimals:
+    enough for the largest to show ``sig`` significant digits, at least ``least`` (``+0.83 +0.45``;
+    ``+0.0012 +0.0034`` where two decimals would print ``+0.00 +0.00``); ``"nan"`` for a missing value."""
+    top = max((abs(float(v)) for v in values if _num(v) is not None), default=0.0)
+    d = decimals_for(top, sig, least)
+    spec = f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f"
+    return ["nan" if _num(v) is None else format(float(v), spec) for v in values]
+
+
+def fmt_interval(lo, hi, sig=2, least=2, sign="+"):
+    """``[lo, hi]`` with one number of decimals, enough for the larger end *and* the width to show ``sig``
+    significant digits (an interval's ends never print equal when they differ); ``"-"`` when it has none."""
+    if _num(lo) is None and _num(hi) is None:
+        return "-"
+    ends = [float(v) for v in (lo, hi) if _num(v) is not None]
+    d = decimals_for(max(abs(v) for v in ends), sig, least)
+    width = abs(ends[-1] - ends[0]) if len(ends) == 2 else 0.0
+    dw = decimals_for(width, sig, least)
+    d = None if d is None or dw is None else max(d, dw)
+    spec = f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f"
+    return "[" + ", ".join("nan" if _num(v) is None else format(float(v), spec) for v in (lo, hi)) + "]"
+
+
 def fmt_p(p):
     """A p- or q-value as the tables print it: 3 decimals, or 2 significant digits below 0.001; "-" for none."""
     if p is None or not math.isfinite(p):
@@ -1073,43 +1118,50 @@ def by_note(claims):
         f"  - {c.statement}: {c.verdict} -> {c.verdict_by} (q_BY {fmt_p(c.q_by)})" for c in changed]
 
 
-def claim_table(claims, width=46, scale=None):
+def claim_table(claims, width=46, scale=None, data=None):
     """The counted claims, then derived claims, descriptions and checks, as plain text; whole statements,
     wrapped (never cut).
 
     Claims: statement, statistic, value (mean per-seed coefficient, or the seed-pairing contrast), 95% CI
-    (t-interval over seeds), p (permutation test), q (Benjamini-Hochberg over the figure's claims), per seed
-    (every seed, 2 decimals), verdict (on q). The last line counts the verdicts of the counted claims only;
-    at ``scale="tiny"`` the header and that line say the table is a plumbing check.
+    (where one is given), p (permutation test), q (Benjamini-Hochberg over the figure's claims), per seed
+    (every seed), verdict (on q). Numbers carry the digits they need (``fmt_sig``, ``fmt_row``,
+    ``fmt_interval``): at least 3 decimals for a value and 2 for per-seed values and intervals, more until the
+    largest shows 2 significant digits. The last line counts the verdicts of the counted claims only; at
+    ``scale="tiny"`` the header and that line say the table is a plumbing check, on ``data`` (the datasets'
+    names, when given).
     """
     claims = list(claims)
 
-    def seeds(c, spec):
-        return " ".join(_fmt(v, spec) for v in c.per_seed)
+    def seeds(c, sign="+"):
+        return " ".join(fmt_row(c.per_seed, sign=sign))
 
     def ci(c, sign="+"):
         lo, hi = (list(c.ci) + [None, None])[:2] if c.ci is not None else (None, None)
-        return "-" if _num(lo) is None and _num(hi) is None else f"[{_fmt(lo, sign + '.2f')}, {_fmt(hi, sign + '.2f')}]"
+        return fmt_interval(lo, hi, sign=sign)
 
     lines = []
     if scale == "tiny":
-        lines += ["PLUMBING CHECK: tiny scale runs a few hundred steps on 8x8 digits to test the code; its verdicts "
-                  "mean nothing about the paper (use the default laptop scale).", ""]
+        lines += [f"PLUMBING CHECK: tiny scale trains short runs on {data or 'small data'} to test the code; its "
+                  "verdicts mean nothing about the paper (use the default laptop scale).", ""]
     of = lambda kind: [c for c in claims if getattr(c, "kind", "claim") == kind]  # noqa: E731
     header = ("claim", "statistic", "value", "95% CI", "p", "q", "per seed", "verdict")
-    rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), ci(c), fmt_p(c.p_value), fmt_p(c.q_value),
-             seeds(c, "+.2f"), c.verdict) for c in of("claim")]
-    lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
+    rows = [(c.statement, c.statistic, fmt_sig(c.value), ci(c), fmt_p(c.p_value), fmt_p(c.q_value), seeds(c),
+             c.verdict) for c in of("claim")]
+    if rows:
+        lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
+    else:
+        lines += ["No counted claims: what this figure shows at this scale is below, as descriptions or checks."
+                  if claims else "No claims."]
     lines += by_note(of("claim"))
     if of("derived"):
         lines += ["", "Derived claims (restate claims above, so not counted; verdict on p)"]
-        rows = [(c.statement, c.derived_from, _fmt(c.value, "+.3f"), fmt_p(c.p_value), seeds(c, "+.2f"), c.verdict)
+        rows = [(c.statement, c.derived_from, fmt_sig(c.value), fmt_p(c.p_value), seeds(c), c.verdict)
                 for c in of("derived")]
         lines += _block(("derived claim", "follows from", "value", "p", "per seed", "verdict"), rows,
                         (width, 36, 6, 7, 30, 12))
     if of("description"):
         lines += ["", "Descriptions (not tests: shown to be seen, never counted)"]
-        rows = [(c.statement, c.statistic, _fmt(c.value, "+.3f"), seeds(c, "+.2f")) for c in of("description")]
+        rows = [(c.statement, c.statistic, fmt_sig(c.value), seeds(c)) for c in of("description")]
         lines += _block(("description", "statistic", "value", "per seed"), rows, (width, 40, 6, 30))
     if of("check"):
         lines += ["", "Checks (not evidence: they catch bugs in the code or test an assumption of a bound; "
@@ -1121,7 +1173,7 @@ def claim_table(claims, width=46, scale=None):
             value = _fmt(c.value, ".3f" if fraction or abs(float(c.value if _num(c.value) is not None else 0)) < 1e3
                          else ".3g") + (f" ({round(c.value * n)}/{n})" if fraction else "")
             rows.append((c.statement, c.statistic, "by construction" if c.by_construction else "measured", value,
-                         ci(c, ""), seeds(c, ".2f"), c.verdict))
+                         ci(c, ""), seeds(c, ""), c.verdict))
         lines += _block(("check", "statistic", "type", "value", "95% CI", "per seed", "verdict"), rows,
                         (width, 30, 15, 16, 16, 30, 7))
     lines += ["", summary_line(claims, scale)]

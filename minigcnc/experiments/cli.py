@@ -301,9 +301,19 @@ def write_figure(name, scale, out, fig, doc, claims, t0):
                          "draws from the cache in seconds") from None
     finally:
         _PHASE["now"] = "drawing"
-    print(claim_table(claims, scale=scale))
+    print(claim_table(claims, scale=scale, data=data_names(doc.get("configs", ()))))
     print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
     return png, js
+
+
+def data_names(configs):
+    """The datasets that ``configs`` (``RunConfig``s or their dicts) train and transfer to, as the command line
+    names them: ``"digits"``, ``"digits_rot"``, ``"digits and gaussians"``, ``"fashion_mnist -> mnist5k"``;
+    None when there are no configs (for ``claims.claim_table``'s plumbing banner)."""
+    dicts = [c if isinstance(c, dict) else c.to_dict() for c in configs]
+    names = sorted({c["dataset"] + (f" -> {c['target_dataset']}" if c.get("target_dataset") else "")
+                    for c in dicts if c.get("dataset")})
+    return " and ".join(names) or None
 
 
 def remove_stale_temps(folder):

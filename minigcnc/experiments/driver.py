@@ -24,7 +24,7 @@ import numpy as onp
 from . import claims as C
 from .config import SCALES
 from .history import final, finals, series, train_seconds
-from .plotting import BANDS, fmt_value
+from .plotting import any_diverged, band_words, fmt_value
 
 # field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
 # and a stronger GC penalty lower GC)
@@ -219,7 +219,8 @@ def direction_of(field, directions=None):
 
 
 def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, log=(), band="minmax"):
-    """One row per swept field, one column per metric: a curve per value, mean over seeds, min-max band."""
+    """One row per swept field, one column per metric: a curve per value, mean over seeds, min-max band, and the
+    min-max of the final values as bars (``plotting.draw_sweep_row``); the title says what each mark is."""
     import matplotlib.pyplot as plt
 
     from .plotting import draw_sweep_row, style
@@ -234,7 +235,8 @@ def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, lo
                        band=band)
         for c, (_, mlabel) in enumerate(metrics):
             axes[r, c].set_title(f"({'abcdefgh'[r]}{c + 1}) {mlabel}, {label} sweep")
-    fig.suptitle(f"{title}: lines = mean over seeds, bands = {BANDS[band]}; x = a diverged run", y=1.0)
+    diverged = any_diverged(list(hist_by_field.values()))
+    fig.suptitle(f"{title}: {band_words(band, diverged, bars=True)}", y=1.0)
     fig.tight_layout()
     return fig
 

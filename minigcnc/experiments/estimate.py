@@ -58,7 +58,7 @@ EXTRA_GC_UNITS = {"gc_estimators": 8.0, "moment_bounds": 0.5, "moment_bounds_gc"
                   "agop": 1.0}  # any other (your own): 1
 EXTRA_FIXED_S = {"moment_bounds": 0.35, "moment_bounds_gc": 0.7}  # seconds beyond the arithmetic (SDP solves)
 AT_ENDS = {"moment_bounds_gc", "agop", "flatness"}  # recorded at a run's first and last evaluation only (measure.AT_ENDS)
-FLATNESS_PASSES = 48000  # the Hessian trace: 4 probes x 1000 images x ~12 forward passes (dense models only)
+FLATNESS_PASSES = 12000  # the Hessian trace: 4 probes x 250 images (convnets; 1000 dense) x ~12 passes
 PENALTY_FACTOR = {"hutchinson": lambda p: 3.0, "exact": lambda p: 1.0 + p / 4}
 PARALLEL_BLAS = 0.7  # the share of each added core a big step gains through BLAS threads
 PARALLEL_SLOWDOWN = 1.4  # runs trained side by side each take longer (shared memory bandwidth): measured 1.4
@@ -84,33 +84,13 @@ def dataset_size(name):
 
 @lru_cache(maxsize=64)
 def _macs(model, hidden, channels, width, activation, input_shape, n_classes):
+    from ..models import forward_macs as model_macs
     from .config import RunConfig
     from .prepare import build_model
 
-    import numpy as onp
-
     config = RunConfig(model=model, hidden=hidden, channels=channels, width=width, activation=activation)
     net = build_model(config, n_classes, input_shape)
-    rng, shape = onp.random.default_rng(0), net.input_shape
-    dense = conv = 0
-    for layer in net.layers:
-        shape, params = layer.init(rng, shape, "float32")
-        positions = int(onp.prod(shape[1:])) if len(shape) == 3 else 1
-        for a in _arrays(params):
-            if a.ndim == 4:  # a convolution's kernel (out, in, k, k), applied at every output position
-                conv += a.size * positions
-            elif a.ndim == 2:  # a dense layer's (fan_in, fan_out)
-                dense += a.size
-    dense += net.embed_dim * net.n_classes  # the head
-    return {"dense": dense, "conv": conv, "layers": len(net.layers) + 1, "embed_dim": net.embed_dim}
-
-
-def _arrays(params):
-    if hasattr(params, "ndim"):
-        yield params
-    elif isinstance(params, (list, tuple)):
-        for p in params:
-            yield from _arrays(p)
+    return {**model_macs(net), "layers": len(net.layers) + 1, "embed_dim": net.embed_dim}
 
 
 def forward_macs(config):
@@ -155,7 +135,7 @@ def run_macs(config):
     for name in config.extras:
         share = min(1.0, 2 / evals) if name in AT_ENDS else 1.0  # recorded at the first and last evaluation only
         if name == "flatness":
-            evaluation += 0 if m["conv"] else share * FLATNESS_PASSES * forward  # (not computed with convolutions)
+            evaluation += share * FLATNESS_PASSES * (1 if m["conv"] else 4) * forward  # 250 or 1,000 images
         else:
             evaluation += share * EXTRA_GC_UNITS.get(name, 1.0) * gc_unit
     return step, evaluation, evals

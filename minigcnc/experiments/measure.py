@@ -49,7 +49,7 @@ import numpy as onp
 
 from .. import bounds, collapse, fewshot, gc, layerwise, ops, sharpness
 from . import prepare
-from ..backend import get_xp, to_numpy
+from ..backend import get_xp, is_device_array, to_numpy
 
 
 def embed_in_chunks(model, params, X, chunk=1000):
@@ -349,6 +349,7 @@ def moment_bounds_gc(model, params, data, seed, step):
 
 
 FLATNESS_IMAGES = 1000  # training images of the Hessian trace, a subset fixed by FLATNESS_SUBSET_SEED
+FLATNESS_CONV_IMAGES = 250  # the same for models with convolutions (their trace costs ~10x a dense one's)
 FLATNESS_SUBSET_SEED = 29
 FLATNESS_PROBES = 4  # Rademacher probes per evaluation
 
@@ -366,16 +367,20 @@ def flatness(model, params, data, seed, step):
     - ``hessian_trace_se``: its standard error (sample sd of the probes' v^T H v over sqrt(probes));
     - ``seconds_flatness``: wall seconds of this group.
 
-    For a model with convolutions (``sharpness.twice_differentiable`` false) the three are NaN, NaN and 0, with
-    a warning.
+    Models with convolutions (or residual blocks) use ``FLATNESS_CONV_IMAGES`` images. On a device backend
+    (CuPy), and for a model with a layer of a kind outside ``minigcnc.layers`` (``sharpness.twice_differentiable``
+    false), the three are NaN, NaN and 0, with a warning: the Hessian-vector products are tested on the host only.
     """
     t0 = time.perf_counter()
-    if not sharpness.twice_differentiable(model):
+    why = ("a layer kind outside minigcnc.layers" if not sharpness.twice_differentiable(model) else
+           "a device backend: the Hessian-vector products are tested on NumPy only" if
+           is_device_array(params[-1][0]) else "")
+    if why:
         return {"hessian_trace": float("nan"), "hessian_trace_se": float("nan"), "seconds_flatness": 0.0,
-                "warnings": [f"hessian_trace: not computed for {model.name} (convolutions have no second "
-                             "derivative in ops; dense models only)"]}
+                "warnings": [f"hessian_trace: not computed for {model.name} ({why})"]}
     N = len(data.y_train)
-    n = min(FLATNESS_IMAGES, N)
+    conv = any(layer.kind in ("conv", "residual") for layer in model.layers)
+    n = min(FLATNESS_CONV_IMAGES if conv else FLATNESS_IMAGES, N)
     idx = onp.sort(onp.random.default_rng(FLATNESS_SUBSET_SEED).choice(N, size=n, replace=False))
     X = data.X_train[get_xp(params[-1][0]).asarray(idx)]
     samples = sharpness.hessian_trace_samples(model, params, X, data.y_train[idx], probes=FLATNESS_PROBES,

@@ -1,5 +1,8 @@
 """Runs that more than one figure trains, declared once (a figure never imports another figure).
 
+- ``APPENDIX_GRIDS``, ``APPENDIX_SEEDS`` and ``appendix_base(scale)``: the convnet appendix's (``figure_mnist``)
+  sweeps, seeds and base run, which records the Hessian trace at tiny and laptop scale (read by
+  ``figure_flatness`` too).
 - ``training_run(scale)``: the run of Figure 2 (one config, trained longer and evaluated often).
 - ``SWEEP_GRIDS`` and ``sweep_base(scale)``: Figure 1's three sweeps and their base run, which records the
   moment bounds (``measure.moment_bounds`` at every evaluation, ``moment_bounds_gc`` at the first and last), the
@@ -42,3 +45,26 @@ def sweep_base(scale, **changes):
     it minutes instead of seconds; Figure 3, which reads them, asks for them on its five tiny classes."""
     changes.setdefault("extras", (MOMENT_EXTRAS if scale != "tiny" else ()) + FLATNESS_EXTRAS + AGOP_EXTRAS)
     return scale_base(scale, **changes)
+
+
+APPENDIX_SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # the convnet appendix's seeds per scale
+APPENDIX_GRIDS = {  # the convnet appendix (figure_mnist), in SWEEP_GRIDS' row order
+    "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
+    "laptop": {"lr": (0.01, 0.02, 0.05, 0.1, 0.2), "batch_size": (512, 256, 128, 64, 32),
+               "l2": (0.0, 1e-4, 5e-4, 1e-3, 5e-3)},
+    "paper": {"lr": (0.005, 0.01, 0.02, 0.04, 0.08), "batch_size": (512, 256, 128, 64, 32),
+              "l2": (0.0, 1e-4, 2.5e-4, 5e-4, 7.5e-4)},
+}
+
+
+def appendix_base(scale):
+    """The base run of the convnet appendix (``figure_mnist``) at ``scale``: a small convnet (tiny: on digits,
+    laptop: on mnist5k) with the Hessian trace (``FLATNESS_EXTRAS``) at every evaluation; VGG-11 on MNIST at paper
+    scale, without it (the Hessian's GPU route is untested)."""
+    if scale == "tiny":
+        return scale_base("tiny", model="convnet", channels=(4, 8), hidden=(16,), steps=60, eval_every=30,
+                          eval_per_class=4, extras=FLATNESS_EXTRAS)
+    if scale == "laptop":
+        return scale_base("laptop", model="convnet", channels=(8, 16), hidden=(64,), batch_size=64, l2=5e-4,
+                          steps=1000, eval_per_class=20, extras=FLATNESS_EXTRAS)
+    return scale_base("paper", dataset="mnist", model="vgg11", steps=10000)

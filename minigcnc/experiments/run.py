@@ -6,8 +6,11 @@
 - ``train_in_worker(config_dict, checkpoint_dir, fresh)``: the same as a Dask task (``dask_runner.run_on_dask``):
   the worker trains and sends the history back; the client writes the cache.
 
-The data are prepared with one BLAS thread in every mode (``--jobs 1``, ``--jobs N``, Dask), so that the
-numbers computed from them (the Poincare constants ``rho``) do not depend on how the sweep is scheduled. Each
+The data are prepared, and the run trained and measured, with one BLAS thread in every mode (``--jobs 1``,
+``--jobs N``, Dask, an idle or a busy machine): BLAS's thread count changes the rounding of its products, and
+over thousands of steps round-off becomes a visible difference, so a run's numbers would otherwise depend on how
+the sweep is scheduled and on the machine's load (``fit``'s own default, ``threads``, reads the load). A sweep
+uses the cores by training ``--jobs`` runs side by side. Each
 checkpoint is tagged with the run's cache key (``train.fit(checkpoint_key=...)``), and each run file carries a
 digest (``cache.store_run``), both checked when read.
 
@@ -41,7 +44,7 @@ def train_run(config, checkpoint=None, progress=True):
     res = fit(model, params, data.X_train, data.y_train_dev, lr=config.lr, batch_size=config.batch_size,
               steps=config.steps, l2=config.l2, momentum=config.momentum, penalty=penalty,
               eval_every=config.eval_every, seed=config.seed, progress=progress, checkpoint=checkpoint,
-              checkpoint_key=run_key(config),
+              checkpoint_key=run_key(config), blas_threads=1,  # a run's rounding never depends on the load
               on_eval=lambda step, p: measure(model, p, data, config.fewshot_episodes, config.seed, tuple(config.extras),
                                               probe=config.fewshot_probe, step=step,
                                               last_step=config.steps),
