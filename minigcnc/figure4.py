@@ -11,9 +11,11 @@ Pre-train on source classes with plain SGD, sweeping one hyperparameter per row:
 the exact embedding GC on source training images (``gc``), the CDNV of the frozen embedding on the unseen target
 classes (``target_nc``) and 5-way 5-shot nearest-class-centre accuracy on them (``fewshot5``); also 1-shot,
 episodes of 5 different digits (``fewshot5_distinct``) and a logistic-regression probe on L2-normalized features
-(``fewshot5_logreg``; ``--no-probe`` leaves it out). Claims: per sweep, Spearman of final source GC (and GCol)
-with final target NC (expected positive) and with final accuracy (expected negative), per seed, stratified
-permutation test; across all configs the same, configs the units (seed-averaged, exact over configs).
+(``fewshot5_logreg``; ``--no-probe`` leaves it out) and the same probe on raw features (``fewshot5_logreg_raw``,
+for the sensitivity table). Claims: per sweep, Spearman of final source GC (and GCol) with final target NC
+(expected positive) and with final accuracy (expected negative), the swept values the units (seed-averaged,
+exact over the values; each seed's own Spearman shown beside it as a description); across all configs the
+same, configs the units (seed-averaged, exact over configs).
 
 Splits (``--split``): ``digits``, digits 0-4 are the 5 source classes, digits 5-9 the 5 target classes;
 ``rotations`` (default), each digit at 0, 90, 180 and 270 degrees its own class (20 source, 20 target classes);
@@ -36,7 +38,7 @@ from . import data as data_mod
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import scale_base, with_options
-from .experiments.driver import config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config
+from .experiments.driver import config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config, sweep_rank_claims
 from .experiments.history import final, finals, series
 from .experiments.grid import by_sweep, flat, sweep_configs
 
@@ -70,13 +72,17 @@ ANALYSIS = (
      "(2026-11-30), after 20-class results; the measured rule came after 18-class results (3e8a880, 6eae296, "
      "04aec9a). Sensitivity: 18 classes (runs trained beside the default)"),
     ("probe features", "L2-normalized embeddings (NCC on raw features)", "8dc21f5 (2026-12-03)",
-     "raw features from 0baf482 (2026-11-30), with results (6eae296, 04aec9a). Sensitivity: not computed (the "
-     "runs record the normalized probe only; a raw-feature probe needs a metric in experiments/measure.py)"),
+     "raw features from 0baf482 (2026-11-30), with results (6eae296, 04aec9a). Sensitivity: the raw-feature "
+     "probe (fewshot5_logreg_raw, recorded from acea088: the same runs and episodes), alone and with the 18-class "
+     "pool (the analysis of 12722d4 to 8dc21f5)"),
     ("episode kind", "5-way episodes drawn from all target classes (fewshot5)", "3fb9e1c (2026-11-27)",
      "episodes of 5 different digits (fewshot5_distinct) added as three more all-runs claims at 8dc21f5, after "
      "results. Sensitivity: every 5-shot NCC claim on distinct-digit episodes (same runs)"),
     ("claims across runs", "configs as the units (seed-averaged, exact over configs)", "issue 28 (2026-12-07)",
      "per-seed Spearman over runs, stratified by seed, until issue 28 (after the results)"),
+    ("claims per sweep", "the swept values as the units (seed-averaged, exact over the sweep's values; 4 values "
+     "cannot reach 0.05: descriptions); each seed's own Spearman beside it, a description", "issue 28 (2026-12-08)",
+     "per-seed Spearman over the sweep, stratified by seed, counted until issue 28 (after the results)"),
     ("swapped split", "digits 5-9 x 4 rotations -> digits 0-4 x 4 rotations (figure4_swapped), the default's "
      "analysis unchanged", "issue 28 (2026-12-07), before its runs in this code",
      "the issue's filer ran it with independent code (36 runs)"),
@@ -228,38 +234,47 @@ def pooled_accuracy_metrics(probe, distinct=False):
 
 
 EPISODES = ("all", "distinct")  # the 5-shot NCC accuracy the claims read: fewshot5, or fewshot5_distinct
+PROBE_FEATURES = ("normalized", "raw")  # the probe accuracy the claims read: fewshot5_logreg, or fewshot5_logreg_raw
 
 
-def make_claims(grid, hist, probe=True, distinct=False, episodes="all"):
+def make_claims(grid, hist, probe=True, distinct=False, episodes="all", probe_features="normalized"):
     """The claim table of Figure 4: per sweep and across all configs, rank correlations of final values.
 
-    Per sweep (per-seed Spearman, stratified by seed): the sweep moves GC the way the paper says (lr up, batch
-    down, L2 up: GC down); final source GC (and GCol) vs final target NC (expected positive); final source GC vs
-    final 5-shot accuracy, NCC and probe (expected negative). Across every distinct config of all sweeps, configs
-    the units (``claims.config_rank_claim``: seed-averaged, exact over configs): GC and GCol vs target NC, and
-    GC, GCol and target NC vs each accuracy (5-shot NCC, 5-shot probe, 1-shot NCC and, with ``distinct``,
-    5-shot NCC on episodes of 5 different digits; expected negative). ``episodes="distinct"``: every 5-shot NCC
-    claim reads ``fewshot5_distinct`` instead (a variant of the sensitivity table; same statements, same order).
+    Per sweep, the swept values the units (``driver.sweep_rank_claims``: each value averaged over its seeds,
+    exact over the sweep's values; each seed's own Spearman beside it as a description; a sweep of 4 values
+    cannot reach 0.05, and its claims are then descriptions): the sweep moves GC the way the paper says (lr up,
+    batch down, L2 up: GC down); final source GC (and GCol) vs final target NC (expected positive); final source
+    GC vs final 5-shot accuracy, NCC and probe (expected negative). Across every distinct config of all sweeps,
+    configs the units (``claims.config_rank_claim``): GC and GCol vs target NC, and GC, GCol and target NC vs
+    each accuracy (5-shot NCC, 5-shot probe, 1-shot NCC and, with ``distinct``, 5-shot NCC on episodes of 5
+    different digits; expected negative). Variants of the sensitivity table (same statements, same order):
+    ``episodes="distinct"``, every 5-shot NCC claim reads ``fewshot5_distinct``; ``probe_features="raw"``, every
+    probe claim reads the probe on raw features, ``fewshot5_logreg_raw`` (same episodes).
     Claims that the others force, or that copy another's numbers, are marked derived (``claims.mark_forced``).
     """
     if episodes not in EPISODES:
         raise ValueError(f"episodes must be one of {EPISODES}; got {episodes!r}")
-    read = (lambda m: "fewshot5_distinct" if m == "fewshot5" else m) if episodes == "distinct" else (lambda m: m)
+    if probe_features not in PROBE_FEATURES:
+        raise ValueError(f"probe_features must be one of {PROBE_FEATURES}; got {probe_features!r}")
+    swap = {}
+    if episodes == "distinct":
+        swap["fewshot5"] = "fewshot5_distinct"
+    if probe_features == "raw":
+        swap["fewshot5_logreg"] = "fewshot5_logreg_raw"
+    read = lambda m: swap.get(m, m)  # noqa: E731
     out = []
     for field, title, gc_sign, direction in SWEEPS:
         gc = finals(hist[field], "gc")
         name = title.split(" (")[0]
         xs = [list(grid[field])] * len(gc)
-        out.append(C.rank_correlation_claim(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field,
-                                            "source_gc"))
-        out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, lower target NC", gc,
-                                            finals(hist[field], "target_nc"), +1, "source_gc", "target_nc"))
-        out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GCol, lower target NC",
-                                            finals(hist[field], "gcol"), finals(hist[field], "target_nc"), +1,
-                                            "source_gcol", "target_nc"))
+        out += sweep_rank_claims(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field, "source_gc")
+        out += sweep_rank_claims(NAME, f"{name}: lower source GC, lower target NC", gc,
+                                 finals(hist[field], "target_nc"), +1, "source_gc", "target_nc")
+        out += sweep_rank_claims(NAME, f"{name}: lower source GCol, lower target NC", finals(hist[field], "gcol"),
+                                 finals(hist[field], "target_nc"), +1, "source_gcol", "target_nc")
         for metric, label in accuracy_metrics(probe):
-            out.append(C.rank_correlation_claim(NAME, f"{name}: lower source GC, higher {label}", gc,
-                                                finals(hist[field], read(metric)), -1, "source_gc", read(metric)))
+            out += sweep_rank_claims(NAME, f"{name}: lower source GC, higher {label}", gc,
+                                     finals(hist[field], read(metric)), -1, "source_gc", read(metric))
     per_config = runs_per_config(hist)
     pooled = lambda metric: config_finals(per_config, metric)  # noqa: E731
     claim = lambda statement, x, y, sign: C.config_rank_claim(  # noqa: E731
@@ -275,8 +290,17 @@ def make_claims(grid, hist, probe=True, distinct=False, episodes="all"):
 
 
 def variant_claims(grid, variants, probe, distinct):
-    """{variant name: its judged claim list} for the sensitivity table; ``variants``: {name: (hist, episodes)}."""
-    return {name: C.judge(make_claims(grid, h, probe, distinct, episodes)) for name, (h, episodes) in variants.items()}
+    """{variant name: its judged claim list} for the sensitivity table; ``variants``: {name: (hist, episodes,
+    probe features)}."""
+    return {name: C.judge(make_claims(grid, h, probe, distinct, episodes, features))
+            for name, (h, episodes, features) in variants.items()}
+
+
+def records_raw_probe(hist):
+    """True when every finished run of ``hist`` ({field: [[history per value] per seed]}) recorded the raw-feature
+    probe (``fewshot5_logreg_raw``)."""
+    runs = [h for per_seed in hist.values() for hs in per_seed for h in hs if h["status"] == "finished" and h["evals"]]
+    return bool(runs) and all("fewshot5_logreg_raw" in h["evals"][-1] for h in runs)
 
 
 def sensitivity_table(tables):
@@ -481,18 +505,23 @@ def main(argv=None):
 
     distinct = args.split != "digits" and args.scale != "paper"  # rotated digits: fewshot5_distinct recorded
     claims = make_claims(grid, hist, args.probe, distinct)
-    variants = {"pre-specified": (hist, "all")}
+    raw = args.probe and records_raw_probe(hist)
+    variants = {"pre-specified": (hist, "all", "normalized")}
     if distinct:
-        variants["distinct episodes"] = (hist, "distinct")
+        variants["distinct episodes"] = (hist, "distinct", "normalized")
+    if raw:
+        variants["raw probe"] = (hist, "all", "raw")
     if pool18:
         hist18 = by_sweep(sweeps18, histories[len(cfgs):])
-        variants["18 classes"] = (hist18, "all")
+        variants["18 classes"] = (hist18, "all", "normalized")
         if distinct:
-            variants["18 cl., distinct"] = (hist18, "distinct")
+            variants["18 cl., distinct"] = (hist18, "distinct", "normalized")
+        if raw and records_raw_probe(hist18):
+            variants["18 cl., raw probe"] = (hist18, "all", "raw")  # the analysis of 12722d4 to 8dc21f5
     tables = variant_claims(grid, variants, args.probe, distinct)
     rows = sensitivity_table(tables) if len(variants) > 1 else []
-    not_computed = ["raw-feature probe (the runs record the L2-normalized probe only; needs a metric in "
-                    "experiments/measure.py)"] if args.probe and args.scale != "paper" else []
+    not_computed = ["raw-feature probe (these runs did not record fewshot5_logreg_raw)"] if args.probe and not raw \
+        else []
     sensitivity = sensitivity_text(rows, not_computed)
 
     title = _title(args.scale, args.split, args.source)

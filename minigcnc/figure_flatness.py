@@ -10,9 +10,10 @@ Hutchinson's estimator, 4 Rademacher probes on 1,000 fixed training images). Pan
 over training per swept value (rows: learning rate, batch size, L2), and each config's final tr H against its
 final GC (``figures/figure_flatness_across_configs.png``).
 
-The claim table: per seed, Spearman of the swept value with the final tr H (expected negative for the learning
-rate, positive for the batch size: "ends flatter"); the L2 sweep is a description (no sign predicted: L2 shrinks
-the weights, which scales a ReLU net's Hessian up). Across configs (configs as the units,
+The claim table: per sweep, Spearman of the swept value with the final tr H, the swept values the units
+(seed-averaged, exact over the values; each seed's own Spearman beside it as a description), expected negative
+for the learning rate, positive for the batch size ("ends flatter"); the L2 sweep is a description (no sign
+predicted: L2 shrinks the weights, which scales a ReLU net's Hessian up). Across configs (configs as the units,
 ``claims.config_rank_claim``): a flatter end goes with a lower final GC (and NC), over the learning-rate and
 batch-size configs, and over every config of the three sweeps.
 
@@ -32,7 +33,7 @@ from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import with_options
 from .experiments.driver import (distinct_runs_per_seed, draw_sweeps, model_title, runs_epilog, sweep_positions,
-                                 sweep_record)
+                                 sweep_rank_claims, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.history import final, finals
 from .experiments.presets import APPENDIX_GRIDS, APPENDIX_SEEDS, SWEEP_GRIDS, appendix_base, sweep_base
@@ -86,10 +87,10 @@ def flatness_claims(grid, hist, prefix=""):
     for field, values in grid.items():
         xs = [sweep_positions(values) for _ in hist[field]]
         trace = finals(hist[field], "hessian_trace")
-        if field in SIGNS:
+        if field in SIGNS:  # the swept values the units; each seed alone beside it, a description
             sign, word = SIGNS[field]
-            out.append(C.rank_correlation_claim(NAME, f"{prefix}{word} ends flatter (lower final Hessian trace)", xs,
-                                                trace, sign, field, "hessian_trace"))
+            out += sweep_rank_claims(NAME, f"{prefix}{word} ends flatter (lower final Hessian trace)", xs, trace,
+                                     sign, field, "hessian_trace")
         else:
             c = C.rank_correlation_claim(NAME, f"{prefix}{field} sweep: the final Hessian trace against the swept "
                                          "value (no sign predicted)", xs, trace, -1, field, "hessian_trace")

@@ -9,9 +9,10 @@ Training minimizes ``CE + lambda * GC(g, batch)`` (docs/theory.md#geometric-comp
 with plain SGD, for lambda = 0 and a geometric grid of strengths. One row of three panels over the training
 iterations: the exact embedding GC on a fixed training subset, the geometric collapse and the NC (CDNV of the
 training embeddings); one curve per strength (mean over seeds, min-max band), coloured from the weakest to
-the strongest penalty. The claim table (over seeds): the Spearman correlation between lambda and the final
-GC and NC (expected negative), and between the final GC and the final NC and geometric collapse across the
-strengths (expected positive).
+the strongest penalty. The claim table (the strengths the units: seed-averaged, exact over the strengths; each
+seed's own Spearman beside it as a description, ``driver.sweep_rank_claims``): the Spearman correlation
+between lambda and the final GC and NC (expected negative), and between the final GC and the final NC and
+geometric collapse across the strengths (expected positive).
 
 The penalty is by default the Hutchinson estimate ``(1/N) sum_n ||v_n^T J(x_n)||^2`` with one fresh Gaussian
 probe per image (``gc_reg_method="hutchinson"``): its value and its parameter gradient are unbiased for the exact

@@ -732,6 +732,31 @@ def test_claims_the_counted_claims_force_are_derived_computed_from_the_data():
     assert [c.kind for c in C.mark_forced(free)] == ["claim"] * 3
 
 
+def test_forced_claims_among_a_sweeps_configs_as_units_claims_are_found_on_the_value_means():
+    """The issue's case with the swept values as the units (driver.sweep_claims): value -> GC and value -> NC
+    are +-1 over the value means (though not in every seed), so GC -> NC is forced to +-1 and GCol -> NC to
+    equal GC -> GCol; the seeds' own numbers play no part."""
+    rng = np.random.default_rng(3)
+    value = np.tile(np.arange(5.0), (4, 1)).T  # (values, seeds)
+    noise = 3.0 * rng.standard_normal((5, 4))
+    gc = 2.0 * value + noise - noise.mean(axis=1, keepdims=True)  # noisy seeds, monotone means
+    noise = 3.0 * rng.standard_normal((5, 4))
+    nc = value ** 2 + noise - noise.mean(axis=1, keepdims=True)
+    gcol = rng.standard_normal((5, 4))
+    R = C.config_rank_claim
+    claims = [R("f", "value -> GC", value, gc, +1, "v", "gc"), R("f", "value -> NC", value, nc, +1, "v", "nc"),
+              R("f", "GC -> NC", gc, nc, +1, "gc", "nc"), R("f", "GC -> GCol", gc, gcol, +1, "gc", "gcol"),
+              R("f", "GCol -> NC", gcol, nc, +1, "gcol", "nc")]
+    assert claims[0].value == pytest.approx(1.0) and claims[1].value == pytest.approx(1.0)
+    assert not all(abs(v) == pytest.approx(1.0) for v in claims[2].per_seed)  # the seeds alone force nothing
+    C.mark_forced(claims)
+    assert [c.kind for c in claims] == ["claim", "claim", "derived", "claim", "derived"]
+    assert "forced to +-1: its two variables rank alike over the config means" in claims[2].derived_from
+    assert "forced to equal +-'GC -> GCol' over the config means" in claims[4].derived_from
+    assert abs(claims[4].value) == pytest.approx(abs(claims[3].value))
+    assert claims[4].p_value == pytest.approx(claims[3].p_value)
+
+
 def test_a_claim_with_another_claims_numbers_through_a_shared_variable_is_a_copy():
     """Across configs: when GCol ranks the configs as the GC bound does, GCol -> error is the bound's claim."""
     rng = np.random.default_rng(1)
@@ -813,6 +838,17 @@ def test_a_seed_that_stopped_early_keeps_the_pairing_test_exchangeable():
     assert "64 checkpoint value(s) beyond the 12 checkpoints every seed has left out" in c.detail
     full = C.tracking_claim("f", "s", [v[:12] for v in a], [v[:12] for v in b], "a", "b")
     assert full.value == pytest.approx(c.value) and full.p_value == pytest.approx(c.p_value)
+
+
+def test_a_seed_that_stopped_before_its_third_checkpoint_is_dropped_not_allowed_to_cut_the_others():
+    rng = np.random.default_rng(10)
+    a, b = _decays(rng, True, k=6)
+    a[4], b[4] = a[4][:2], b[4][:2]
+    c = C.tracking_claim("f", "s", a, b, "a", "b")
+    assert c.n_seeds == 5 and math.isnan(c.per_seed[4]) and "1 seed(s) dropped with < 3 finite points" in c.detail
+    kept = [i for i in range(6) if i != 4]
+    alone = C.tracking_claim("f", "s", [a[i] for i in kept], [b[i] for i in kept], "a", "b")
+    assert c.value == pytest.approx(alone.value) and c.p_value == pytest.approx(alone.p_value)
 
 
 # ---- accuracy against a tolerance ---------------------------------------------------------------------------

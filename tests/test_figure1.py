@@ -39,19 +39,20 @@ def test_each_figure_writes_its_png_and_json(out, name):
 def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out, name):
     claims = _json(out[0], name)["claims"]
     stats = [c["statistic"] for c in claims]
-    for field in ("lr", "batch_size", "l2"):
+    for field in ("lr", "batch_size", "l2"):  # the swept values the units; each seed alone beside, a description
         for stat in (f"spearman({field}, gc)", f"spearman({field}, nc_train)"):
-            assert stat in stats
-    assert stats.count("spearman(gc, nc_train)") == 3 and stats.count("spearman(gc, gcol)") == 3
+            assert stat + " over config means" in stats and "per-seed " + stat in stats
+    for stat in ("spearman(gc, nc_train)", "spearman(gc, gcol)"):
+        assert stats.count(stat + " over config means") == 3 and stats.count("per-seed " + stat) == 3
     if name == "figure1":  # GCol beside GC, and the bound across runs
-        assert stats.count("spearman(gcol, nc_train)") == 3
+        assert stats.count("spearman(gcol, nc_train) over config means") == 3
         across = {f"spearman({m}, ncc_test_error) over config means" for m in ("bound_gc", "gcol", "gc", "nc_test")}
         assert across | {"partial spearman(bound_gc, ncc_test_error | nc_test)"} <= set(stats)
         for c in claims:  # configs the units: one value per distinct config, each seed's Spearman beside
             if c["statistic"] in across:
                 assert len(c["per_unit"]) == 7 and "configs the units" in c["detail"]
         assert (out[0] / "figure1_across_runs_tiny.png").stat().st_size > 10_000
-    expected = {c["statistic"]: c["expected"] for c in claims}
+    expected = {c["statistic"].replace(" over config means", ""): c["expected"] for c in claims}
     assert expected["spearman(lr, gc)"] == "negative"
     assert expected["spearman(batch_size, gc)"] == "positive"
     assert expected["spearman(l2, gc)"] == "negative"
@@ -70,19 +71,22 @@ def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out, name):
 
 def test_gc_regularization_claim_table_correlates_strength_with_gc_and_gc_with_nc(out):
     claims = _json(out[0], "figure_gc_regularization")["claims"]
-    expected = {c["statistic"]: c["expected"] for c in claims}
+    expected = {c["statistic"].replace(" over config means", "").replace("per-seed ", ""): c["expected"]
+                for c in claims}
     assert expected == {"spearman(gc_reg, gc)": "negative", "spearman(gc_reg, nc_train)": "negative",
                         "spearman(gc, nc_train)": "positive", "spearman(gc, gcol)": "positive",
                         "spearman(gcol, nc_train)": "positive"}
 
 
 def test_a_stronger_gc_penalty_lowers_gc_in_every_seed_even_at_tiny_scale(out):
-    claim = next(c for c in _json(out[0], "figure_gc_regularization")["claims"]
-                 if c["statistic"] == "spearman(gc_reg, gc)")
-    assert claim["per_seed"] == [-1.0, -1.0]
-    # two seeds of three values allow 36 within-seed orderings: the best two-sided p is 2/36 > 0.05, so the
-    # verdict cannot be "holds" at this scale, however clear the effect
-    assert claim["p_value"] == pytest.approx(2 / 36) and claim["verdict"] == "inconclusive"
+    claims = _json(out[0], "figure_gc_regularization")["claims"]
+    claim = next(c for c in claims if c["statistic"] == "spearman(gc_reg, gc) over config means")
+    assert claim["per_seed"] == [-1.0, -1.0] and claim["value"] == -1.0
+    # three strengths allow 3! orderings of their means: the best two-sided p is 2/6 > 0.05, so the claim cannot
+    # hold at this scale, however clear the effect, and it is a description (and so is each seed alone: 2/36)
+    assert claim["p_value"] == pytest.approx(2 / 6) and claim["kind"] == "description"
+    alone = next(c for c in claims if c["statistic"] == "per-seed spearman(gc_reg, gc)")
+    assert alone["p_value"] == pytest.approx(2 / 36) and alone["kind"] == "description"
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -138,14 +142,15 @@ def test_a_diverged_run_is_drawn_with_an_x_and_drops_out_of_its_seeds_correlatio
              _fake_history(s, 10, 0.1, status="diverged" if s == 1 else "finished", steps=(0, 100))]
             for s in (0, 1, 2)]
     claims = sweep_claims("figure1", "learning rate", values, hist, -1, "lr")
-    # seed 1 keeps two finished runs, too few for a rank correlation: it drops out, and the two other seeds'
-    # 3 x 3 orderings give at best p = 2/36
-    assert claims[0].per_seed[0] == pytest.approx(-1.0) and claims[0].per_seed[2] == pytest.approx(-1.0)
-    assert np.isnan(claims[0].per_seed[1]) and claims[0].n_seeds == 2
-    assert [c.verdict for c in claims] == ["inconclusive"] * 4 and claims[0].p_value == pytest.approx(2 / 36)
-    # GC -> NC is not marked forced: a diverged run leaves seed 1 without points, and mark_forced links two
-    # variables only through claims that are +-1 at every point of every seed
-    assert claims[2].statistic == "spearman(gc, nc_train)" and C.mark_forced(claims)[2].kind == "claim"
+    # the value 0.4 is averaged over the two seeds that finished it; seed 1 keeps two finished runs, too few for
+    # a rank correlation of its own: it drops out of the per-seed numbers
+    counted, alone = claims[0], claims[1]
+    assert counted.per_unit == pytest.approx([90.0, 60.0, 20.0])  # the final GC, mean over the seeds that finished
+    assert counted.per_seed[0] == pytest.approx(-1.0) and counted.per_seed[2] == pytest.approx(-1.0)
+    assert np.isnan(counted.per_seed[1]) and np.isnan(alone.per_seed[1]) and alone.n_seeds == 2
+    # 3 values: 3! orderings, the best p is 2/6 (a description); each seed alone, 3 x 3 orderings, 2/36
+    assert counted.p_value == pytest.approx(2 / 6) and alone.p_value == pytest.approx(2 / 36)
+    assert {c.kind for c in C.mark_forced(claims)} == {"description"}
     fig, axes = plt.subplots(1, 3)
     draw_sweep_row(axes, values, hist, "learning rate", METRICS)
     xs = [ln for ln in axes[0].get_lines() if ln.get_marker() == "x"]

@@ -24,13 +24,18 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     for statistic in ("spearman(source_gc, target_nc)", "spearman(source_gc, fewshot5)",
                       "spearman(target_nc, fewshot5)", "spearman(lr, source_gc)"):
         assert statistic in table
-    assert "Sensitivity (figure4.ANALYSIS)" in table and "not computed: raw-feature probe" in table
+    assert "Sensitivity (figure4.ANALYSIS)" in table and "raw probe" in table and "not computed" not in table
     summary = json.loads(js.read_text())
     claims = summary["claims"]
-    # per sweep: GC moves, GC and GCol vs target NC, GC vs 5-shot NCC and probe accuracy; over all runs: GC and
-    # GCol vs target NC, and GC, GCol, target NC vs each of 5-shot NCC, 5-shot probe, 1-shot NCC and (rotated
-    # classes) 5-shot NCC accuracy on episodes of 5 different digits
-    assert len(claims) == 3 * 5 + 2 + 3 * 4 and all(c["n_seeds"] >= 3 for c in claims)
+    # per sweep: GC moves, GC and GCol vs target NC, GC vs 5-shot NCC and probe accuracy, each over the value
+    # means and, beside it, each seed alone; over all runs: GC and GCol vs target NC, and GC, GCol, target NC vs
+    # each of 5-shot NCC, 5-shot probe, 1-shot NCC and (rotated classes) 5-shot NCC accuracy on episodes of 5
+    # different digits
+    assert len(claims) == 3 * 5 * 2 + 2 + 3 * 4 and all(c["n_seeds"] >= 3 for c in claims)
+    per_sweep = [c for c in claims if not c["statement"].startswith("all configs")]
+    assert [c["statistic"].startswith("per-seed ") for c in per_sweep] == [False, True] * 15
+    # three values per sweep at tiny scale: no ordering of 3 value means reaches 0.05, so none is counted
+    assert {c["kind"] for c in per_sweep} == {"description"} and all(len(c["per_unit"]) == 3 for c in per_sweep[::2])
     expected = {c["statistic"]: c["expected"] for c in claims}
     for statistic in ("spearman(source_gc, fewshot5_logreg) over config means",
                       "spearman(target_nc, fewshot1) over config means",
@@ -38,8 +43,8 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
                       "spearman(source_gc, fewshot5_distinct) over config means",
                       "spearman(target_nc, fewshot5_distinct) over config means"):  # probe, 1-shot, distinct digits
         assert expected[statistic] == "negative"
-    assert expected["spearman(source_gc, target_nc)"] == "positive"
-    assert expected["spearman(source_gc, fewshot5)"] == "negative"
+    assert expected["spearman(source_gc, target_nc) over config means"] == "positive"
+    assert expected["per-seed spearman(source_gc, fewshot5)"] == "negative"
     across = [c for c in claims if c["statement"].startswith("all configs")]
     assert len(across) == 2 + 3 * 4 and all(len(c["per_unit"]) == 7 for c in across)  # 7 distinct configs
     for c in claims:  # every verdict is the rule applied to the stored q-value (BH over the figure's claims)
@@ -53,10 +58,21 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
     # the sensitivity table: the pre-specified analysis, distinct-digit episodes and the 18-class pool (same
     # networks: the source GC of every 18-class run is the 20-class run's)
     sens = summary["sensitivity"]
-    assert sens["variants"] == ["pre-specified", "distinct episodes", "18 classes", "18 cl., distinct"]
+    assert sens["variants"] == ["pre-specified", "distinct episodes", "raw probe", "18 classes", "18 cl., distinct",
+                                "18 cl., raw probe"]
     assert [r["statement"] for r in sens["rows"]] == [c["statement"] for c in claims if c["kind"] == "claim"]
     for r in sens["rows"]:
         assert (r["robust"] == "robust") == all(v == "holds" for v in r["verdicts"].values())
+    # the raw-feature probe: the same statements, every probe claim reading fewshot5_logreg_raw, the others as is
+    raw = sens["claims"]["raw probe"]
+    assert [c["statement"] for c in raw] == [c["statement"] for c in claims]
+    for a, b in zip(claims, raw):
+        if "fewshot5_logreg" in a["statistic"]:
+            assert b["statistic"] == a["statistic"].replace("fewshot5_logreg", "fewshot5_logreg_raw")
+        else:
+            assert b["statistic"] == a["statistic"] and b["value"] == a["value"]
+    assert any(b["value"] != a["value"] for a, b in zip(claims, raw) if "fewshot5_logreg" in a["statistic"])
+    assert "raw-feature probe" in dict((r["choice"], r["history"]) for r in summary["analysis"])["probe features"]
     v18 = sens["claims"]["18 classes"]
     assert [c["per_seed"] for c in v18[:1]] == [claims[0]["per_seed"]]  # lr -> source GC: the same networks
     hist = {h["key"]: h for h in out["histories"]}.values()  # (the shared baseline is listed once per sweep)
@@ -131,7 +147,7 @@ def test_tiny_swapped_figure_writes_its_own_outputs(tmp_path):
     assert out["png"].endswith("figure4_swapped_tiny.png") and out["scatter"].endswith("figure4_scatter_swapped_tiny.png")
     doc = json.loads((tmp_path / "figure4_swapped_tiny.json").read_text())
     assert doc["split"] == "swapped" and doc["source_digits"] == [5, 6, 7, 8, 9] and doc["target_digits"] == [0, 1, 2, 3, 4]
-    assert doc["sensitivity"]["variants"] == ["pre-specified", "distinct episodes"]  # no 18-class pool here
+    assert doc["sensitivity"]["variants"] == ["pre-specified", "distinct episodes", "raw probe"]  # no 18-class pool
 
 
 def test_scatter_titles_print_the_tables_claims_never_a_pooled_coefficient():
@@ -140,6 +156,16 @@ def test_scatter_titles_print_the_tables_claims_never_a_pooled_coefficient():
                                   "target_nc")]
     assert figure4._claim_of(claims, "gc", "target_nc") is claims[0]
     assert figure4._claim_of(claims, "gc", "fewshot5") is None
+
+
+def test_the_claims_variants_name_what_they_read_and_refuse_an_unknown_choice():
+    with pytest.raises(ValueError, match="probe_features must be one of"):
+        figure4.make_claims({}, {}, probe_features="whitened")
+    with pytest.raises(ValueError, match="episodes must be one of"):
+        figure4.make_claims({}, {}, episodes="some")
+    run = lambda keys: {"status": "finished", "evals": [dict.fromkeys(keys, 0.5)]}  # noqa: E731
+    assert figure4.records_raw_probe({"lr": [[run(["fewshot5_logreg", "fewshot5_logreg_raw"])]]})
+    assert not figure4.records_raw_probe({"lr": [[run(["fewshot5_logreg"])]]})  # a run from before acea088
 
 
 def test_every_panel_draws_one_kind_of_spread_the_seeds_and_names_a_diverged_run_only_when_one_did():

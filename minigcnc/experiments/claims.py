@@ -32,7 +32,9 @@ Claims
   Monte Carlo) over permutations of the configs. ``config_tracking_claim``: matched minus mismatched
   correlation of configs' curves, b's config labels permuted the same way in every seed. With fixed,
   unrelated config effects the within-seed tests above say "holds" in 16-22% of draws; these in 2-4%
-  (tests/test_claims.py).
+  (tests/test_claims.py). A sweep's claims are configs-as-units claims over its values (``driver.sweep_claims``):
+  with 5 values p >= 2/120 two-sided, with 4 or fewer no arrangement reaches 0.05 and the claim is a
+  description. The within-seed statistic stays beside it as a description (``seeds_as_replicates``).
 - ``correlation_claim`` and ``rank_correlation_claim(over_training=True)``: the within-seed correlation of two
   curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
   curves "hold" in every draw), so these are descriptions, never counted.
@@ -413,9 +415,10 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
 
     as_per_seed, bs_per_seed: per seed, the two curves at the same checkpoints (runs of one config that differ
     only in their seed). Only the first checkpoints that every seed has are used (a run that stopped early
-    shortens all; the values left out are counted in ``detail``). ``R[i, j]`` = Pearson (or Spearman,
-    ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is mean(matched R[i, i]) - mean(mismatched R[i, j], j != i),
-    expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
+    shortens all; the values left out are counted in ``detail``); a seed with fewer than 3 checkpoints is
+    dropped first (counted in ``detail``), so that it cannot cut the others to nothing. ``R[i, j]`` = Pearson
+    (or Spearman, ``kind``) correlation of a_i with b_j over those checkpoints (finite pairs); the statistic is
+    mean(matched R[i, i]) - mean(mismatched R[i, j], j != i), expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
     these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
     """
     coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
@@ -425,10 +428,13 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
               for a, b in zip(as_per_seed, bs_per_seed)]
     # only the checkpoints every seed has: a seed that stopped early would otherwise meet the others on fewer
     # points than they meet each other, and the pairings would not be exchangeable (tests/test_claims.py)
-    n_common = min((min(len(a), len(b)) for a, b in curves), default=0)
-    cut = sum(len(a) + len(b) - 2 * n_common for a, b in curves)
-    for a, b in curves:
-        n = n_common
+    # a seed with fewer than 3 checkpoints (a run that stopped at once) is dropped first, not allowed to cut the
+    # others to nothing
+    long_enough = [min(len(a), len(b)) >= 3 for a, b in curves]
+    n_common = min((min(len(a), len(b)) for (a, b), ok in zip(curves, long_enough) if ok), default=0)
+    cut = sum(len(a) + len(b) - 2 * n_common for (a, b), ok in zip(curves, long_enough) if ok)
+    for (a, b), ok in zip(curves, long_enough):
+        n = n_common if ok else min(len(a), len(b))
         if _usable(a[:n], b[:n], notes) is None:
             seeds.append(None)
         else:
@@ -709,6 +715,12 @@ def _rank_perm_test(rx, ry, n_perm, seed, exact_max):
             1 / (1 + n_perm))
 
 
+def _seed_spearman(x, y):
+    """One seed's Spearman across configs, nan with fewer than 3 finite pairs (the module's rule for a seed)."""
+    xf, _ = _finite_pairs(x, y)
+    return spearman(x, y) if len(xf) >= 3 else float("nan")
+
+
 def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, *, alpha=0.05, n_perm=4999,
                       seed=0, exact_max=40320):
     """Spearman correlation across configs, configs as the units (seeds re-measure a config; they are not new
@@ -718,9 +730,12 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
     over its finite seeds (nanmean; a config with no finite x or y is dropped, counted in ``detail``); ``value``
     = Spearman of the config means. p: two-sided, exact over all permutations of the configs when C! <=
     ``exact_max``, else Monte Carlo ``(1 + hits) / (1 + n_perm)``. ``per_seed`` = each seed's own Spearman across
-    configs (reproducibility, described; the verdict asks the seeds to agree in sign, all but one); ``per_unit``
+    configs (reproducibility, described; the verdict asks the seeds to agree in sign, all but one; nan for a seed
+    with fewer than 3 finite configs); ``per_unit``
     = the config means of y. No interval: the configs are a designed grid, not draws from a population, so no
-    population coefficient exists for an interval to cover (said in ``detail``).
+    population coefficient exists for an interval to cover (said in ``detail``). When no arrangement of the
+    configs can reach ``alpha`` (two-sided exact: p >= 2 / C!, so fewer than 5 configs at 0.05) it is a
+    description, never counted: the data cannot test it.
     """
     sign = check_sign(expected_sign)
     xs, n_seeds = _config_seed_grid(xs, "xs")
@@ -738,7 +753,7 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
     if n_nonfinite:
         text.append(f"{n_nonfinite} non-finite value(s) left out of their config's mean")
     mx, my = mx[keep], my[keep]
-    per_seed = [spearman(X[keep, s], Y[keep, s]) for s in range(n_seeds)]
+    per_seed = [_seed_spearman(X[keep, s], Y[keep, s]) for s in range(n_seeds)]
     used = [v for v in per_seed if math.isfinite(v)]
     stat_name = f"spearman({x_name}, {y_name}) over config means"
     n_cfg = len(mx)
@@ -751,15 +766,34 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
                      expected_sign=sign, per_unit=[float(v) for v in my])
     value = float(stats.spearmanr(mx, my)[0])
     p, method, p_min = _rank_perm_test(stats.rankdata(mx), stats.rankdata(my), n_perm, seed, exact_max)
-    if p_min >= alpha:
-        text.append(f"underpowered: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha")
+    counted = p_min < alpha
+    if not counted:  # no arrangement of these configs reaches alpha: the data cannot test it (DESIGN: not counted)
+        text.insert(0, f"a description, not a test: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha, "
+                       "so it could not hold however strong the effect")
     text.append("no ci: the configs are a designed grid, not draws from a population, so there is no population "
                 "coefficient for an interval to cover")
     detail = f"{base}; p: permutation test over configs, {method}; " + "; ".join(text)
     return Claim(figure, statement, stat_name, value, n_seeds, "positive" if sign > 0 else "negative",
                  verdict_of(value, used, p, sign, alpha), per_seed, detail, p_value=p, alpha=alpha,
-                 n_points=n_cfg, kind="claim", expected_sign=sign, per_unit=[float(v) for v in my],
-                 data=[(mx, my)])
+                 n_points=n_cfg, kind="claim" if counted else "description", expected_sign=sign,
+                 per_unit=[float(v) for v in my], data=[(mx, my)])
+
+
+SEEDS_AS_REPLICATES = ("a description, not counted: each seed's Spearman across the sweep, p from the stratified "
+                       "permutation test; it counts the seeds as replicates of the same configs, so a fixed, "
+                       "unrelated config effect repeated in every seed looks like evidence (tests/test_claims.py); "
+                       "the counted test of the same statement takes the configs as the units")
+
+
+def seeds_as_replicates(claim):
+    """A within-seed ``rank_correlation_claim`` across a sweep shown as the description of a configs-as-units claim:
+    each seed's reproducibility of the ranking, never counted. In place (statement, statistic, kind and
+    detail changed; ``value``, ``per_seed`` and ``p_value`` kept, the p said in ``detail``); returns ``claim``."""
+    claim.statement += " (each seed alone)"
+    claim.statistic = "per-seed " + claim.statistic
+    claim.kind, claim.verdict = "description", "n/a"
+    claim.detail = f"{SEEDS_AS_REPLICATES}; p {fmt_p(claim.p_value)}; " + claim.detail
+    return claim
 
 
 def derived(claim, from_what):
@@ -817,6 +851,11 @@ def _copy_sign(c, prior):
     return 0
 
 
+def _where(c):
+    """Where a claim's variables are compared: over the config means (a claim across configs) or in every seed."""
+    return "over the config means" if len(c.data) == 1 and c.per_unit else "in every seed"
+
+
 def mark_forced(claims):
     """Mark as derived the counted claims whose numbers the other counted claims force, computed from the data
     (never from the metrics' names); in place, returns ``claims``. In table order:
@@ -830,7 +869,8 @@ def mark_forced(claims):
        the earlier one's does in every seed (or oppositely, in every seed) has exactly the earlier claim's
        numbers (up to that sign): a copy (e.g. across runs, when the GCol ranks the runs as the GC bound does).
        For a claim across configs the data are the config means: the same ranking of the means is the same
-       test (value and p), whatever the seeds' own coefficients.
+       test (value and p), whatever the seeds' own coefficients. So for a sweep's configs-as-units claims (one
+       "seed": the value means) 1. reads "+-1 over the config means" and forces alike.
        Claims that are +-1 in every seed are left to 1. (two perfect results on different variables are two
        observations).
 
@@ -855,7 +895,7 @@ def mark_forced(claims):
             continue
         ra, rb = find(a), find(b)
         if ra == rb:
-            derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+            derived(c, f"forced to +-1: its two variables rank alike {_where(c)} through the +-1 claims "
                        + "; ".join(f"'{s}'" for s in links.get(ra, [])))
             continue
         parent[ra] = rb
@@ -869,13 +909,13 @@ def mark_forced(claims):
         ra, rb = find(a), find(b)
         if not perfect[id(c)]:
             if ra == rb and a != b:
-                derived(c, "forced to +-1: its two variables rank alike in every seed through the +-1 claims "
+                derived(c, f"forced to +-1: its two variables rank alike {_where(c)} through the +-1 claims "
                            + "; ".join(f"'{s}'" for s in links.get(ra, [])))
                 continue
             pair = frozenset((ra, rb))
             if pair in seen:
                 first = seen[pair]
-                derived(c, f"forced to equal +-'{first.statement}' in every seed: their variables rank alike "
+                derived(c, f"forced to equal +-'{first.statement}' {_where(c)}: their variables rank alike "
                            "through the +-1 claims " + "; ".join(f"'{s}'" for r in pair for s in links.get(r, [])))
                 continue
             seen[pair] = c

@@ -1,7 +1,8 @@
 """The pieces a figure's ``main`` is written from, so that each figure script reads top to bottom: parse,
 runs, train, claims, draw, write.
 
-- claims: ``sweep_claims`` (one sweep: four rank correlations), ``claims_of_sweeps`` (every row of a grid),
+- claims: ``sweep_claims`` (one sweep: four rank correlations, the swept values the units, each seed's own
+  beside as a description: ``sweep_rank_claims``), ``claims_of_sweeps`` (every row of a grid),
   ``cross_run_claims`` (the bound against the error across every config of every sweep, configs the units;
   ``runs_per_config`` / ``config_finals`` give a claim across configs its data);
 - pictures: ``draw_sweeps`` (one row per sweep, one column per metric), ``draw_cross_run``;
@@ -45,31 +46,49 @@ def model_title(config):
     return f"{name} on {config.dataset}"
 
 
+def by_config(per_seed):
+    """``[[v per config] per seed]`` (the layout of ``history.finals``) as ``[[v per seed] per config]``."""
+    return [list(row) for row in zip(*per_seed)]
+
+
+def sweep_rank_claims(figure, statement, xs, ys, expected_sign, x_name, y_name):
+    """[the counted claim, its per-seed description] on "x -> y" across one sweep; ``xs``, ``ys``: [[value per
+    swept value] per seed].
+
+    Counted: ``claims.config_rank_claim`` with the swept values as the units (each averaged over its seeds,
+    exact over the sweep's values: 5 values allow p >= 2/120 two-sided; 4 or fewer cannot reach 0.05, and the
+    claim is then a description). Beside it, never counted: the within-seed Spearman with the stratified
+    permutation test (``claims.seeds_as_replicates``), which counts the seeds as replicates of the same values.
+    """
+    counted = C.config_rank_claim(figure, statement, by_config(xs), by_config(ys), expected_sign, x_name, y_name)
+    per_seed = C.rank_correlation_claim(figure, statement, xs, ys, expected_sign, x_name, y_name)
+    return [counted, C.seeds_as_replicates(per_seed)]
+
+
 def sweep_claims(figure, label, values, hist, expected_sign, value_name, predictors=(("gc", "GC"),)):
     """The claims of one sweep; ``hist`` = [[history per value] per seed], ``values`` in the same order.
 
     spearman(value, final GC) and spearman(value, final NC) with ``expected_sign``; for each predictor
     (final GC by default), spearman(predictor, final NC) and spearman(predictor, final geometric collapse),
-    expected positive. Which of them the others force (e.g. GC -> NC when value -> GC and value -> NC are +-1 in
-    every seed) is computed by ``claims.mark_forced`` over the figure's claims (``claims_of_sweeps``).
+    expected positive. Each is counted with the swept values as the units and shown per seed beside it as a
+    description (``sweep_rank_claims``). Which of them the others force (e.g. GC -> NC when value -> GC and
+    value -> NC are +-1 over the value means) is computed by ``claims.mark_forced`` over the figure's claims
+    (``claims_of_sweeps``).
     """
     xs = [list(sweep_positions(values)) for _ in hist]
     nc, gcol = finals(hist, "nc_train"), finals(hist, "gcol")
     word = "higher" if expected_sign < 0 else "smaller"
-    out = [
-        C.rank_correlation_claim(figure, f"{word} {label} gives lower final GC", xs, finals(hist, "gc"), expected_sign,
-                                 value_name, "gc"),
-        C.rank_correlation_claim(figure, f"{word} {label} gives lower final NC", xs, nc, expected_sign,
-                                 value_name, "nc_train"),
-    ]
+    out = (sweep_rank_claims(figure, f"{word} {label} gives lower final GC", xs, finals(hist, "gc"), expected_sign,
+                             value_name, "gc")
+           + sweep_rank_claims(figure, f"{word} {label} gives lower final NC", xs, nc, expected_sign, value_name,
+                               "nc_train"))
     for metric, name in predictors:
         pred = finals(hist, metric)
-        out.append(C.rank_correlation_claim(figure, f"{label} sweep: lower final {name} goes with lower final NC",
-                                            pred, nc, +1, metric, "nc_train"))
+        out += sweep_rank_claims(figure, f"{label} sweep: lower final {name} goes with lower final NC", pred, nc, +1,
+                                 metric, "nc_train")
         if metric != "gcol":
-            out.append(C.rank_correlation_claim(
-                figure, f"{label} sweep: lower final {name} goes with lower geometric collapse", pred, gcol, +1,
-                metric, "gcol"))
+            out += sweep_rank_claims(figure, f"{label} sweep: lower final {name} goes with lower geometric collapse",
+                                     pred, gcol, +1, metric, "gcol")
     return out
 
 
