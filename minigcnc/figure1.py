@@ -14,12 +14,13 @@ embeddings) over the training iterations; one curve per value (mean over seeds, 
 the sweep order, so in every row the colour runs from the weakest to the strongest regularization. A diverged
 run is drawn up to its last evaluation and marked with an x.
 
-The claim table, for each sweep (mean of the per-seed Spearman correlations, a stratified permutation test,
-see ``experiments.claims``): the swept value against the final GC (expected negative for lr, positive for
-batch size, negative for L2) and the final NC (same signs); the final GC against the final NC and the
-geometric collapse, and the final GCol against the final NC (expected positive). Across all runs of all
-sweeps, per seed: the final GC bound, GCol and GC against the final NCC test error (expected positive;
-``figures/figure1_across_runs.png``). "Final" is the last evaluation; a diverged run has none (NaN) and drops
+The claim table, for each sweep (the swept values are the units: Spearman over the values' seed-averaged
+finals, exact over their orderings, ``experiments.driver.sweep_rank_claims``; each seed alone is shown as a
+description): the swept value against the final GC (expected negative for lr, positive for batch size,
+negative for L2) and the final NC (same signs); the final GC against the final NC and the geometric collapse,
+and the final GCol against the final NC (expected positive). Across all configs of all sweeps (configs as the
+units, ``driver.cross_run_claims``): the final GC bound, GCol and GC against the final NCC test error (expected
+positive; ``figures/figure1_across_runs.png``). "Final" is the last evaluation; a diverged run has none (NaN) and drops
 out of its seed's correlation.
 
 The runs and grids of each scale: the last lines of ``--help``. Why these grids: docs/figures.md#figure1.
