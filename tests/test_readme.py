@@ -64,3 +64,41 @@ def test_your_own_metric_runs_as_printed_in_workers_and_an_edit_recomputes(capsy
         assert len(list((cache.default_cache_dir() / "runs").glob("*.json"))) == 4
     finally:
         measure.EXTRAS.pop("mean_norm", None)
+
+
+DOCS = os.path.join(os.path.dirname(README), "docs")
+# a measured cost or count typed into prose: "4.8 minutes", "565 run-seconds", "3.9-4.2x", "2.7-fold",
+# "30 times slower", "12 penalized runs", "5 holds" (numbers live in figures/REPORT.md and the figures' JSON)
+MEASURED = re.compile(
+    r"(?<![-\w.])\d[\d.,]*(?:\s*-\s*\d[\d.,]*)?\s*(?:ms|s|sec|seconds?|min|minutes?|hours?|run-seconds|CPU minutes)\b"
+    r"|(?<![-\w.])\d[\d.,]*(?:\s*-\s*\d[\d.,]*)?(?:x|-fold)\b"
+    r"|(?<![-\w.])\d[\d.,]*\s+times\s+(?:faster|slower|as fast|as slow)\b"
+    r"|(?<![-\w.])\d[\d,]*\s+(?:\w+\s+)?runs\b"
+    r"|(?<![-\w.])\d+\s+(?:holds|fails|inconclusive)\b")
+
+
+def measured_numbers(text):
+    """The measured costs and counts (``MEASURED``) in the prose of a markdown ``text``, code spans and fenced
+    blocks aside, as (line number, match)."""
+    text = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    return [(i, m.group(0)) for i, line in enumerate(text.splitlines(), 1)
+            for m in MEASURED.finditer(re.sub(r"`[^`]*`", "", line))]
+
+
+def test_measured_numbers_are_found_outside_code_spans_only():
+    found = [m for _, m in measured_numbers("took 4.8 minutes (565 run-seconds), 3.9-4.2x the exact, 2.7-fold; "
+                                             "the 12 penalized runs, 5 holds; about 30 times slower")]
+    assert found == ["4.8 minutes", "565 run-seconds", "3.9-4.2x", "2.7-fold", "12 penalized runs", "5 holds",
+                     "30 times slower"]
+    assert measured_numbers("VGG-11 runs, 8x8 digits, 3x3 convolutions, `--timeout 60 s`, p = 2/5!\n"
+                            "```\n10 s\n```") == []
+
+
+@pytest.mark.parametrize("name", ["figures.md", "theory.md"])
+def test_the_docs_hold_no_measured_timing_or_count(name):
+    """docs/ gives reasons; what the runs measured (times, speed factors, run and verdict counts) is generated
+    into figures/REPORT.md and the figures' JSON, so a typed copy would go stale."""
+    with open(os.path.join(DOCS, name), encoding="utf-8") as f:
+        found = measured_numbers(f.read())
+    assert not found, (f"docs/{name} types measured numbers (line, text): {found}; point to figures/REPORT.md or "
+                       "the figure's JSON instead")
