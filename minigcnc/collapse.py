@@ -348,7 +348,8 @@ def ncc_error(Z, y, *old_order, means=None, labels=None, balanced=False):
     competes as the nearest mean), but each class of y needs a row.
     ``balanced=True``: the class-averaged error ``(1/k) sum_c P(error | class c)`` over the classes of y, the
     quantity the bounds of ``bounds.py`` bound (equal to the plain error when the classes are balanced).
-    The old order ``ncc_error(means, Z, y)`` is refused with a TypeError that says the new one.
+    Means first (``ncc_error(means, Z, y)``) is refused with a TypeError that names the order every NCC
+    function shares, ``(Z, y, means=...)``, so a swapped call cannot return a wrong error silently.
     """
     if old_order:
         raise TypeError("ncc_error takes (Z, y, means=...), like ncc_error_bound; the old order "

@@ -1,6 +1,6 @@
 """Figure 1: a higher learning rate, a smaller batch and more L2 each lower the embedding GC and the NC.
 
-    python -m minigcnc.figure1                  # laptop scale, about 5 minutes on 2 quiet cores
+    python -m minigcnc.figure1                  # laptop scale (what it takes: figures/REPORT.md)
     python -m minigcnc.figure1 --scale tiny     # seconds
     python -m minigcnc.figure1 --scale paper --data-root DIR                             # VGG-13 on CIFAR-10, GPU
     python -m minigcnc.figure1 --dataset mnist --model vgg11  # another data or network: figure1_<model>_<dataset>

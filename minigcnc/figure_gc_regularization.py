@@ -1,6 +1,6 @@
 """Appendix figure: an explicit GC penalty lowers the embedding GC, the geometric collapse and the NC together.
 
-    python -m minigcnc.figure_gc_regularization                  # laptop scale, about 5 minutes on 2 quiet cores
+    python -m minigcnc.figure_gc_regularization                  # laptop scale (what it takes: figures/REPORT.md)
     python -m minigcnc.figure_gc_regularization --scale tiny     # seconds
     python -m minigcnc.figure_gc_regularization --scale paper --data-root DIR   # VGG-13 on CIFAR-10, GPU
     python -m minigcnc.figure_gc_regularization --gc-method exact   # the exact penalty: figure_gc_regularization_exact
@@ -83,7 +83,7 @@ def main(argv=None):
 
     stem = NAME if args.gc_method == "hutchinson" else f"{NAME}_exact"
     title = f"{model_title(base)}, {len(seeds)} seeds"
-    fig = draw_sweeps(grid, hist, title, log=("gc",))  # GC falls 50-fold across the strengths: a log axis
+    fig = draw_sweeps(grid, hist, title, log=("gc",))  # GC spans orders of magnitude across the strengths: a log axis
 
     print_finals(grid, hist)
     print()

@@ -1,6 +1,6 @@
 """Figure: where in depth collapse happens. Per-layer NC1 (He & Su's D_l), per-layer GC and per-layer transfer.
 
-    python -m minigcnc.figure_layers                  # laptop scale: 8 runs of an 8 x 100 ReLU MLP, a few minutes
+    python -m minigcnc.figure_layers                  # laptop scale: 8 seeds of an 8 x 100 ReLU MLP
     python -m minigcnc.figure_layers --scale tiny     # seconds (a plumbing check)
 
 An MLP of 8 hidden layers of 100 ReLU units trained on digits 0-4 (SGD), recording the ``"layers"`` extra at

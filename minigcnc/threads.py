@@ -40,7 +40,7 @@ from numbers import Integral
 from .backend import is_device_array
 
 ENV_VAR = "MINIGCNC_BLAS_THREADS"
-SMALL_WORK = 2**22  # multiply-adds (~4 M): below it one loop call takes ~1 ms on one core, too little to share
+SMALL_WORK = 2**22  # multiply-adds (about 4 M): below it one loop call is too little work to share across threads
 LOAD_WINDOW = 0.03  # seconds over which ``idle_cores`` reads the machine's busy time (once per block above SMALL_WORK)
 # a core counts as idle when less than 1 - IDLE_ROUNDING of it is busy: a thread too many beside a busy process
 # costs several times the step, a thread too few at most the share one core adds, so a doubtful core is busy

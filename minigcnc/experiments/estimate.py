@@ -20,8 +20,8 @@ here.
 - ``forward_macs``: the multiply-adds of one image through the model (a dense layer ``fan_in x fan_out``, a
   convolution ``out x in x k x k`` at every output position, the head ``p x k``), split into dense and conv work;
 - one SGD step: ``3 x batch x forward`` (the forward pass and the two backward products), times
-  ``PENALTY_FACTOR`` with a GC penalty (Hutchinson about 3x, exact about ``1 + p / 4``: measured 1.4-3.3x and 15x
-  at ``p = 64``);
+  ``PENALTY_FACTOR`` with a GC penalty (Hutchinson a constant few plain steps, exact about ``1 + p / 4``: fitted to
+  penalized steps at ``p = 64``);
 - one evaluation: the forward pass over the train, test and target images, plus the exact GC of the two
   evaluation subsets (``p`` backward passes per image for the embedding GC, ``k`` for the logit and directional
   GC); each extra metric group (``extras``) adds ``EXTRA_GC_UNITS`` exact GCs (1 for your own) and
@@ -34,13 +34,10 @@ here.
   alone; a step too big for the one-thread rule (``threads.SMALL_WORK``) gets the idle cores through BLAS; on
   CuPy the runs share one GPU.
 
-Measured on a busy 2-core machine (one BLAS thread; the constants below come from these): an MLP 784-256-256-64
-step at batch 128 took 2.9 ms (model: 3.0 ms), a 28x28 convnet step 29 ms (model: 22 ms), a VGG-13 step at batch 8
-0.63 s in float64 and 0.24 s in float32 (model: 0.56 and 0.28 s), one laptop evaluation 0.44 s (model: 0.65 s).
-82 laptop runs of Figures 1-3 trained two at a time beside other work took 0.3-3.6 times the time the model gives
-one run alone (median 1.4: ``PARALLEL_SLOWDOWN``); Figure 3 at laptop scale took 21 minutes with 2 jobs (model:
-14). It is an estimate, to be read as right within a factor of a few, which is all a decision about an hour
-against a day needs.
+The constants below were fitted to timings on a busy 2-core machine with one BLAS thread (the laptop MLP and
+convnet steps, a VGG-13 step, one laptop evaluation, and laptop runs trained two at a time beside other work for
+``PARALLEL_SLOWDOWN``); what the runs took is in ``figures/REPORT.md``. It is an estimate, to be read as right
+within a factor of a few, which is all a decision about an hour against a day needs.
 """
 import os
 import sys
@@ -52,8 +49,8 @@ EFFICIENCY = {"dense": 0.8, "conv": 0.4}  # the fraction of the matrix-product r
 STEP_OVERHEAD_S = {"host": 60e-6, "device": 100e-6}  # seconds per layer and step beyond the arithmetic
 DEVICE_RATE = {"float32": 2e12, "float64": 1e12}  # multiply-adds per second assumed for CuPy (not measured)
 SLOW_HOST_RATE = 2e9  # a slow core: an estimate under the limit at this rate skips the measurement
-# an extra metric group's cost at one evaluation, in exact GCs of the training evaluation subset (measured at
-# laptop scale: gc_estimators +1.7 s, moment_bounds +1.5 s at p = 64 and +4.5 s at p = 256, beside 0.2-0.9 s each)
+# an extra metric group's cost at one evaluation, in exact GCs of the training evaluation subset (fitted to the
+# groups' recorded seconds at laptop scale, ``seconds_<group>`` in the runs)
 EXTRA_GC_UNITS = {"gc_estimators": 8.0, "moment_bounds": 0.5, "moment_bounds_gc": 4.0, "layers": 2.0,
                   "agop": 1.0}  # any other (your own): 1
 EXTRA_FIXED_S = {"moment_bounds": 0.35, "moment_bounds_gc": 0.7}  # seconds beyond the arithmetic (SDP solves)
@@ -61,7 +58,7 @@ AT_ENDS = {"moment_bounds_gc", "agop", "flatness"}  # recorded at a run's first 
 FLATNESS_PASSES = 12000  # the Hessian trace: 4 probes x 250 images (convnets; 1000 dense) x ~12 passes
 PENALTY_FACTOR = {"hutchinson": lambda p: 3.0, "exact": lambda p: 1.0 + p / 4}
 PARALLEL_BLAS = 0.7  # the share of each added core a big step gains through BLAS threads
-PARALLEL_SLOWDOWN = 1.4  # runs trained side by side each take longer (shared memory bandwidth): measured 1.4
+PARALLEL_SLOWDOWN = 1.4  # runs trained side by side each take longer (shared memory bandwidth): fitted, see above
 
 # input shape, classes, training and test images per class: what the cost depends on, without loading the data
 DATASETS = {

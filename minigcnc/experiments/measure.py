@@ -281,7 +281,7 @@ def _embeddings_and_means(model, params, data):
 
 @register_extra("moment_bounds")
 def moment_bounds(model, params, data, seed, step):
-    """The sharp (generalized Chebyshev) NCC bound at every evaluation (Figure 3, issue 27;
+    """The sharp (generalized Chebyshev) NCC bound at every evaluation (Figure 3;
     docs/theory.md#f-the-sharp-moment-bound): ``bounds.ncc_error_bound(kind="sharp")`` on the test embeddings,
     centres mu_c the train class means, each class's test mean and covariance (all test images): the best bound
     from those moments.
@@ -304,7 +304,7 @@ def moment_bounds(model, params, data, seed, step):
 
 @register_extra("moment_bounds_gc", at="ends")
 def moment_bounds_gc(model, params, data, seed, step):
-    """The GC forms of the moment bounds, at a run's first and last evaluation (Figure 3, issue 27;
+    """The GC forms of the moment bounds, at a run's first and last evaluation (Figure 3;
     docs/theory.md#h-matrix-and-covariance-weighted-poincare-steps).
 
     Centres mu_c: the train class means; m_c, Var_c: the test class means and variances (all test images);
@@ -349,14 +349,14 @@ def moment_bounds_gc(model, params, data, seed, step):
 
 
 FLATNESS_IMAGES = 1000  # training images of the Hessian trace, a subset fixed by FLATNESS_SUBSET_SEED
-FLATNESS_CONV_IMAGES = 250  # the same for models with convolutions (their trace costs ~10x a dense one's)
+FLATNESS_CONV_IMAGES = 250  # the same for models with convolutions (their trace costs far more than a dense one's)
 FLATNESS_SUBSET_SEED = 29
 FLATNESS_PROBES = 4  # Rademacher probes per evaluation
 
 
 @register_extra("flatness", at="ends")
 def flatness(model, params, data, seed, step):
-    """The trace of the training-loss Hessian (``sharpness.hessian_trace``, Hutchinson; issue 29), at a run's
+    """The trace of the training-loss Hessian (``sharpness.hessian_trace``, Hutchinson), at a run's
     first and last evaluation (the flatness of where training starts and ends).
 
     On ``FLATNESS_IMAGES`` training images (all if fewer; a subset fixed by ``FLATNESS_SUBSET_SEED``, the same in
@@ -397,7 +397,7 @@ AGOP_EIGS = 64  # leading AGOP eigenvalues recorded
 
 @register_extra("layers")
 def layers(model, params, data, seed, step):
-    """Per-layer collapse and GC (``layerwise.layer_metrics``) and the embedding's AGOP spectrum (issue 29).
+    """Per-layer collapse and GC (``layerwise.layer_metrics``) and the embedding's AGOP spectrum (figure_layers).
 
     Lists indexed by depth, 0 = the inputs, then every hidden (dense) layer, all on the evaluation subset of
     training images (``data.X_eval``):
@@ -439,6 +439,6 @@ def agop_spectrum(model, params, data):
 
 @register_extra("agop", at="ends")
 def agop(model, params, data, seed, step):
-    """The embedding's AGOP spectrum (``agop_spectrum``) at a run's first and last evaluation (issue 29; Figure 3's
+    """The embedding's AGOP spectrum (``agop_spectrum``) at a run's first and last evaluation (Figure 3's
     runs): how many input directions carry the GC, at the start and the end of training."""
     return agop_spectrum(model, params, data)

@@ -16,8 +16,8 @@ and every field of a config is part of its own cache key.
 from .config import scale_base
 
 MOMENT_EXTRAS = ("moment_bounds", "moment_bounds_gc")  # the sharp bound (every evaluation), its GC forms (ends)
-FLATNESS_EXTRAS = ("flatness",)  # the Hessian trace (measure.flatness; issue 29), read by figure_flatness
-AGOP_EXTRAS = ("agop",)  # the embedding's AGOP spectrum at the first and last evaluation (issue 29), Figure 3
+FLATNESS_EXTRAS = ("flatness",)  # the Hessian trace (measure.flatness), read by figure_flatness
+AGOP_EXTRAS = ("agop",)  # the embedding's AGOP spectrum at the first and last evaluation, Figure 3
 SWEEP_GRIDS = {  # rows in this order: lr (increasing), batch size (decreasing), L2 (increasing)
     "tiny": {"lr": (0.05, 0.1, 0.3), "batch_size": (128, 32, 8), "l2": (0.0, 1e-3, 1e-2)},
     "laptop": {"lr": (0.05, 0.1, 0.2, 0.3, 0.4), "batch_size": (512, 256, 128, 64, 32),
