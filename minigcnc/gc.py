@@ -209,7 +209,7 @@ def gc_estimator_variance(model, params, X, *, method, target="embed", n=None, q
                           dist=None):
     """Return the exact variance (float) of one draw of ``geometric_complexity(..., method=method)``.
 
-    The formulas are those listed in ``geometric_complexity`` ("exact": 0). Forms the full J (N, q, D) on the
+    The formulas are those listed in ``geometric_complexity`` ("exact": 0). Forms the full J (N, d_out, D) on the
     host, so it is meant for small problems (tests, error bars).
     """
     p = output_dim(model, target)
@@ -219,16 +219,16 @@ def gc_estimator_variance(model, params, X, *, method, target="embed", n=None, q
     Xc = _checked_inputs(model, Xc)
     if method == "exact":
         return 0.0
-    J = to_numpy(input_jacobian(model, params, Xc, target=target)).astype(onp.float64)  # (N, q, D)
+    J = to_numpy(input_jacobian(model, params, Xc, target=target)).astype(onp.float64)  # (N, d_out, D)
     if method == "subset":
         s = (J ** 2).sum(axis=(1, 2))
         return float((1 - n / N) * s.var(ddof=1) / n) if N > 1 else 0.0
     if method == "mask":
         return float((1 - q) / q * (J ** 4).sum() / N ** 2)
     if method == "outputs":
-        a = (J ** 2).sum(axis=2).mean(axis=0)  # (q,)
+        a = (J ** 2).sum(axis=2).mean(axis=0)  # (d_out,)
         return float(p ** 2 * (1 - m / p) * a.var(ddof=1) / m) if p > 1 else 0.0
-    K = onp.matmul(J, J.transpose(0, 2, 1))  # J J^T per sample: (N, q, q)
+    K = onp.matmul(J, J.transpose(0, 2, 1))  # J J^T per sample: (N, d_out, d_out)
     per = 2 * (K ** 2).sum(axis=(1, 2))
     if dist == "rademacher":
         per = per - 2 * (onp.diagonal(K, axis1=1, axis2=2) ** 2).sum(axis=1)
@@ -331,7 +331,7 @@ def gc_penalty(model, params, X, *, method="exact", target="embed", probes=1, di
     ``method="exact"``: (1/N) sum_n ||J(x_n)||_F^2 by the same propagation as ``jacobian_sq_norms`` (Gram
     route included), written with ``ops`` primitives on the traced params, so the parameter gradient is exact.
     ``method="hutchinson"``: (1/N) sum_n (1/probes) sum_r ||v_nr^T J(x_n)||^2 with fresh probes from ``rng``
-    (required); its value and its gradient are unbiased for the exact ones and cost ``probes`` instead of q
+    (required); its value and its gradient are unbiased for the exact ones and cost ``probes`` instead of d_out
     backward rows. No sample batching (X is one training batch); ``chunk`` splits the output rows.
     """
     _check_penalty_method(method, "gc_penalty")

@@ -15,7 +15,7 @@ calls on this module for what makes it fast. Nothing here changes a result beyon
   row j of sample n's Jacobian is zero, so for squared norms only each sample's nonzero rows are propagated;
   samples are batched by their number of active units so that little padding is needed.
 - *the Gram route* (``dense_gram_applies``, ``gram_sq_norms``): with a first dense layer W1 (D, h), h < D, the
-  rows are pulled back only to the cotangent M (N, q, h) just before W1, and
+  rows are pulled back only to the cotangent M (N, d_out, h) just before W1, and
   ``||J||_F^2 = sum((M @ (W1^T W1)) * M)``: h x h work per row instead of h x D.
 
 There is no Gram route for a first convolution: ``conv conv^T`` is a convolution with the kernel autocorrelation
@@ -191,7 +191,7 @@ def order_by_active_rows(model, top_derivative, N, n_per, on_host):
     """Sample order by the number of nonzero derivatives of a dense top layer (None: nothing to gain).
 
     ``top_derivative(s, e)``: that layer's cache (its activation derivative d, or None) for samples [s, e), one
-    extra forward pass (cheap next to the q backward rows per sample), in passes of ``n_per`` samples.
+    extra forward pass (cheap next to the d_out backward rows per sample), in passes of ``n_per`` samples.
     """
     if model.layers[-1].kind != "dense":
         return None

@@ -6,9 +6,9 @@ inputs, row j of the Jacobian ``J(x_n) = d out / dx`` is ``e_j^T J(x_n)``, the t
 of the one-hot cotangent ``e_j``. So:
 
 1. ``forward`` runs the layers once and keeps each layer's cache;
-2. ``pull_back`` maps the cotangents (``Cotangents``; for J the q rows of the identity of the output space) of
-   all samples at once, as one tensor ``T (N, q, *layer shape)``, through each layer's ``jtp(params, cache, T)``
-   from the last layer to the first; at the input T is ``J (N, q, D)``, the inputs flattened (D = C*H*W):
+2. ``pull_back`` maps the cotangents (``Cotangents``; for J the d_out rows of the identity of the output space) of
+   all samples at once, as one tensor ``T (N, d_out, *layer shape)``, through each layer's ``jtp(params, cache, T)``
+   from the last layer to the first; at the input T is ``J (N, d_out, D)``, the inputs flattened (D = C*H*W):
    ``input_jacobian``;
 3. GC needs the squared norms ``||J(x_n)||_F^2 = sum(J[n] ** 2)``: ``jacobian_sq_norms``, whose mean is GC
    (``gc.reference_gc`` computes GC by ``autograd.jacobian`` instead, independently of this module).
@@ -38,7 +38,7 @@ def check_target(target):
 
 
 def output_dim(model, target):
-    """q, the dimension of the target space: p (embedding) or k (logits)."""
+    """d_out, the dimension of the target space: p (embedding) or k (logits)."""
     check_target(target)
     return model.embed_dim if target == "embed" else model.n_classes
 
@@ -49,10 +49,10 @@ class Cotangents:
 
     ``kind`` and ``values``, made by one of three constructors:
 
-    - ``Cotangents.rows(rows)``: rows of the identity of R^q (host integers (r,)), the same for every sample:
+    - ``Cotangents.rows(rows)``: rows of the identity of R^d_out (host integers (r,)), the same for every sample:
       ``u^T J`` are rows of J (exact Jacobians and norms);
-    - ``Cotangents.shared(V)``: V (r, q), the same r vectors for every sample (directional GC);
-    - ``Cotangents.per_sample(V)``: V (N, r, q), r vectors per sample (Hutchinson probes).
+    - ``Cotangents.shared(V)``: V (r, d_out), the same r vectors for every sample (directional GC);
+    - ``Cotangents.per_sample(V)``: V (N, r, d_out), r vectors per sample (Hutchinson probes).
 
     ``count`` is r; ``select(a, b, samples)`` is the part one pass takes: cotangents [a, b) of some samples.
     """
@@ -71,12 +71,12 @@ class Cotangents:
 
     @classmethod
     def shared(cls, V):
-        """The rows of V (r, q), the same for every sample."""
+        """The rows of V (r, d_out), the same for every sample."""
         return cls("shared", V)
 
     @classmethod
     def per_sample(cls, V):
-        """V (N, r, q): r cotangents for each of the N samples."""
+        """V (N, r, d_out): r cotangents for each of the N samples."""
         return cls("per_sample", V)
 
     @property
@@ -100,7 +100,8 @@ def forward(model, params, X):
 
 
 def _identity_rows(rows, q, dtype, xp):
-    """One-hot rows E (r, q) of the identity of R^q, built on the host and copied to the device once."""
+    """One-hot rows E (r, d_out) of the identity of R^d_out (``q`` here), built on the host and copied to the device
+    once."""
     E = onp.zeros((len(rows), q), dtype=dtype)
     E[onp.arange(len(rows)), rows] = 1
     return xp.asarray(E)
@@ -142,7 +143,7 @@ def pull_back(model, params, caches, Z, cot, target):
 
 
 def input_jacobian(model, params, X, *, target="embed", chunk=None):
-    """Return the exact input Jacobians J (N, q, D) of the embedding (q = p) or of the logits (q = k).
+    """Return the exact input Jacobians J (N, d_out, D) of the embedding (d_out = p) or of the logits (d_out = k).
 
     ``J[n, j, d] = d out_j(x_n) / d x_{n,d}`` with the input flattened (D = C*H*W). One forward pass, then the
     identity rows of the output space are pulled back through the layers' batched transpose-Jacobian
@@ -276,7 +277,7 @@ def jacobian_sq_norms(model, params, X, *, target="embed", chunk=None, batch_siz
     The same numbers as ``sum(input_jacobian(...) ** 2, axis=(1, 2))``; their mean is GC
     (docs/theory.md#geometric-complexity). Uses the savings of ``jacobian_passes``: a dense top layer without
     GEMM, only the rows of active top units (samples batched by their number of active units), and with a
-    first dense layer W1 (D, h), h < D, the cotangent M (N, q, h) just before W1 with
+    first dense layer W1 (D, h), h < D, the cotangent M (N, d_out, h) just before W1 with
     ``||J||_F^2 = sum((M @ (W1^T W1)) * M)``; ``gram=False`` forms J instead (a check). ``chunk`` = output
     coordinates per pass, ``batch_size`` = samples per pass; by default both keep a pass within
     ``jacobian_passes.MAX_PASS_ELEMENTS_*``, and host passes run in ``jacobian_passes.HOST_THREADS`` threads.

@@ -66,12 +66,12 @@ def class_jacobian_moments(model, params, X, y, input_cov_factors=None, *, batch
 def agop(model, params, X, *, target="embed", batch_size=64):
     """Return the average gradient outer product ``E[J^T J] = (1/N) sum_n J(x_n)^T J(x_n)``, host float64 (D, D).
 
-    ``J(x_n)`` (q x D) is the exact Jacobian of the embedding (or of the logits, ``target="logits"``) with respect to
-    the flattened input (``input_jacobian``). ``trace(agop) = GC`` exactly (``trace J^T J = ||J||_F^2``); its
+    ``J(x_n)`` (d_out x D) is the exact Jacobian of the embedding (or of the logits, ``target="logits"``) with
+    respect to the flattened input (``input_jacobian``). ``trace(agop) = GC`` exactly (``trace J^T J = ||J||_F^2``); its
     eigenvectors are the input directions the map is sensitive to and its eigenvalues how much of the GC each
     carries (Radhakrishnan et al. 2024; Beaglehole, Sukenik, Mondelli, Belkin 2024 on AGOP and deep neural
-    collapse). ``batch_size``: samples per Jacobian pass (memory: batch_size x q x D values); D x D values are kept,
-    so for inputs of a few thousand dimensions at most.
+    collapse). ``batch_size``: samples per Jacobian pass (memory: batch_size x d_out x D values); D x D values are
+    kept, so for inputs of a few thousand dimensions at most.
     """
     Xc = model.check_input(X)
     N = Xc.shape[0]
