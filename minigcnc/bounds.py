@@ -75,9 +75,7 @@ def capped(result):
     return BoundResult(value=float(c.mean()), pair_terms=result.pair_terms, class_terms=c)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Poincare constants
-# ----------------------------------------------------------------------------------------------------------
+# ---- Poincare constants ------------------------------------------------------------------------------------
 
 def poincare_gaussian(Xc, ddof=1):
     """Return the Gaussian Poincare constant of one class's inputs (float): lambda_max of their covariance.
@@ -113,9 +111,7 @@ def poincare_constants(X, y, ddof=1):
     return onp.array([poincare_gaussian(X[xp.asarray(onp.nonzero(classes.index == c)[0])], ddof) for c in range(classes.k)])
 
 
-# ----------------------------------------------------------------------------------------------------------
-# NCC error bounds from embeddings
-# ----------------------------------------------------------------------------------------------------------
+# ---- NCC error bounds from embeddings ----------------------------------------------------------------------
 
 def _markov_terms(xp, centred, hot, counts, d2):
     """(4/k) m2_i / d_ij^2 with m2_i = E_{class i} ||z - mu_i||^2: (k, k), zero diagonal."""
@@ -202,9 +198,7 @@ def ncc_error_bound(Z, y, means=None, kind="markov", *, labels=None):
     return _result(terms, total=True)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Geometric-complexity forms
-# ----------------------------------------------------------------------------------------------------------
+# ---- Geometric-complexity forms ----------------------------------------------------------------------------
 
 def _result(terms, total):
     """BoundResult with host pair terms; value = their sum (total: an NCC bound, class_terms = k x row sums) or
@@ -363,9 +357,7 @@ def poincare_margins(class_gc, variances, rho):
         return onp.where(var > 0, r * gc / onp.where(var > 0, var, 1.0), onp.inf)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# The sharp moment bound: generalized Chebyshev by semidefinite programming
-# ----------------------------------------------------------------------------------------------------------
+# ---- The sharp moment bound: generalized Chebyshev by semidefinite programming -----------------------------
 SHARP_RANK_RTOL = 1e-9  # singular values below this times the largest count as 0 (span of mu_j - mu_i, range of S)
 SHARP_SOLVERS = ("CLARABEL", "SCS")  # tried in this order; the first that reports an optimal solution is used
 _SHARP_PROBLEMS = {}  # (halfspaces m, dimension r) -> the compiled DPP problem, built once per process
@@ -580,9 +572,7 @@ def sharp_worst_case(test_mean, cov, means, i):
     return {"value": value, "masses": lam, "atoms": atoms, "halfspaces": halfspaces, "remainder": R, "trivial": False}
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Confidence bound on a measured error
-# ----------------------------------------------------------------------------------------------------------
+# ---- Confidence bound on a measured error ------------------------------------------------------------------
 def clopper_pearson_upper(errors, n, confidence=0.95):
     """Return the one-sided Clopper-Pearson upper confidence bound on an error probability (float, or an array).
 

@@ -1,6 +1,6 @@
 """Neural collapse of an embedding: CDNV (the paper's NC), geometric collapse, Papyan's NC1-NC4, and NCC.
 
-Implements docs/theory.md#neural-collapse for features ``Z`` (N, p) = the penultimate embedding g(x) and labels ``y`` (N,):
+docs/theory.md#neural-collapse, for features ``Z`` (N, p) = the penultimate embedding g(x), labels ``y`` (N,):
 
 - class means ``mu_c`` and biased class variances ``Var_c = mean_{x in c} ||g(x) - mu_c||^2``;
 - the class-distance normalized variance (CDNV, Galanti, Gyorgy, Hutter 2022)
@@ -12,10 +12,9 @@ Implements docs/theory.md#neural-collapse for features ``Z`` (N, p) = the penult
 - the four neural-collapse properties of Papyan, Han, Donoho 2020 (PNAS), NC1-NC4, each with its convention;
 - the nearest-class-centre (NCC) classifier: fit, predict, error.
 
-Classes follow the convention of ``classes.py`` (sorted unique labels; row or column c = the c-th class),
-whose bookkeeping (checked features and labels, class means, pairwise distances) this module uses. Every
-metric refuses non-finite features, and a per-class array that does not fit the classes of ``y`` is reported
-with the classes one side lacks, by label. Data arrays stay on their backend, accumulated in float64.
+Classes follow ``classes.py`` (sorted unique labels; row or column c = the c-th class), whose bookkeeping
+this module uses. Every metric refuses non-finite features and names, by label, the classes a per-class array
+lacks; data arrays stay on their backend, accumulated in float64.
 """
 import numpy as onp
 
@@ -43,10 +42,7 @@ from .classes import (
 _EPS = onp.finfo(onp.float64).eps
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Class statistics and the CDNV
-# ----------------------------------------------------------------------------------------------------------
-
+# ---- Class statistics and the CDNV -------------------------------------------------------------------------
 def reference_cdnv(Z, y):
     """The CDNV (the paper's NC) from its definition in NumPy, on the host: class means and biased variances,
     then ``(Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` averaged over the pairs i < j. ``cdnv`` is equal to it."""
@@ -113,17 +109,13 @@ def cdnv(Z, y):
 
     ``NC = (2 / (k(k-1))) sum_{i<j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (Munn, Dherin, Gonzalvo 2024,
     section 3; CDNV of Galanti, Gyorgy, Hutter 2022). ``Z``: (N, p) embeddings; ``y``: (N,) integer labels.
-    Invariant to scaling, rotating and translating the features and to relabelling the classes (features
-    larger than 1e100 in magnitude are rescaled first, so their squares do not overflow). Equal to
+    Invariant to scaling, rotating and translating the features and to relabelling the classes. Equal to
     ``reference_cdnv`` (batched over classes on the backend of ``Z``, with input checks).
     """
     return pair_mean(_cdnv_matrix(Z, y, "cdnv"))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Geometric collapse
-# ----------------------------------------------------------------------------------------------------------
-
+# ---- Geometric collapse ------------------------------------------------------------------------------------
 def geometric_collapse(class_gc, means):
     """Return the geometric collapse GCol (float): the CDNV with class variances replaced by class GC.
 
@@ -143,11 +135,8 @@ def geometric_collapse(class_gc, means):
 
 
 def geometric_collapse_of(model, params, X, y):
-    """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``.
-
-    Class GC from ``minigcnc.gc.class_gc(model, params, X, y)`` ((k,), sorted label order) and class means
-    of ``model.embed(params, X)`` (N, p); then ``geometric_collapse`` (Munn et al. 2024, docs/theory.md#neural-collapse).
-    """
+    """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``:
+    ``geometric_collapse`` of ``gc.class_gc(model, params, X, y)`` and the class means of ``model.embed``."""
     from .gc import class_gc  # gc.py imports the models; a lazy import keeps collapse.py light
 
     gcs = class_gc(model, params, X, y)
@@ -155,10 +144,7 @@ def geometric_collapse_of(model, params, X, y):
     return geometric_collapse(gcs, means)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Papyan, Han, Donoho 2020: NC1-NC4
-# ----------------------------------------------------------------------------------------------------------
-
+# ---- Papyan, Han, Donoho 2020: NC1-NC4 ---------------------------------------------------------------------
 def _centred_means(Z, y, what, two_samples=False):
     """Class means centred on the global mean mu_G = unweighted mean of the class means: (k, p)."""
     xp, Z, classes = prepare(Z, y, what, two_samples=two_samples)
@@ -187,9 +173,8 @@ def nc1(Z, y, rtol=None):
     ``Sigma_W = (1/N) sum_n (z_n - mu_{y_n})(z_n - mu_{y_n})^T`` (divided by the total N, so classes weigh by
     their size), ``Sigma_B = (1/k) sum_c (mu_c - mu_G)(mu_c - mu_G)^T`` and ``mu_G`` = the *unweighted* mean of
     the class means. The pseudo-inverse drops eigenvalues of Sigma_B below ``rtol * lambda_max`` (default
-    ``max(k, p) * eps``; Sigma_B has rank at most k-1). Computed through eigh of the smaller of the (k, k) and
-    (p, p) Gram matrices, so ``tr = (1/N) sum_l ||Zc u_l||^2 / lambda_l``. ``Z``: (N, p); ``y``: (N,).
-    Each class needs at least two samples.
+    ``max(k, p) * eps``; Sigma_B has rank at most k-1), through eigh of the smaller of the (k, k) and (p, p)
+    Gram matrices: ``tr = (1/N) sum_l ||Zc u_l||^2 / lambda_l``. ``Z``: (N, p); ``y``: (N,), two samples a class.
     """
     xp, Z, classes = prepare(Z, y, "nc1")
     means, centred, _, _ = means_and_centred(xp, Z, classes)
@@ -263,11 +248,10 @@ def nc2_maxangle(Z, y):
 def nc3_self_duality(W, Z, y):
     """Return Papyan's NC3 self-duality measure (float): distance between normalized classifier and means.
 
-    Papyan, Han, Donoho 2020 (Fig. 7) write ``|| W^T/||W||_F - M/||M||_F ||_F^2`` with their W of shape (k, p)
-    and M = [mu_c - mu_G] (p, k). minigcnc stores the classifier weight as ``W`` of shape (p, k) (fan_in,
-    fan_out), which *is* their W^T, so this returns ``|| W/||W||_F - M/||M||_F ||_F^2`` with both (p, k);
-    column c of W is the weight of the c-th class in sorted label order; ``mu_G`` = unweighted mean of the
-    class means. 0 when W is proportional to the centred means; at most 4. ``Z``: (N, p); ``y``: (N,).
+    Papyan, Han, Donoho 2020 (Fig. 7) write ``|| W^T/||W||_F - M/||M||_F ||_F^2`` with their W (k, p) and
+    M = [mu_c - mu_G] (p, k). Our ``W`` (p, k) (fan_in, fan_out) *is* their W^T, so this returns
+    ``|| W/||W||_F - M/||M||_F ||_F^2``, column c of W the c-th class in sorted label order, ``mu_G`` the
+    unweighted mean of the class means. 0 when W is proportional to the centred means; at most 4.
     """
     xp, Mc, classes = _centred_means(Z, y, "nc3_self_duality")
     W = as_features(W, "W", "classifier weights (p features, k classes)")
@@ -309,10 +293,7 @@ def nc4_ncc_mismatch(logits, Z, y):
     return scalar(xp.mean((xp.argmax(logits, axis=1) != ncc).astype(xp.float64)))
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Nearest class centre
-# ----------------------------------------------------------------------------------------------------------
-
+# ---- Nearest class centre ----------------------------------------------------------------------------------
 def ncc_fit(Z, y):
     """Return the nearest-class-centre classifier: the class means (k, p), rows in sorted label order.
 
@@ -325,9 +306,8 @@ def ncc_fit(Z, y):
 def ncc_predict(means, Z):
     """Return the NCC prediction (N,): the row index c of the nearest class mean for every row of ``Z``.
 
-    ``argmin_c ||z - mu_c||^2`` computed as ``argmin_c ||mu_c||^2 - 2 z.mu_c`` (Gram trick; Papyan et al. 2020).
-    The index is the position in sorted label order (``labels[pred]`` gives original labels).
-    ``means``: (k, p); ``Z``: (N, p) with the same p.
+    ``argmin_c ||z - mu_c||^2`` computed as ``argmin_c ||mu_c||^2 - 2 z.mu_c`` (Gram trick; Papyan et al.
+    2020), the position in sorted label order (``labels[pred]``: the labels). ``means``: (k, p); ``Z``: (N, p).
     """
     means = as_features(means, "means", "class means (k classes, p features)")
     Z = as_features(Z)
@@ -339,17 +319,13 @@ def ncc_predict(means, Z):
 def ncc_error(Z, y, *old_order, means=None, labels=None, balanced=False):
     """Return the NCC error (float): the fraction of samples whose nearest class mean is not their class.
 
-    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3), with the
-    arguments in the order of ``bounds.ncc_error_bound(Z, y, means=...)``. ``means`` (k, p): the class centres
-    (e.g. ``ncc_fit(Z_train, y_train)``); None: the class means of ``Z`` itself. Without ``labels``, row c of
-    ``means`` is the c-th class in sorted label order of ``y``, which must hold exactly k classes (a mismatch
-    names the classes one side lacks). ``labels``: the class label of each row of ``means`` (e.g.
-    ``numpy.unique(y_train)`` for means fitted on a training set); y may then lack some of them (every row still
-    competes as the nearest mean), but each class of y needs a row.
-    ``balanced=True``: the class-averaged error ``(1/k) sum_c P(error | class c)`` over the classes of y, the
-    quantity the bounds of ``bounds.py`` bound (equal to the plain error when the classes are balanced).
-    Means first (``ncc_error(means, Z, y)``) is refused with a TypeError that names the order every NCC
-    function shares, ``(Z, y, means=...)``, so a swapped call cannot return a wrong error silently.
+    ``(1/N) #{n : argmin_c ||z_n - mu_c|| != y_n}`` (Galanti et al. 2022; Munn et al. 2024, Fig. 3). ``means``
+    (k, p): the class centres (e.g. ``ncc_fit(Z_train, y_train)``; None: the class means of ``Z``), row c the
+    c-th class in sorted label order of ``y`` (which must hold exactly k classes), or with ``labels`` the class
+    of each row (e.g. ``numpy.unique(y_train)``; y may then lack some, every row still competing, but each class
+    of y needs a row). ``balanced=True``: the class-averaged error ``(1/k) sum_c P(error | class c)``, the
+    quantity ``bounds.py`` bounds. Means first (``ncc_error(means, Z, y)``) is a TypeError naming the order
+    every NCC function shares, ``(Z, y, means=...)``, so a swapped call cannot return a wrong error silently.
     """
     if old_order:
         raise TypeError("ncc_error takes (Z, y, means=...), like ncc_error_bound; the old order "

@@ -5,25 +5,21 @@ arXiv 2209.13083; Munn, Dherin & Gonzalvo 2024, arXiv 2405.15706):
 
     GC(g, S) = (1/N) * sum_i || J_g(x_i) ||_F^2,        J_g(x) = dg/dx   (p x D)
 
-a discrete Dirichlet energy: the mean over samples of the plain sum of all squared Jacobian entries (no
-division by p or D). ``target="embed"`` measures the embedding g (the penultimate features, the paper's GC);
-``target="logits"`` measures the logits (Dherin et al.'s logit GC). Images are flattened: D = C*H*W.
+a discrete Dirichlet energy: the plain sum of all squared Jacobian entries (no division by p or D), averaged
+over samples. ``target="embed"`` measures the embedding g (the penultimate features, the paper's GC);
+``target="logits"`` the logits (Dherin et al.'s logit GC). Images are flattened: D = C*H*W.
 
 - ``reference_gc``: GC as the definition reads, by ``autograd.jacobian`` per sample (the tests' oracle);
 - ``geometric_complexity`` (float; ``gc_value`` keeps the device scalar): GC exactly, or one of the paper's
-  unbiased estimators (sample subsets, Jacobian masks, output sampling, Hutchinson probes);
-  ``gc_estimator_variance``: each estimator's exact variance.
-- ``class_gc`` (k,): GC_c = GC(g, S_c) for every class; ``directional_gc`` (k, k): the mean squared norm of
-  J^T u_ij along the directions between class means (the tighter NCC bound of docs/theory.md#d-directional-gc-form).
+  unbiased estimators; ``gc_estimator_variance``: each estimator's exact variance.
+- ``class_gc`` (k,): GC(g, S_c) per class; ``directional_gc`` (k, k): the mean squared norm of J^T u_ij along
+  the directions between class means (docs/theory.md#d-directional-gc-form).
 - ``gc_penalty`` / ``make_gc_penalty``: GC of a batch as a differentiable regularizer.
-- ``class_jacobian_moments``, ``agop``, ``agop_directions``: the Jacobian moments, defined in ``moments.py``
-  and re-exported here.
+- re-exported: the Jacobian moments of ``moments.py`` and ``jacobians.py``'s ``input_jacobian`` and
+  ``jacobian_sq_norms``, the pull-back route (with ``jacobian_passes.py``'s exact savings) of the fast exact GC.
 
-The Jacobians themselves come from ``jacobians.py`` (one forward pass, then the identity of the output space
-pulled back through the layers as one batched tensor), the fast exact GC from its ``jacobian_sq_norms`` route (in
-passes, with the exact savings of ``jacobian_passes.py``); ``input_jacobian`` and ``jacobian_sq_norms`` are
-re-exported here. Every function refuses a non-finite X (a NaN sample would otherwise count as zero).
-Everything runs on the backend of ``params``, and autograd can differentiate the penalty.
+Every function refuses a non-finite X (a NaN sample would otherwise count as zero) and runs on the backend of
+``params``; autograd can differentiate the penalty.
 """
 import math
 
@@ -52,9 +48,7 @@ PENALTY_METHODS = ("exact", "hutchinson")
 PROBE_DISTS = ("gaussian", "rademacher")
 
 
-# --------------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------------
+# ---- Arguments ---------------------------------------------------------------------------------------------
 _LEVELS = {"exact": (), "subset": ("n",), "mask": ("q",), "outputs": ("m",), "hutchinson": ("probes", "dist")}
 
 
@@ -116,9 +110,7 @@ def _probes(rng, shape, dist, dtype, xp):
     return xp.asarray(V.astype(dtype))
 
 
-# --------------------------------------------------------------------------------------------------
-# GC and its unbiased estimators
-# --------------------------------------------------------------------------------------------------
+# ---- GC and its unbiased estimators ------------------------------------------------------------------------
 def reference_gc(model, params, X, target="embed"):
     """GC by its definition, as a float: per sample the full Jacobian by ``autograd.jacobian`` of the embedding
     (or the logits), its squared Frobenius norm, the mean over samples. Independent of the pull-back engine
@@ -178,8 +170,8 @@ def geometric_complexity(model, params, X, *, method="exact", target="embed", rn
     """Return the geometric complexity GC(g, X) = (1/N) sum_i ||J_g(x_i)||_F^2, exact or estimated, as a float.
 
     docs/theory.md#geometric-complexity (Dherin et al. 2022; Munn et al. 2024, Figure 2 for the estimators).
-    d_out below is the output dimension (p for target="embed", k for "logits"). Each method is an unbiased estimator of GC;
-    ``gc_estimator_variance`` computes the variances given here:
+    d_out below is the output dimension (p for target="embed", k for "logits"). Each method is unbiased for
+    GC; ``gc_estimator_variance`` computes the variances given here:
 
     - ``"exact"``: the mean of ``jacobian_sq_norms``; the same number as ``reference_gc`` (the definition, plainly).
     - ``"subset"``, ``n=``: the mean of ||J||^2 over n samples drawn without replacement.
@@ -195,11 +187,9 @@ def geometric_complexity(model, params, X, *, method="exact", target="embed", rn
       cotangents. Per sample and probe Var = 2 ||J J^T||_F^2 (Gaussian) or 2 (||J J^T||_F^2 - sum_j
       (J J^T)_jj^2) (Rademacher); the estimate's variance is their sum over samples / (N^2 probes).
 
-    ``rng``: a numpy Generator or an int seed, required by the random methods: there is no default seed,
-    because identical "random" estimates on every call would mislead (e.g. averaging repeated draws).
-    Draws are made on the host, so a seed gives the same draws on every backend ("mask" also needs the same
-    ``chunk``/``batch_size``). ``chunk`` / ``batch_size``: output rows / samples per pass (memory only).
-    X must be finite (a ValueError names the first NaN or inf).
+    ``rng``: a numpy Generator or an int seed, required by the random methods (no default: identical "random"
+    estimates on every call would mislead). Draws are made on the host, so a seed gives the same draws on every
+    backend ("mask" also needs the same ``chunk`` / ``batch_size``: output rows / samples per pass, memory only).
     """
     return float(to_numpy(gc_value(model, params, X, method=method, target=target, rng=rng, n=n, q=q, m=m,
                                    probes=probes, dist=dist, chunk=chunk, batch_size=batch_size)))
@@ -235,9 +225,7 @@ def gc_estimator_variance(model, params, X, *, method, target="embed", n=None, q
     return float(per.sum() / (N ** 2 * (1 if probes is None else probes)))
 
 
-# --------------------------------------------------------------------------------------------------
-# Per-class and directional GC
-# --------------------------------------------------------------------------------------------------
+# ---- Per-class and directional GC --------------------------------------------------------------------------
 def _labels(y, N):
     y = to_numpy(y)
     if y.ndim != 1 or len(y) != N:
@@ -246,10 +234,8 @@ def _labels(y, N):
 
 
 def class_gc(model, params, X, y, *, target="embed", chunk=None, batch_size=None):
-    """Return GC_c = GC(g, S_c) for every class c (classes = sorted unique y) as a host array (k,).
-
-    docs/theory.md#geometric-complexity ("class GC"): one ``jacobian_sq_norms`` pass over X, then the mean within each class.
-    """
+    """Return GC_c = GC(g, S_c) for every class c (classes = sorted unique y) as a host array (k,): one
+    ``jacobian_sq_norms`` pass over X, then the mean within each class (docs/theory.md#geometric-complexity)."""
     Xc = model.check_input(X)
     y = _labels(y, Xc.shape[0])
     q = output_dim(model, target)
@@ -264,8 +250,9 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
     ``u_ij = (mu_j - mu_i) / ||mu_j - mu_i||`` with ``means`` (k, p) the class means in sorted-label order of
     ``y``, or, with ``labels`` (the class label of each row of ``means``, e.g. ``numpy.unique(y_train)``),
     matched to the classes of y by label (then y must hold exactly those classes; a missing one is named).
-    The directional GC of the tighter NCC bound (docs/theory.md#d-directional-gc-form, ``bounds.ncc_error_bound_directional_gc``):
-    for class i its k directions (u_ii = 0) are propagated as k shared cotangents. Host array.
+    The directional GC of the tighter NCC bound (docs/theory.md#d-directional-gc-form,
+    ``bounds.ncc_error_bound_directional_gc``): class i's k directions (u_ii = 0) are propagated as k shared
+    cotangents. Host array.
     """
     Xc = model.check_input(X)
     y = _labels(y, Xc.shape[0])
@@ -295,9 +282,7 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# The GC regularizer (docs/theory.md#geometric-complexity, "GC regularization")
-# --------------------------------------------------------------------------------------------------
+# ---- The GC regularizer (docs/theory.md#geometric-complexity, "GC regularization") -------------------------
 def _check_penalty_method(method, what):
     if method not in PENALTY_METHODS:
         raise ValueError(f"{what} method must be 'exact' or 'hutchinson'; got {method!r}")

@@ -77,9 +77,7 @@ def _weight_std(init, fan_in):
     raise ValueError(f"weight init must be 'he' or 'lecun'; got {init!r}")
 
 
-# --------------------------------------------------------------------------------------------------
-# Activations
-# --------------------------------------------------------------------------------------------------
+# ---- Activations -------------------------------------------------------------------------------------------
 ACTIVATIONS = ("relu", "tanh", "identity")  # the names every layer's ``activation=`` accepts
 
 
@@ -119,9 +117,7 @@ def Activation(name):
     return Layer(name, init, apply, jtp, forward=forward)
 
 
-# --------------------------------------------------------------------------------------------------
-# Dense
-# --------------------------------------------------------------------------------------------------
+# ---- Dense -------------------------------------------------------------------------------------------------
 def DenseAct(out_dim, activation="relu", init="he"):
     """Dense layer followed by an activation: y = act(x W + b); params (W (n, out_dim), b (out_dim,)).
 
@@ -162,9 +158,7 @@ def Dense(out_dim, init="lecun"):
     return DenseAct(out_dim, "identity", init)
 
 
-# --------------------------------------------------------------------------------------------------
-# Convolution and pooling
-# --------------------------------------------------------------------------------------------------
+# ---- Convolution and pooling -------------------------------------------------------------------------------
 def Conv(out_channels, kernel=3, stride=1, padding=None, activation="relu", init="he", bias=True):
     """Convolution (+ bias) followed by an activation; params (W (O, C, k, k), b (O,)) or (W,) without bias.
 
@@ -278,9 +272,7 @@ def Flatten():
     return Layer("flatten", init, apply, jtp, forward=forward)
 
 
-# --------------------------------------------------------------------------------------------------
-# Composition
-# --------------------------------------------------------------------------------------------------
+# ---- Composition -------------------------------------------------------------------------------------------
 def Serial(*layers):
     """Layers applied in order; params are a list with one entry per layer."""
 
