@@ -135,7 +135,8 @@ def geometric_collapse(class_gc, means):
 
 
 def geometric_collapse_of(model, params, X, y):
-    """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``:
+    """Return the geometric collapse (float) of ``model``'s embedding on inputs ``X`` with labels ``y``.
+
     ``geometric_collapse`` of ``gc.class_gc(model, params, X, y)`` and the class means of ``model.embed``."""
     from .gc import class_gc  # gc.py imports the models; a lazy import keeps collapse.py light
 

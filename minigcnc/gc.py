@@ -234,8 +234,9 @@ def _labels(y, N):
 
 
 def class_gc(model, params, X, y, *, target="embed", chunk=None, batch_size=None):
-    """Return GC_c = GC(g, S_c) for every class c (classes = sorted unique y) as a host array (k,): one
-    ``jacobian_sq_norms`` pass over X, then the mean within each class (docs/theory.md#geometric-complexity)."""
+    """Return GC_c = GC(g, S_c) for every class c (classes = sorted unique y) as a host array (k,).
+
+    One ``jacobian_sq_norms`` pass over X, then the mean within each class (docs/theory.md#geometric-complexity)."""
     Xc = model.check_input(X)
     y = _labels(y, Xc.shape[0])
     q = output_dim(model, target)
@@ -250,9 +251,8 @@ def directional_gc(model, params, X, y, means, *, labels=None, batch_size=None):
     ``u_ij = (mu_j - mu_i) / ||mu_j - mu_i||`` with ``means`` (k, p) the class means in sorted-label order of
     ``y``, or, with ``labels`` (the class label of each row of ``means``, e.g. ``numpy.unique(y_train)``),
     matched to the classes of y by label (then y must hold exactly those classes; a missing one is named).
-    The directional GC of the tighter NCC bound (docs/theory.md#d-directional-gc-form,
-    ``bounds.ncc_error_bound_directional_gc``): class i's k directions (u_ii = 0) are propagated as k shared
-    cotangents. Host array.
+    The directional GC of ``bounds.ncc_error_bound_directional_gc`` (docs/theory.md#d-directional-gc-form):
+    class i's k directions (u_ii = 0) are propagated as k shared cotangents. Host array.
     """
     Xc = model.check_input(X)
     y = _labels(y, Xc.shape[0])
