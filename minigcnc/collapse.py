@@ -276,9 +276,8 @@ def nc3_self_duality(W, Z, y):
 def nc4_ncc_mismatch(logits, Z, y):
     """Return Papyan's NC4 (float): the fraction of samples whose classifier and NCC decisions differ.
 
-    ``(1/N) #{n : argmax_c logits[n, c] != argmin_c ||z_n - mu_c||}`` with class means from ``Z, y``
-    (Papyan, Han, Donoho 2020, Fig. 8). ``logits``: (N, k), column c = the c-th class in sorted label order;
-    ``Z``: (N, p); ``y``: (N,).
+    ``(1/N) #{n : argmax_c logits[n, c] != argmin_c ||z_n - mu_c||}``, class means from ``Z`` (N, p) and ``y``
+    (N,) (Papyan, Han, Donoho 2020, Fig. 8). ``logits``: (N, k), column c the c-th class in sorted label order.
     """
     xp, Z, classes = prepare(Z, y, "nc4_ncc_mismatch", two_samples=False)
     logits = as_features(logits, "logits", "logits (N samples, k classes)")
