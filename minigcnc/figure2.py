@@ -76,7 +76,8 @@ def make_claims(histories):
     close to the exact GC?), ``claims.tolerance_claim``: each seed's median relative error over checkpoints
     below ``TOLERANCE`` (stated before any result; the earlier check used the same 10%), seeds the units, exact
     sign test. Beside it, as a description, the seed-pairing test of whether each seed's estimate follows that
-    seed's exact curve (the seeds' GC curves differ by well under 1%, so that test asks for more than C6 does)."""
+    seed's exact curve (the seeds' GC curves differ far less than an estimator's error, so that test asks for more
+    than C6 does)."""
     runs = [h for h in histories if h["evals"]]
     exact = [series(h, "gc")[1] for h in runs]
     out = []
