@@ -11,11 +11,9 @@ Pre-train on source classes with plain SGD, sweeping one hyperparameter per row:
 the exact embedding GC on source training images (``gc``), the CDNV of the frozen embedding on the unseen target
 classes (``target_nc``) and 5-way 5-shot nearest-class-centre accuracy on them (``fewshot5``); also 1-shot,
 episodes of 5 different digits (``fewshot5_distinct``) and a logistic-regression probe on L2-normalized features
-(``fewshot5_logreg``; ``--no-probe`` leaves it out) and the same probe on raw features (``fewshot5_logreg_raw``,
-for the sensitivity table). Claims: per sweep, Spearman of final source GC (and GCol) with final target NC
-(expected positive) and with final accuracy (expected negative), the swept values the units (seed-averaged,
-exact over the values; each seed's own Spearman shown beside it as a description); across all configs the
-same, configs the units (seed-averaged, exact over configs).
+(``fewshot5_logreg``; ``--no-probe`` leaves it out), and on raw features (``fewshot5_logreg_raw``). Claims: per
+sweep and across all configs, Spearman of final source GC (and GCol) with final target NC (expected positive)
+and final accuracy (expected negative), the configs the units (seed-averaged, exact over configs).
 
 Splits (``--split``): ``digits``, digits 0-4 are the 5 source classes, digits 5-9 the 5 target classes;
 ``rotations`` (default), each digit at 0, 90, 180 and 270 degrees its own class (20 source, 20 target classes);
