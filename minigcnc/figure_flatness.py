@@ -37,6 +37,7 @@ from .experiments.driver import (distinct_runs_per_seed, draw_sweeps, model_titl
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.history import final, finals
 from .experiments.presets import APPENDIX_GRIDS, APPENDIX_SEEDS, SWEEP_GRIDS, appendix_base, sweep_base
+from .experiments.table import print_table
 
 NAME = "figure_flatness"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # Figure 1's (tests/test_figure_flatness.py checks the configs match)
@@ -159,9 +160,11 @@ def main(argv=None):
                                              a_histories), "across_png": str(a_across),
                               "seconds_flatness_per_eval": float(onp.mean(a_seconds)) if a_seconds else None}
     seconds = [e.get("seconds_flatness") for h in histories for e in h["evals"] if "seconds_flatness" in e]
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
     png, js = write_figure(NAME, args.scale, args.out, fig, {
         **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), **record,
         "seconds_flatness_per_eval": float(onp.mean(seconds)) if seconds else None}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

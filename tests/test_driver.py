@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minigcnc.experiments import claims as C
+from minigcnc.experiments import table as T
 from minigcnc.experiments.cli import figure_parser, parse, run_sweep, write_figure
 from minigcnc.experiments.config import scale_base
 from minigcnc.experiments.driver import (by_config, claims_of_sweeps, draw_sweeps, runs_epilog, summarize_sweeps,
@@ -36,7 +37,9 @@ def test_a_sweep_figure_of_ones_own_over_the_activation_runs_draws_and_judges(tm
     directions = {"activation": ("activation (relu -> tanh)", -1)}
     claims = claims_of_sweeps(name, grid, hist, directions=directions)
     fig = draw_sweeps(grid, hist, "an activation sweep", directions)
+    C.judge(claims)
     write_figure(name, args.scale, args.out, fig, {"grid": grid, "runs": summarize_sweeps(grid, hist)}, claims, t0)
+    T.print_table(claims, args.scale, flat(sweeps))
 
     doc = json.loads((tmp_path / "my_activation_sweep_tiny.json").read_text())
     assert doc["grid"] == {"activation": ["relu", "tanh"]}
@@ -145,7 +148,7 @@ def test_sweep_claims_count_the_value_means_and_show_each_seed_apart():
     # lr -> GC is -1 over the value means: GC -> NC is forced to equal lr -> NC (up to sign), so it is derived
     assert counted[2].kind == "derived" and "over the config means" in counted[2].derived_from
     C.judge(claims)
-    assert sum(C.verdict_counts(claims).values()) == 3  # the descriptions and the derived claim never count
+    assert sum(T.verdict_counts(claims).values()) == 3  # the descriptions and the derived claim never count
 
 
 def test_a_sweep_of_four_values_cannot_reach_alpha_so_its_claims_are_descriptions():
@@ -154,7 +157,7 @@ def test_a_sweep_of_four_values_cannot_reach_alpha_so_its_claims_are_description
     assert counted.value == pytest.approx(1.0) and counted.p_value == pytest.approx(2 / 24)
     assert counted.kind == "description" and "smallest p 4 configs allow is 0.0833" in counted.detail
     assert per_seed.kind == "description"
-    assert sum(C.verdict_counts([counted, per_seed]).values()) == 0
+    assert sum(T.verdict_counts([counted, per_seed]).values()) == 0
 
 
 def test_a_diverged_run_leaves_its_value_mean_to_the_other_seeds():
