@@ -38,7 +38,8 @@ from . import data as data_mod
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import scale_base, with_options
-from .experiments.driver import config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config, sweep_rank_claims
+from .experiments.driver import (EXPECTED_SIGN, config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config,
+                                 sweep_rank_claims)
 from .experiments.history import final, finals, series
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.table import fmt_p, print_table, text_table
@@ -88,11 +89,11 @@ ANALYSIS = (
      "analysis unchanged", "issue 28 (2026-12-07), before its runs in this code",
      "the issue's filer ran it with independent code (36 runs)"),
 )
-# (RunConfig field, row title, the direction the paper expects to lower GC: sign of d GC / d value, in words)
+# (RunConfig field, row title, the direction the paper expects to lower GC in words; its sign: EXPECTED_SIGN)
 SWEEPS = (
-    ("lr", "learning rate (increasing)", -1, "a higher rate"),
-    ("batch_size", "batch size (decreasing)", +1, "a smaller batch"),
-    ("l2", "L2 (increasing)", -1, "more L2"),
+    ("lr", "learning rate (increasing)", "a higher rate"),
+    ("batch_size", "batch size (decreasing)", "a smaller batch"),
+    ("l2", "L2 (increasing)", "more L2"),
 )
 METRICS = (("gc", "source GC (embedding)"), ("target_nc", "target NC (CDNV, unseen classes)"),
            ("fewshot5", "5-way 5-shot NCC accuracy"))
@@ -264,11 +265,12 @@ def make_claims(grid, hist, probe=True, distinct=False, episodes="all", probe_fe
         swap["fewshot5_logreg"] = "fewshot5_logreg_raw"
     read = lambda m: swap.get(m, m)  # noqa: E731
     out = []
-    for field, title, gc_sign, direction in SWEEPS:
+    for field, title, direction in SWEEPS:
         gc = finals(hist[field], "gc")
         name = title.split(" (")[0]
         xs = [list(grid[field])] * len(gc)
-        out += sweep_rank_claims(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field, "source_gc")
+        out += sweep_rank_claims(NAME, f"{name}: {direction} lowers source GC", xs, gc, EXPECTED_SIGN[field], field,
+                                 "source_gc")
         out += sweep_rank_claims(NAME, f"{name}: lower source GC, lower target NC", gc,
                                  finals(hist[field], "target_nc"), +1, "source_gc", "target_nc")
         out += sweep_rank_claims(NAME, f"{name}: lower source GCol, lower target NC", finals(hist[field], "gcol"),

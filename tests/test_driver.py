@@ -17,6 +17,19 @@ from minigcnc.experiments.driver import (by_config, claims_of_sweeps, draw_sweep
 from minigcnc.experiments.grid import by_sweep, flat, sweep_configs
 
 
+def test_each_knobs_expected_sign_is_one_table_that_every_sweep_claim_reads():
+    from minigcnc import figure4, figure_flatness
+    from minigcnc.experiments.driver import EXPECTED_SIGN, direction_of
+
+    assert EXPECTED_SIGN == {"lr": -1, "batch_size": +1, "l2": -1, "gc_reg": -1}  # the paper: each lowers GC
+    assert direction_of("lr") == ("learning rate", -1) and direction_of("gc_reg") == ("GC penalty", -1)
+    assert direction_of("activation", {"activation": ("activation", +1)}) == ("activation", +1)
+    assert direction_of("width") == ("width", -1)
+    assert {field for field, *_ in figure4.SWEEPS} <= set(EXPECTED_SIGN)
+    assert set(figure_flatness.WORDS) <= set(EXPECTED_SIGN)
+    assert not any(isinstance(v, int) for row in figure4.SWEEPS for v in row)  # no sign written twice
+
+
 def test_sweep_positions_are_the_values_or_their_order():
     assert sweep_positions([0.1, 0.2]) == [0.1, 0.2]
     assert sweep_positions(["relu", "tanh"]) == [0.0, 1.0]
