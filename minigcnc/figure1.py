@@ -27,12 +27,14 @@ The runs and grids of each scale: the last lines of ``--help``. Why these grids:
 """
 import time
 
+from .experiments.claims import judge
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import with_options
 from .experiments.driver import (claims_of_sweeps, cross_run_claims, dataset_and_model_options, draw_cross_run,
                                  draw_sweeps, model_title, print_finals, runs_epilog, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.presets import SWEEP_GRIDS, sweep_base
+from .experiments.table import print_table
 
 NAME = "figure1"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
@@ -75,8 +77,10 @@ def main(argv=None):
 
     print_finals(grid, hist)
     print()
-    png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+    judge(claims)  # q-values over the figure's family, verdicts on q
+    png, js = write_figure(stem, args.scale, args.out, fig, {
         **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), "across_runs_png": str(across)}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

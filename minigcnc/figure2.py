@@ -34,6 +34,7 @@ from .experiments.driver import model_title, runs_epilog
 from .experiments.history import series
 from .experiments.measure import GC_ESTIMATOR_LEVELS, estimator_key
 from .experiments.presets import training_run
+from .experiments.table import print_table
 
 NAME = "figure2"
 PANELS = [("subset", "(a) sample subsets of n images", "n"), ("mask", "(b) masked Jacobian entries, keep prob. q", "q"),
@@ -182,10 +183,12 @@ def main(argv=None):
 
     fig = draw(histories, f"{model_title(cfgs[0])}, {len(cfgs)} seed{'s' if len(cfgs) > 1 else ''}")
 
-    png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
+    png, js = write_figure(NAME, args.scale, args.out, fig, {
         "figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
         "levels": {m: list(v[1]) for m, v in GC_ESTIMATOR_LEVELS.items()}, "timings": timings(histories),
         "runs": summarize(histories)}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "summary": costs}
 
 

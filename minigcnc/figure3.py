@@ -42,6 +42,7 @@ from .experiments.driver import model_title, runs_epilog
 from .experiments.history import final, series
 from .experiments.power import tracking_power
 from .experiments.presets import AGOP_EXTRAS, FLATNESS_EXTRAS, MOMENT_EXTRAS, SWEEP_GRIDS, sweep_base
+from .experiments.table import print_table
 
 NAME = "figure3"
 SEEDS = {"tiny": 2, "laptop": 3, "paper": 3}
@@ -533,7 +534,8 @@ def main(argv=None):
     fig = draw(layout, claims, f"{model_title(cfgs[0])}, {n_cfg} configs x {n_seeds} seeds (digits), "
                f"{len(d['gaussians'])} x {n_seeds} (Gaussian classes)")
     means = {name: final_means(layout[name]) for name, _ in DATASETS}
-    png, js = write_figure(NAME, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
+    png, js = write_figure(NAME, args.scale, args.out, fig, {
         "figure": NAME, "scale": args.scale, "design": {name: [label for label, _ in d[name]] for name, _ in DATASETS},
         "configs": [c.to_dict() for c in cfgs], "final_means": means,
         "agop_dirs90": {label: {"start": rows["start"][1], "end": rows["end"][1]} for (label, _), rows in
@@ -541,6 +543,7 @@ def main(argv=None):
         "power": {form: {"power": v[0], "false_holds": v[1], "control_snr": v[2], "draws": 200}
                   for form, v in power.items()},
         "runs": summarize(layout)}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     summary = io.StringIO()
     print_finals(means, power, out=summary, claims=claims, agop_runs=layout["digits"])
     print(summary.getvalue(), end="")

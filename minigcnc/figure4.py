@@ -36,9 +36,11 @@ from . import data as data_mod
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import scale_base, with_options
-from .experiments.driver import config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config, sweep_rank_claims
+from .experiments.driver import (EXPECTED_SIGN, config_finals, distinct_runs_per_seed, runs_epilog, runs_per_config,
+                                 sweep_rank_claims)
 from .experiments.history import final, finals, series
 from .experiments.grid import by_sweep, flat, sweep_configs
+from .experiments.table import fmt_p, print_table, text_table
 
 NAME = "figure4"
 SPLITS = ("rotations", "digits", "swapped")
@@ -85,11 +87,11 @@ ANALYSIS = (
      "analysis unchanged", "issue 28 (2026-12-07), before its runs in this code",
      "the issue's filer ran it with independent code (36 runs)"),
 )
-# (RunConfig field, row title, the direction the paper expects to lower GC: sign of d GC / d value, in words)
+# (RunConfig field, row title, the direction the paper expects to lower GC in words; its sign: EXPECTED_SIGN)
 SWEEPS = (
-    ("lr", "learning rate (increasing)", -1, "a higher rate"),
-    ("batch_size", "batch size (decreasing)", +1, "a smaller batch"),
-    ("l2", "L2 (increasing)", -1, "more L2"),
+    ("lr", "learning rate (increasing)", "a higher rate"),
+    ("batch_size", "batch size (decreasing)", "a smaller batch"),
+    ("l2", "L2 (increasing)", "more L2"),
 )
 METRICS = (("gc", "source GC (embedding)"), ("target_nc", "target NC (CDNV, unseen classes)"),
            ("fewshot5", "5-way 5-shot NCC accuracy"))
@@ -261,11 +263,12 @@ def make_claims(grid, hist, probe=True, distinct=False, episodes="all", probe_fe
         swap["fewshot5_logreg"] = "fewshot5_logreg_raw"
     read = lambda m: swap.get(m, m)  # noqa: E731
     out = []
-    for field, title, gc_sign, direction in SWEEPS:
+    for field, title, direction in SWEEPS:
         gc = finals(hist[field], "gc")
         name = title.split(" (")[0]
         xs = [list(grid[field])] * len(gc)
-        out += sweep_rank_claims(NAME, f"{name}: {direction} lowers source GC", xs, gc, gc_sign, field, "source_gc")
+        out += sweep_rank_claims(NAME, f"{name}: {direction} lowers source GC", xs, gc, EXPECTED_SIGN[field], field,
+                                 "source_gc")
         out += sweep_rank_claims(NAME, f"{name}: lower source GC, lower target NC", gc,
                                  finals(hist[field], "target_nc"), +1, "source_gc", "target_nc")
         out += sweep_rank_claims(NAME, f"{name}: lower source GCol, lower target NC", finals(hist[field], "gcol"),
@@ -331,7 +334,7 @@ def sensitivity_text(rows, not_computed=()):
     body = [(r["statement"],) + tuple(r["verdicts"][n] for n in names) + (r["robust"],) for r in rows]
     lines = ["Sensitivity (figure4.ANALYSIS): the verdict of each counted claim under the alternatives already tried; "
              "'robust' = holds in every variant (each variant judged with its own BH family)", ""]
-    lines += C.text_table(header, body, (46,) + (14,) * len(names) + (16,))
+    lines += text_table(header, body, (46,) + (14,) * len(names) + (16,))
     n = sum(r["robust"] == "robust" for r in rows)
     held = sum(r["verdicts"][names[0]] == "holds" for r in rows)
     lines += ["", f"{n} of {held} claims that hold in the pre-specified analysis hold in every variant"]
@@ -428,7 +431,7 @@ def draw_scatter(grid, hist, title, probe=True, claims=()):
         c = _claim_of(claims, xm, ym)
         if c is not None:
             kind = "" if c.kind == "claim" else f" ({c.kind})"
-            ax.set_title(f"{len(per_config)} configs: Spearman {c.value:+.2f}, p {C.fmt_p(c.p_value)}, {c.verdict}{kind}",
+            ax.set_title(f"{len(per_config)} configs: Spearman {c.value:+.2f}, p {fmt_p(c.p_value)}, {c.verdict}{kind}",
                          fontsize=9)
         ax.set_xlabel(labels[xm])
         ax.set_ylabel(labels[ym])
@@ -526,7 +529,7 @@ def main(argv=None):
     variant = {("mnist5k", "rotations"): "", ("mnist5k", "digits"): "_digits", ("mnist5k", "swapped"): "_swapped",
                ("fashion_mnist", "digits"): "_fashion", ("fashion_mnist", "rotations"): "_fashion_rotations"}[
         (args.source, args.split)] + ("" if args.probe else "_noprobe")
-    C.judge(claims)  # (write_figure judges them again, identically) so that the scatter titles print the verdicts
+    C.judge(claims)  # q-values over the figure's family, verdicts on q: the scatter titles print them
     scatter = figure_outputs(NAME + "_scatter" + variant, args.scale, args.out)[0]
     save_figure(draw_scatter(grid, hist, title, args.probe, claims), scatter)
     print(f"wrote {scatter}", file=sys.stderr)
@@ -541,6 +544,7 @@ def main(argv=None):
         "grids": grid, "seeds": seeds, "configs": [c.to_dict() for c in {c.key(): c for c in cfgs}.values()],
         "sweeps": summarize(grid, hist), "scatter": str(scatter),
         "run_seconds_total": sum({h["key"]: h["seconds"] for h in histories}.values())}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     if sensitivity:
         print("\n" + sensitivity)
     return {"png": str(png), "scatter": str(scatter), "json": str(js), "claims": claims, "histories": histories,

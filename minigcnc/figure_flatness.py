@@ -32,15 +32,16 @@ import numpy as onp
 from .experiments import claims as C
 from .experiments.cli import figure_outputs, figure_parser, parse, run_sweep, save_figure, write_figure
 from .experiments.config import with_options
-from .experiments.driver import (distinct_runs_per_seed, draw_sweeps, model_title, runs_epilog, sweep_positions,
-                                 sweep_rank_claims, sweep_record)
+from .experiments.driver import (EXPECTED_SIGN, distinct_runs_per_seed, draw_sweeps, model_title, runs_epilog,
+                                 sweep_positions, sweep_rank_claims, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.history import final, finals
 from .experiments.presets import APPENDIX_GRIDS, APPENDIX_SEEDS, SWEEP_GRIDS, appendix_base, sweep_base
+from .experiments.table import print_table
 
 NAME = "figure_flatness"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}  # Figure 1's (tests/test_figure_flatness.py checks the configs match)
-SIGNS = {"lr": (-1, "a larger learning rate"), "batch_size": (+1, "a smaller batch")}
+WORDS = {"lr": "a larger learning rate", "batch_size": "a smaller batch"}  # the knobs with a sign: EXPECTED_SIGN
 METRICS = [("hessian_trace", "tr H (Hutchinson), start and end"), ("gc", "embedding GC")]
 
 
@@ -87,9 +88,9 @@ def flatness_claims(grid, hist, prefix=""):
     for field, values in grid.items():
         xs = [sweep_positions(values) for _ in hist[field]]
         trace = finals(hist[field], "hessian_trace")
-        if field in SIGNS:  # the swept values the units; each seed alone beside it, a description
-            sign, word = SIGNS[field]
-            out += sweep_rank_claims(NAME, f"{prefix}{word} ends flatter (lower final Hessian trace)", xs, trace,
+        if field in WORDS:  # the swept values the units; each seed alone beside it, a description
+            sign = EXPECTED_SIGN[field]
+            out += sweep_rank_claims(NAME, f"{prefix}{WORDS[field]} ends flatter (lower final Hessian trace)", xs, trace,
                                      sign, field, "hessian_trace")
         else:
             c = C.rank_correlation_claim(NAME, f"{prefix}{field} sweep: the final Hessian trace against the swept "
@@ -97,7 +98,7 @@ def flatness_claims(grid, hist, prefix=""):
             c.kind, c.verdict = "description", "n/a"
             c.detail = "a description (no sign predicted; the test is two-sided): " + c.detail
             out.append(c)
-    sgd = {f: hist[f] for f in grid if f in SIGNS}
+    sgd = {f: hist[f] for f in grid if f in WORDS}
     for units, label in ((sgd, "the learning-rate and batch-size configs"), (hist, "every config of the three sweeps")):
         per_config = runs_per_config(units)
         tr = config_finals(per_config, "hessian_trace")
@@ -159,9 +160,11 @@ def main(argv=None):
                                              a_histories), "across_png": str(a_across),
                               "seconds_flatness_per_eval": float(onp.mean(a_seconds)) if a_seconds else None}
     seconds = [e.get("seconds_flatness") for h in histories for e in h["evals"] if "seconds_flatness" in e]
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
     png, js = write_figure(NAME, args.scale, args.out, fig, {
         **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories), **record,
         "seconds_flatness_per_eval": float(onp.mean(seconds)) if seconds else None}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

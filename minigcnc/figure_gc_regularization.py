@@ -23,12 +23,14 @@ costs: docs/figures.md#figure_gc_regularization.
 """
 import time
 
+from .experiments.claims import judge
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import (claims_of_sweeps, draw_sweeps, model_title, print_finals, runs_epilog,
                                  sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.presets import sweep_base
+from .experiments.table import print_table
 
 NAME = "figure_gc_regularization"
 SEEDS = {"tiny": 2, "laptop": 5, "paper": 3}
@@ -87,8 +89,10 @@ def main(argv=None):
 
     print_finals(grid, hist)
     print()
-    png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+    judge(claims)  # q-values over the figure's family, verdicts on q
+    png, js = write_figure(stem, args.scale, args.out, fig, {
         **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories)}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

@@ -26,9 +26,11 @@ import time
 import numpy as onp
 
 from .experiments import claims as C
+from .experiments import stats as S
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import scale_base, with_options
 from .experiments.driver import runs_epilog
+from .experiments.table import print_table
 
 NAME = "figure_layers"
 SEEDS = {"tiny": 3, "laptop": 8, "paper": 10}
@@ -61,15 +63,15 @@ def configs(scale, *, seeds=None, backend=None, data_root=None):
 def depth_rate_claim(statement, logs_per_seed, expected_sign, y_name, *, kind="claim", alpha=0.05, n_perm=4999,
                      seed=0):
     """Per-seed Pearson of the depth l = 1..L with ``logs_per_seed[s]`` (log of a per-layer quantity), mean over
-    seeds; p: ``claims.permutation_test`` (the layers' values shuffled within each seed: under no depth order the
-    layers are exchangeable); ci: t-interval over seeds (Fisher z); verdict ``claims.verdict_of``.
+    seeds; p: ``stats.permutation_test`` (the layers' values shuffled within each seed: under no depth order the
+    layers are exchangeable); ci: t-interval over seeds (Fisher z); verdict ``stats.verdict_of``.
     ``kind="description"`` for a question with no predicted sign (shown, never counted)."""
     per_seed, zxs, zys = [], [], []
     for ys in logs_per_seed:
         ys = onp.asarray(ys, dtype=float)
         ls = onp.arange(1, len(ys) + 1, dtype=float)
         ok = onp.isfinite(ys)
-        if ok.sum() < 3 or C.is_constant(ys[ok]):
+        if ok.sum() < 3 or S.is_constant(ys[ok]):
             per_seed.append(float("nan"))
             continue
         per_seed.append(float(onp.corrcoef(ls[ok], ys[ok])[0, 1]))
@@ -80,12 +82,12 @@ def depth_rate_claim(statement, logs_per_seed, expected_sign, y_name, *, kind="c
         return C.Claim(NAME, statement, f"pearson(l, {y_name})", float("nan"), 0, "", "n/a", per_seed, "no seed",
                        kind=kind)
     value = float(onp.mean(used))
-    p, method, p_min = C.permutation_test(zxs, zys, n_perm=n_perm, seed=seed)
-    ci = (float("nan"), float("nan"))  # the engine's rule for a mean of per-seed coefficients (claims.NO_SEED_CI)
+    p, method, p_min = S.permutation_test(zxs, zys, n_perm=n_perm, seed=seed)
+    ci = (float("nan"), float("nan"))  # the engine's rule for a mean of per-seed coefficients (stats.NO_SEED_CI)
     sign = expected_sign if expected_sign else 0
-    verdict = C.verdict_of(value, used, p, sign, alpha, ci) if sign else "n/a"
+    verdict = S.verdict_of(value, used, p, sign, alpha, ci) if sign else "n/a"
     detail = (f"value = mean of {len(used)} per-seed Pearson coefficients over layers; p: layers shuffled within "
-              f"each seed, {method}; {C.NO_SEED_CI}")
+              f"each seed, {method}; {S.NO_SEED_CI}")
     if p_min >= alpha:
         detail += f"; underpowered: the smallest p here is {p_min:.3g}"
     if kind == "description":
@@ -108,7 +110,7 @@ def sign_flip_p(diffs):
 def paired_claim(statement, trained, untrained, expected_sign, y_name, *, kind="claim", alpha=0.05):
     """Per seed the difference ``trained[s] - untrained[s]`` of a statistic (e.g. two Pearson coefficients of one
     network before and after training); value = their mean; p: exact two-sided sign-flip test over seeds;
-    ci: t-interval over seeds; verdict ``claims.verdict_of``."""
+    ci: t-interval over seeds; verdict ``stats.verdict_of``."""
     diffs = [a - b for a, b in zip(trained, untrained)]
     used = [v for v in diffs if math.isfinite(v)]
     if len(used) < 2:
@@ -116,9 +118,9 @@ def paired_claim(statement, trained, untrained, expected_sign, y_name, *, kind="
                        "fewer than 2 seeds", kind=kind)
     value = float(onp.mean(used))
     p, p_min = sign_flip_p(used)
-    ci = C.t_interval(used, limits=(-math.inf, math.inf))
+    ci = S.t_interval(used, limits=(-math.inf, math.inf))
     sign = expected_sign if expected_sign else 0
-    verdict = C.verdict_of(value, used, p, sign, alpha, ci) if sign else "n/a"
+    verdict = S.verdict_of(value, used, p, sign, alpha, ci) if sign else "n/a"
     detail = f"value = mean over {len(used)} seeds; p: exact sign-flip test over seeds; ci: 95% t-interval"
     if p_min >= alpha:
         detail += f"; underpowered: the smallest p {len(used)} seeds allow is {p_min:.3g}"
@@ -228,7 +230,9 @@ def main(argv=None):
                            "trained": [h["evals"][-1].get("agop_dirs90") for h in histories]},
            "seconds_layers_per_eval": float(onp.mean([e.get("seconds_layers", onp.nan) for h in histories
                                                       for e in h["evals"]]))}
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
     png, js = write_figure(NAME, args.scale, args.out, fig, doc, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
 
 

@@ -17,12 +17,14 @@ choices: docs/figures.md#figure_mnist.
 """
 import time
 
+from .experiments.claims import judge
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.config import with_options
 from .experiments.driver import (claims_of_sweeps, dataset_and_model_options, draw_sweeps, model_title, print_finals,
                                  runs_epilog, sweep_record)
 from .experiments.grid import by_sweep, flat, sweep_configs
 from .experiments.presets import APPENDIX_GRIDS, APPENDIX_SEEDS, appendix_base
+from .experiments.table import print_table
 
 NAME = "figure_mnist"
 SEEDS = APPENDIX_SEEDS  # {scale: seeds}
@@ -63,8 +65,10 @@ def main(argv=None):
 
     print_finals(grid, hist)
     print()
-    png, js = write_figure(stem, args.scale, args.out, fig, {  # judges the claims, prints the claim table
+    judge(claims)  # q-values over the figure's family, verdicts on q
+    png, js = write_figure(stem, args.scale, args.out, fig, {
         **sweep_record(NAME, args.scale, base, grid, seeds, cfgs, hist, histories)}, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories, "by_sweep": hist}
 
 

@@ -25,6 +25,7 @@ from .experiments import claims as C
 from .experiments.cli import figure_parser, parse, run_sweep, write_figure
 from .experiments.driver import runs_epilog
 from .experiments.history import final, series
+from .experiments.table import print_table
 from .registry import figure_configs
 
 NAME = "figure_nc_levels"
@@ -125,7 +126,9 @@ def main(argv=None):
     fig = draw(units, title)
     doc = {"figure": NAME, "scale": args.scale, "configs": [c.to_dict() for c in cfgs],
            "finals": {m: [[final(h, m) for h in hs] for hs in units] for m in ("gc",) + tuple(m for m, _ in LEVELS)}}
+    C.judge(claims)  # q-values over the figure's family, verdicts on q
     png, js = write_figure(NAME, args.scale, args.out, fig, doc, claims, t0)
+    print_table(claims, args.scale, cfgs)
     return {"png": str(png), "json": str(js), "claims": claims, "histories": histories}
 
 

@@ -24,7 +24,7 @@ last checkpoint). One progress bar counts the figures; each figure still shows i
 runs (``--quiet`` hides both).
 
 Writes ``OUT/REPORT.md`` (atomically, after every figure, so it always describes what is done): for every
-figure its claim table (``experiments.claims.claim_table``), its wall time and its outputs, then the versions of
+figure its claim table (``experiments.table.claim_table``), its wall time and its outputs, then the versions of
 the software (``experiments.cache.versions()``) and the total wall time. A figure that stops with an error is
 reported as such and the others still run; the command then exits with status 1 (``main`` returns).
 """
@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 
 from .checks import write_atomically
 from .experiments.cache import versions
-from .experiments.claims import claim_table
-from .experiments.cli import Interrupted, data_names
+from .experiments.cli import Interrupted
+from .experiments.table import claim_table, data_names
 from .experiments.config import SCALES
 from .registry import FIGURES, figure_module
 

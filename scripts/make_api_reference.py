@@ -55,7 +55,8 @@ READING_ORDER = [
     "minigcnc.experiments.measure", "minigcnc.experiments.cache", "minigcnc.experiments.run",
     "minigcnc.experiments.grid", "minigcnc.experiments.sweep",
     "minigcnc.experiments.dask_runner", "minigcnc.experiments.progress", "minigcnc.experiments.history",
-    "minigcnc.experiments.claims", "minigcnc.experiments.plotting", "minigcnc.experiments.presets",
+    "minigcnc.experiments.stats", "minigcnc.experiments.claims", "minigcnc.experiments.table",
+    "minigcnc.experiments.plotting", "minigcnc.experiments.presets",
     "minigcnc.experiments.cli", "minigcnc.experiments.driver", "minigcnc.experiments.*",
     "minigcnc.registry", "minigcnc.figure*", "minigcnc.reproduce",
     "minigcnc.fused", "minigcnc.fast_step", "minigcnc.jacobian_passes", "minigcnc.*",  # speed code, off the path

@@ -22,15 +22,21 @@ def test_a_figure_command_ends_with_the_message_when_a_dataset_file_is_missing(t
     assert "train-images-idx3-ubyte" in message and str(tmp_path / "empty") in message
 
 
-def test_data_names_give_the_datasets_a_figure_trains_and_transfers_to_for_its_banner():
-    from minigcnc.experiments.cli import data_names
-    from minigcnc.experiments.config import scale_base
+def test_write_figure_only_writes_it_neither_judges_the_claims_nor_prints_them(tmp_path, capsys):
+    import json
+    import time
 
-    tiny = scale_base("tiny")
-    assert data_names([tiny, tiny.replace(seed=1)]) == "digits"
-    assert data_names([tiny.to_dict(), {"dataset": "gaussians"}]) == "digits and gaussians"
-    assert data_names([{"dataset": "fashion_mnist", "target_dataset": "mnist5k"}]) == "fashion_mnist -> mnist5k"
-    assert data_names([]) is None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minigcnc.experiments import claims, cli
+
+    c = claims.rank_correlation_claim("mine", "s", [[1, 2, 3, 4, 5]] * 3, [[1, 2, 3, 4, 5]] * 3, +1, "x", "y")
+    cli.write_figure("mine", "tiny", tmp_path, plt.figure(), {"figure": "mine"}, [c], time.time())
+    assert capsys.readouterr().out == "" and c.q_value is None
+    doc = json.loads((tmp_path / "mine_tiny.json").read_text())
+    assert doc["claims"] == [c.to_dict()] and doc["figure"] == "mine"
 
 
 def test_a_figure_command_ends_with_the_message_when_cupy_is_missing(tmp_path):

@@ -9,11 +9,25 @@ import numpy as np
 import pytest
 
 from minigcnc.experiments import claims as C
+from minigcnc.experiments import table as T
 from minigcnc.experiments.cli import figure_parser, parse, run_sweep, write_figure
 from minigcnc.experiments.config import scale_base
 from minigcnc.experiments.driver import (by_config, claims_of_sweeps, draw_sweeps, runs_epilog, summarize_sweeps,
                                          sweep_claims, sweep_positions, sweep_rank_claims)
 from minigcnc.experiments.grid import by_sweep, flat, sweep_configs
+
+
+def test_each_knobs_expected_sign_is_one_table_that_every_sweep_claim_reads():
+    from minigcnc import figure4, figure_flatness
+    from minigcnc.experiments.driver import EXPECTED_SIGN, direction_of
+
+    assert EXPECTED_SIGN == {"lr": -1, "batch_size": +1, "l2": -1, "gc_reg": -1}  # the paper: each lowers GC
+    assert direction_of("lr") == ("learning rate", -1) and direction_of("gc_reg") == ("GC penalty", -1)
+    assert direction_of("activation", {"activation": ("activation", +1)}) == ("activation", +1)
+    assert direction_of("width") == ("width", -1)
+    assert {field for field, *_ in figure4.SWEEPS} <= set(EXPECTED_SIGN)
+    assert set(figure_flatness.WORDS) <= set(EXPECTED_SIGN)
+    assert not any(isinstance(v, int) for row in figure4.SWEEPS for v in row)  # no sign written twice
 
 
 def test_sweep_positions_are_the_values_or_their_order():
@@ -36,7 +50,9 @@ def test_a_sweep_figure_of_ones_own_over_the_activation_runs_draws_and_judges(tm
     directions = {"activation": ("activation (relu -> tanh)", -1)}
     claims = claims_of_sweeps(name, grid, hist, directions=directions)
     fig = draw_sweeps(grid, hist, "an activation sweep", directions)
+    C.judge(claims)
     write_figure(name, args.scale, args.out, fig, {"grid": grid, "runs": summarize_sweeps(grid, hist)}, claims, t0)
+    T.print_table(claims, args.scale, flat(sweeps))
 
     doc = json.loads((tmp_path / "my_activation_sweep_tiny.json").read_text())
     assert doc["grid"] == {"activation": ["relu", "tanh"]}
@@ -145,7 +161,7 @@ def test_sweep_claims_count_the_value_means_and_show_each_seed_apart():
     # lr -> GC is -1 over the value means: GC -> NC is forced to equal lr -> NC (up to sign), so it is derived
     assert counted[2].kind == "derived" and "over the config means" in counted[2].derived_from
     C.judge(claims)
-    assert sum(C.verdict_counts(claims).values()) == 3  # the descriptions and the derived claim never count
+    assert sum(T.verdict_counts(claims).values()) == 3  # the descriptions and the derived claim never count
 
 
 def test_a_sweep_of_four_values_cannot_reach_alpha_so_its_claims_are_descriptions():
@@ -154,7 +170,7 @@ def test_a_sweep_of_four_values_cannot_reach_alpha_so_its_claims_are_description
     assert counted.value == pytest.approx(1.0) and counted.p_value == pytest.approx(2 / 24)
     assert counted.kind == "description" and "smallest p 4 configs allow is 0.0833" in counted.detail
     assert per_seed.kind == "description"
-    assert sum(C.verdict_counts([counted, per_seed]).values()) == 0
+    assert sum(T.verdict_counts([counted, per_seed]).values()) == 0
 
 
 def test_a_diverged_run_leaves_its_value_mean_to_the_other_seeds():

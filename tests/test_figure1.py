@@ -7,6 +7,7 @@ import pytest
 
 from minigcnc import figure1, figure_gc_regularization, figure_mnist
 from minigcnc.experiments import claims as C
+from minigcnc.experiments import stats as S
 from minigcnc.experiments.driver import METRICS, sweep_claims
 from minigcnc.experiments.plotting import draw_sweep_row
 
@@ -62,7 +63,7 @@ def test_figure1_claim_table_has_four_rank_correlations_per_sweep(out, name):
         if c["kind"] == "claim":  # every verdict is the rule applied to the stored q-value
             used = [v for v in c["per_seed"] if v is not None]
             sign = 1 if c["expected"] == "positive" else -1
-            assert c["verdict"] == C.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"], c["ci"])
+            assert c["verdict"] == S.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"], c["ci"])
     # derived: only what the counted claims force, computed (claims.mark_forced; its own tests in test_claims)
     for c in claims:
         if c["kind"] == "derived":

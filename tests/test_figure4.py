@@ -7,6 +7,7 @@ import pytest
 from minigcnc import data as data_mod
 from minigcnc import figure4
 from minigcnc.experiments import claims as C
+from minigcnc.experiments import stats as S
 from minigcnc.experiments import prepare
 from minigcnc.experiments.config import RunConfig
 from minigcnc.experiments.measure import measure
@@ -52,9 +53,9 @@ def test_tiny_figure4_writes_both_figures_the_json_and_the_claim_table_and_reuse
             continue
         sign = 1 if c["expected"] == "positive" else -1
         used = [v for v in c["per_seed"] if v is not None]
-        assert c["verdict"] == C.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"], c["ci"])
+        assert c["verdict"] == S.verdict_of(c["value"], used, c["q_value"], sign, c["alpha"], c["ci"])
         assert c["q_value"] is None or c["q_value"] >= c["p_value"]
-        assert c["verdict_by"] == C.verdict_of(c["value"], used, c["q_by"], sign, c["alpha"], c["ci"])
+        assert c["verdict_by"] == S.verdict_of(c["value"], used, c["q_by"], sign, c["alpha"], c["ci"])
     # the sensitivity table: the pre-specified analysis, distinct-digit episodes and the 18-class pool (same
     # networks: the source GC of every 18-class run is the 20-class run's)
     sens = summary["sensitivity"]

@@ -1,7 +1,7 @@
 """The paper's claims as tested statements; descriptions and checks kept apart from them.
 
 Each figure builds a list of ``Claim``s from its runs; ``judge(claims)`` gives every counted claim its
-Benjamini-Hochberg q-value over the figure's family and its verdict; ``claim_table(claims)`` prints them and
+Benjamini-Hochberg q-value over the figure's family and its verdict; ``table.claim_table(claims)`` prints them and
 ``[c.to_dict() for c in claims]`` goes into the figure's JSON. A ``Claim`` has a ``kind``:
 
 - ``"claim"``: evidence for or against a statement of the paper, from a test whose false-"holds" rate on noise
@@ -39,29 +39,11 @@ Claims
   curves over training checkpoints. Checkpoints are autocorrelated and share a trend (two independent decaying
   curves "hold" in every draw), so these are descriptions, never counted.
 
-Intervals: only where their coverage is measured in the tests. A mean of per-seed coefficients
-(``rank_correlation_claim``, ``correlation_claim``) gets none (``NO_SEED_CI``: with 3-5 seeds of few points the
-coefficients pile at +-1, where a t-interval over seeds covers 24-88%); the seed- and config-pairing contrasts
-get a delete-one jackknife interval from 8 units (``TRACKING_CI_MIN_CONFIGS``; 93-95% there), none below
-(``NO_PAIRING_CI``: the t-interval over per-seed contrasts covers 68%); ``config_rank_claim`` none (its configs
-are a designed grid, no population). ``t_interval`` stays for what it covers (measured in the tests).
-Non-finite pairs (diverged runs) are dropped pairwise within a seed; a seed with fewer than 3 finite points,
-or a constant x or y (spread below ``1e-9`` of its magnitude), is dropped and counted in ``detail``.
-
-Verdicts (``alpha`` default 0.05; "expected sign" = the sign the paper predicts, +1 or -1). A claim is judged
-on its q-value (Benjamini-Hochberg over the counted claims of its figure, ``judge``; alone, q = p). BH controls
-the false discovery rate when the tests are independent or positively dependent (PRDS); a figure's claims share
-runs, and their dependence is not known to be positive, so ``judge`` also gives the Benjamini-Yekutieli q-value
-(``q_by``, valid under any dependence) and ``verdict_by``, and ``claim_table`` names the verdicts that change:
-
-- ``holds``: q < alpha AND ``value`` has the expected sign AND the per-seed coefficient has the expected
-  sign in every seed or all but one AND the claim's interval, when it has one, lies wholly on the expected
-  side of 0;
-- ``fails``: q < alpha with the wrong sign (significant evidence against the statement) AND the interval,
-  when there is one, lies wholly on the other side;
-- ``inconclusive``: anything else with a test: not significant (whatever the sign of ``value``, which the
-  table shows), or significant while the seeds disagree. Pure noise lands here about 95% of the time;
-- ``n/a``: no seed with at least 3 finite points (e.g. every run diverged).
+Intervals, the verdict rule (``holds``, ``fails``, ``inconclusive``, ``n/a``) and the q-values are in
+``stats.py``, which says which interval each claim gets and why. Non-finite pairs (diverged runs) are dropped
+pairwise within a seed; a seed with fewer than 3 finite points, or a constant x or y, is dropped and counted in
+``detail``. ``judge`` gives every counted claim its Benjamini-Hochberg q-value and its verdict on it, and the
+Benjamini-Yekutieli q-value (``q_by``, valid under any dependence) with ``verdict_by``.
 
 Checks (``kind == "check"``)
 ----------------------------
@@ -69,80 +51,20 @@ Checks (``kind == "check"``)
 and pooled, with a Wilson 95% interval over the points; verdict ``holds`` when the fraction is 1, ``fails``
 otherwise. ``by_construction=True`` marks a mathematical inequality: it cannot fail unless the code is wrong.
 ``check`` builds any other check (e.g. Figure 3's per-class Poincare check). Checks catch bugs or measure an
-assumption; they are not evidence for the paper, and ``verdict_counts`` / the table's last line never count
+assumption; they are not evidence for the paper, and ``table.verdict_counts`` / the table's last line never count
 them.
 """
-import itertools
 import math
-import textwrap
 from dataclasses import dataclass, field
 
 import numpy as onp
 
+from .stats import (NO_PAIRING_CI, NO_SEED_CI, TRACKING_CI_MIN_CONFIGS, check_sign, corr_matrix, finite_or_none, finite_pairs, is_constant, jackknife_interval, pairing_stat, pairing_test,
+                    permutation_test, q_values, rank_permutation_test, scipy_stats, spearman, standardized,
+                    verdict_of, wilson_interval)
+from .table import fmt_p
 
-class _Stats:
-    """``scipy.stats``, imported on first use: a slow import, which ``--help`` and the tables do without."""
-
-    def __getattr__(self, name):
-        from scipy import stats as module
-
-        return getattr(module, name)
-
-
-stats = _Stats()
-
-VERDICTS = ("holds", "inconclusive", "fails", "n/a")
 KINDS = ("claim", "derived", "description", "check")
-_Z95 = 1.959963984540054
-CONSTANT_RTOL = 1e-9  # a series whose spread is below this fraction of its magnitude is constant
-# why a mean of per-seed coefficients gets no interval (measured in tests/test_claims.py)
-NO_SEED_CI = ("no ci: with 3-5 seeds of few points the coefficients pile at +-1, where a t-interval over seeds "
-              "(Fisher z or raw) covers 24-88% in the tests, so none is given")
-NO_PAIRING_CI = ("no ci: a t-interval over the per-seed contrasts covers 68-69% (they share their mismatched "
-                 "entries); the jackknife is given from 8 seeds (it covers 85-92% with 4-5 units in the tests)")
-
-
-# ---- coefficients ------------------------------------------------------------------------------------
-def _finite_pairs(x, y):
-    x, y = onp.asarray(x, dtype=float).ravel(), onp.asarray(y, dtype=float).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"x and y of one seed differ in length: {len(x)} != {len(y)}")
-    ok = onp.isfinite(x) & onp.isfinite(y)
-    return x[ok], y[ok]
-
-
-def is_constant(a, rtol=CONSTANT_RTOL):
-    """True when the finite series ``a`` is empty or its spread is at most ``rtol`` times its magnitude
-    (so a series equal up to round-off counts as constant and gets no correlation)."""
-    a = onp.asarray(a, dtype=float)
-    if len(a) == 0:
-        return True
-    return bool(onp.ptp(a) <= rtol * onp.max(onp.abs(a)))
-
-
-def spearman(x, y):
-    """Spearman rank correlation of x and y (finite pairs only); nan when constant or fewer than 2 pairs."""
-    x, y = _finite_pairs(x, y)
-    if len(x) < 2 or is_constant(x) or is_constant(y):
-        return float("nan")
-    return float(stats.spearmanr(x, y)[0])
-
-
-def check_sign(expected_sign):
-    """``expected_sign`` as +1 or -1, or a ValueError that names it (0, True or a name are refused)."""
-    if isinstance(expected_sign, bool) or expected_sign not in (1, -1):
-        raise ValueError(f"expected_sign must be +1 or -1 (the sign the paper predicts); got {expected_sign!r} "
-                         "(argument order: figure, statement, xs, ys, expected_sign, x_name, y_name)")
-    return int(expected_sign)
-
-
-# ---- the record --------------------------------------------------------------------------------------
-def _num(v):
-    """A JSON number: None for None / nan / inf."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 @dataclass
@@ -181,143 +103,20 @@ class Claim:
         ci = list(self.ci) if self.ci is not None else [None, None]
         return {
             "figure": self.figure, "kind": self.kind, "statement": self.statement, "statistic": self.statistic,
-            "value": _num(self.value), "per_seed": [_num(v) for v in self.per_seed],
-            "ci": [_num(ci[0]), _num(ci[1])], "p_value": _num(self.p_value), "q_value": _num(self.q_value),
-            "alpha": _num(self.alpha), "n_seeds": None if self.n_seeds is None else int(self.n_seeds),
+            "value": finite_or_none(self.value), "per_seed": [finite_or_none(v) for v in self.per_seed],
+            "ci": [finite_or_none(ci[0]), finite_or_none(ci[1])], "p_value": finite_or_none(self.p_value), "q_value": finite_or_none(self.q_value),
+            "alpha": finite_or_none(self.alpha), "n_seeds": None if self.n_seeds is None else int(self.n_seeds),
             "n_points": None if self.n_points is None else int(self.n_points),
             "verdict": self.verdict, "by_construction": bool(self.by_construction),
             "expected": self.expected, "derived_from": self.derived_from, "detail": self.detail,
-            "per_unit": [_num(v) for v in self.per_unit], "q_by": _num(self.q_by), "verdict_by": self.verdict_by,
+            "per_unit": [finite_or_none(v) for v in self.per_unit], "q_by": finite_or_none(self.q_by), "verdict_by": self.verdict_by,
         }
-
-
-# ---- the tests ---------------------------------------------------------------------------------------
-def _standardized(a):
-    return (a - a.mean()) / a.std()
-
-
-def _seed_coefs(zx, zy, idx):
-    """Correlations of zx with zy permuted by each row of idx (standardized inputs, population std)."""
-    return zy[idx] @ zx / len(zx)
-
-
-def permutation_test(zxs, zys, n_perm=4999, seed=0, exact_max=20000):
-    """Two-sided p-value of T = mean over seeds of corr(zx_s, zy_s), y permuted within each seed.
-
-    zxs, zys: per seed, standardized (ranks of) x and y. Exact over all within-seed permutations when their
-    number is at most ``exact_max``; else Monte-Carlo with ``n_perm`` shuffles, ``p = (1 + hits) / (1 + B)``.
-    Returns (p, method, p_min) with method ``"exact (K permutations)"`` or ``"Monte Carlo (B shuffles)"`` and
-    ``p_min`` the smallest p-value these seeds and points allow (that of the most extreme arrangement): with
-    few points and seeds it can exceed alpha, and then no claim can hold however strong the effect.
-    """
-    k = len(zxs)
-    t_obs = abs(sum(float(zx @ zy) / len(zx) for zx, zy in zip(zxs, zys)) / k)
-    tol = 1e-9
-    total = 1
-    for zx in zxs:
-        total *= math.factorial(len(zx))
-        if total > exact_max:
-            break
-    if total <= exact_max:
-        sums = onp.zeros(1)
-        for zx, zy in zip(zxs, zys):
-            idx = onp.array(list(itertools.permutations(range(len(zx)))))
-            sums = onp.add.outer(sums, _seed_coefs(zx, zy, idx)).ravel()
-        extreme = onp.abs(sums / k)
-        hits = int(onp.sum(extreme >= t_obs - tol))
-        p_min = int(onp.sum(extreme >= extreme.max() - tol)) / len(sums)
-        return hits / len(sums), f"exact ({len(sums)} permutations)", p_min
-    rng = onp.random.default_rng(seed)
-    acc = onp.zeros(n_perm)
-    for zx, zy in zip(zxs, zys):
-        idx = rng.permuted(onp.tile(onp.arange(len(zx)), (n_perm, 1)), axis=1)
-        acc += _seed_coefs(zx, zy, idx)
-    hits = int(onp.sum(onp.abs(acc / k) >= t_obs - tol))
-    return (1 + hits) / (1 + n_perm), f"Monte Carlo ({n_perm} shuffles)", 1 / (1 + n_perm)
-
-
-def pairing_test(R, n_perm=4999, seed=0, exact_max=40320):
-    """Seed-pairing test of a (k, k) matrix ``R[i, j] = corr(a_i, b_j)``: is the matched diagonal special?
-
-    T(sigma) = mean_i R[i, sigma(i)] - mean of the other k(k-1) entries; T = T(identity). Two-sided p =
-    fraction of pairings sigma with |T(sigma)| >= |T|: exact over all k! pairings when k! <= ``exact_max``,
-    else Monte Carlo (``(1 + hits) / (1 + n_perm)``). Returns (T, p, method, p_min).
-    """
-    R = onp.asarray(R, dtype=float)
-    k = R.shape[0]
-    total = R.sum()
-
-    def stat(rows):  # rows: (m, k) pairings
-        matched = R[onp.arange(k), rows].sum(axis=1)
-        return matched / k - (total - matched) / (k * (k - 1))
-
-    t_obs = float(stat(onp.arange(k)[None])[0])
-    tol = 1e-12
-    if math.factorial(k) <= exact_max:
-        t = onp.abs(stat(onp.array(list(itertools.permutations(range(k))))))
-        p_min = float(onp.mean(t >= t.max() - tol))
-        return t_obs, float(onp.mean(t >= abs(t_obs) - tol)), f"exact ({len(t)} pairings)", p_min
-    rng = onp.random.default_rng(seed)
-    t = onp.abs(stat(onp.argsort(rng.random((n_perm, k)), axis=1)))
-    return t_obs, (1 + int(onp.sum(t >= abs(t_obs) - tol))) / (1 + n_perm), f"Monte Carlo ({n_perm} pairings)", \
-        1 / (1 + n_perm)
-
-
-def t_interval(values, confidence=0.95, limits=(-1.0, 1.0), fisher=False):
-    """t-interval over seeds of the mean of ``values``: mean +- t_{(1+c)/2, n-1} sd / sqrt(n), clipped to
-    ``limits`` (the statistic's range); (nan, nan) with fewer than 3 values.
-
-    ``fisher=True`` (correlation coefficients): the interval is taken over z = arctanh(r) (r clipped to
-    +-0.995) and mapped back with tanh, which keeps it inside (-1, 1) and fits the skew of coefficients near
-    +-1 (coverage measured in tests/test_claims.py).
-    """
-    values = onp.asarray(values, dtype=float)
-    n = len(values)
-    if n < 3:
-        return (float("nan"), float("nan"))
-    v = onp.arctanh(onp.clip(values, -0.995, 0.995)) if fisher else values
-    m = float(v.mean())
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    lo, hi = (math.tanh(m - half), math.tanh(m + half)) if fisher else (m - half, m + half)
-    mean = float(values.mean())  # the interval always holds the reported value (the mean of the raw values)
-    return (max(limits[0], min(lo, mean)), min(limits[1], max(hi, mean)))
-
-
-def _ci_sides(ci):
-    """(lo, hi) of an interval when both ends are finite, else None (no interval given)."""
-    if ci is None:
-        return None
-    lo, hi = (list(ci) + [None, None])[:2]
-    if _num(lo) is None or _num(hi) is None:
-        return None
-    return float(lo), float(hi)
-
-
-def verdict_of(value, per_seed_used, q_value, expected_sign, alpha, ci=None):
-    """The verdict rule of the module docstring (``per_seed_used``: coefficients of the seeds used; ``q_value``:
-    the p-value adjusted for the figure's family, or the p-value of a claim judged alone; ``ci``: the claim's
-    interval, when it has one: a claim whose interval holds 0 or lies on the other side is never ``holds``, and
-    one whose interval holds 0 or lies on the expected side is never ``fails``)."""
-    if not per_seed_used or q_value is None or not math.isfinite(q_value):
-        return "n/a"
-    s = check_sign(expected_sign)
-    significant = q_value < alpha
-    agree = sum(1 for v in per_seed_used if s * v > 0)
-    needed = len(per_seed_used) if len(per_seed_used) <= 2 else len(per_seed_used) - 1  # "all but one" needs 3 seeds
-    sides = _ci_sides(ci)
-    ci_expected = sides is None or min(s * sides[0], s * sides[1]) > 0   # the whole interval on the expected side
-    ci_against = sides is None or max(s * sides[0], s * sides[1]) < 0    # the whole interval on the other side
-    if significant and s * value > 1e-12 and agree >= needed and ci_expected:
-        return "holds"
-    if significant and s * value < -1e-12 and ci_against:
-        return "fails"
-    return "inconclusive"
 
 
 def _usable(x, y, notes):
     """(x, y) finite pairs of one seed, or None when the seed must be dropped (noted in ``notes``)."""
     n_all = len(onp.asarray(x, dtype=float).ravel())
-    xf, yf = _finite_pairs(x, y)
+    xf, yf = finite_pairs(x, y)
     notes["dropped_points"] += n_all - len(xf)
     if len(xf) < 3:
         notes["short"] += 1
@@ -342,7 +141,7 @@ def _notes_text(notes):
 def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sign, x_name, y_name, alpha,
                  n_perm, seed, exact_max, over_training):
     sign = check_sign(expected_sign)
-    coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
+    coef = scipy_stats.spearmanr if kind == "spearman" else scipy_stats.pearsonr
     per_seed, used, zxs, zys = [], [], [], []
     notes = {"short": 0, "constant": 0, "dropped_points": 0}
     n_points = 0
@@ -357,9 +156,9 @@ def _correlation(kind, figure, statement, xs_per_seed, ys_per_seed, expected_sig
         used.append(r)
         n_points += len(xf)
         if kind == "spearman":
-            xf, yf = stats.rankdata(xf), stats.rankdata(yf)
-        zxs.append(_standardized(xf))
-        zys.append(_standardized(yf))
+            xf, yf = scipy_stats.rankdata(xf), scipy_stats.rankdata(yf)
+        zxs.append(standardized(xf))
+        zys.append(standardized(yf))
     text = _notes_text(notes)
     ci = (float("nan"), float("nan"))
     if not used:
@@ -421,7 +220,7 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     mean(matched R[i, i]) - mean(mismatched R[i, j], j != i), expected positive; per seed, R[i, i] - mean_{j != i} R[i, j]. p from ``pairing_test``. When no pairing of
     these seeds can reach ``alpha`` (p_min >= alpha: k <= 3 at 0.05) it is a description, never counted.
     """
-    coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
+    coef = scipy_stats.spearmanr if kind == "spearman" else scipy_stats.pearsonr
     notes = {"short": 0, "constant": 0, "dropped_points": 0}
     seeds = []
     curves = [(onp.asarray(a, dtype=float).ravel(), onp.asarray(b, dtype=float).ravel())
@@ -456,7 +255,7 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
         for c, j in enumerate(idx):
             a, b = seeds[i][0], seeds[j][1]
             n = min(len(a), len(b))
-            af, bf = _finite_pairs(a[:n], b[:n])
+            af, bf = finite_pairs(a[:n], b[:n])
             R[r, c] = float(coef(af, bf)[0]) if len(af) >= 3 and not (is_constant(af) or is_constant(bf)) else 0.0
             if r == c:
                 n_points += len(af)
@@ -472,7 +271,7 @@ def tracking_claim(figure, statement, as_per_seed, bs_per_seed, a_name, b_name, 
     if not counted:
         text.insert(0, f"a description, not a test: with {k} seeds the smallest p is {p_min:.3g} >= alpha")
     if k >= TRACKING_CI_MIN_CONFIGS:
-        ci = jackknife_interval(lambda keep: float(_pairing_stat(R[onp.ix_(keep, keep)], onp.arange(len(keep))[None])[0]),
+        ci = jackknife_interval(lambda keep: float(pairing_stat(R[onp.ix_(keep, keep)], onp.arange(len(keep))[None])[0]),
                                 k)
     else:
         ci = (float("nan"), float("nan"))
@@ -515,7 +314,7 @@ def tolerance_claim(figure, statement, errors_per_seed, tolerance, error_name, *
                      expected_sign=1)
     value = float(tolerance - onp.median(used))
     below = sum(m < tolerance for m in used)
-    tail = lambda b: float(stats.binom.sf(b - 1, k, 0.5))  # noqa: E731 - P(Bin(k, 1/2) >= b)
+    tail = lambda b: float(scipy_stats.binom.sf(b - 1, k, 0.5))  # noqa: E731 - P(Bin(k, 1/2) >= b)
     p = tail(below) if value > 0 else tail(k - below) if value < 0 else 1.0
     p_min = 0.5 ** k
     counted = p_min < alpha
@@ -532,6 +331,7 @@ def tolerance_claim(figure, statement, errors_per_seed, tolerance, error_name, *
                  kind="claim" if counted else "description", expected_sign=1)
 
 
+
 # ---- configs as the units ----------------------------------------------------------------------------
 def _config_seed_grid(xs, name):
     """xs[c][s] as a list of lists with every config holding the same number of seeds (ValueError otherwise)."""
@@ -542,45 +342,6 @@ def _config_seed_grid(xs, name):
     if len(n_seeds) != 1:
         raise ValueError(f"{name}: every config must have the same seeds; got seed counts {sorted(n_seeds)}")
     return xs, n_seeds.pop()
-
-
-def _pairing_stat(R, rows):
-    """T(sigma) of ``pairing_test`` for each pairing in ``rows`` (m, k) of a (k, k) matrix R."""
-    k = R.shape[0]
-    matched = R[onp.arange(k), rows].sum(axis=1)
-    return matched / k - (R.sum() - matched) / (k * (k - 1))
-
-
-def jackknife_interval(stat, n_units, confidence=0.95):
-    """t-interval from the delete-one jackknife over ``n_units`` units: ``stat(keep)`` is the statistic on the
-    units ``keep`` (an index array); pseudo-values n T - (n - 1) T_(-i), t with n - 1 degrees of freedom.
-    (nan, nan) with fewer than 3 units."""
-    if n_units < 3:
-        return (float("nan"), float("nan"))
-    full = stat(onp.arange(n_units))
-    loo = onp.array([stat(onp.delete(onp.arange(n_units), i)) for i in range(n_units)])
-    pseudo = n_units * full - (n_units - 1) * loo
-    half = float(stats.t.ppf((1 + confidence) / 2, n_units - 1) * pseudo.std(ddof=1) / math.sqrt(n_units))
-    center = float(pseudo.mean())
-    return (min(center - half, full), max(center + half, full))
-
-
-def _corr_matrix(A, B, kind):
-    """R[i, j] = Pearson (or Spearman) of rows A[i], B[j] (finite, equally long); 0 where a row is constant.
-    Returns (R, mask of the entries set to 0)."""
-    if kind == "spearman":
-        A, B = stats.rankdata(A, axis=1), stats.rankdata(B, axis=1)
-    const_a = onp.array([is_constant(r) for r in A])
-    const_b = onp.array([is_constant(r) for r in B])
-    za = (A - A.mean(1, keepdims=True)) / onp.where(const_a, 1.0, A.std(1))[:, None]
-    zb = (B - B.mean(1, keepdims=True)) / onp.where(const_b, 1.0, B.std(1))[:, None]
-    R = onp.clip(za @ zb.T / A.shape[1], -1.0, 1.0)
-    bad = const_a[:, None] | const_b[None, :]
-    R[bad] = 0.0
-    return R, bad
-
-
-TRACKING_CI_MIN_CONFIGS = 8  # the jackknife covers 93-95% from 8 units, 85-92% at 4-5 (tests): units = configs or seeds
 
 
 def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pearson", alpha=0.05, n_perm=4999,
@@ -608,7 +369,7 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
     b, n_seeds_b = _config_seed_grid(b, "b")
     if len(a) != len(b) or n_seeds != n_seeds_b:
         raise ValueError(f"a and b must have the same configs and seeds: {len(a)}x{n_seeds} != {len(b)}x{n_seeds_b}")
-    coef = stats.spearmanr if kind == "spearman" else stats.pearsonr
+    coef = scipy_stats.spearmanr if kind == "spearman" else scipy_stats.pearsonr
     n_cfg = len(a)
     stat_name = f"matched - mismatched {kind}({a_name}, {b_name}) over configs"
     text = []
@@ -628,14 +389,14 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
         A = onp.array([v[:n] for v in curves_a])
         B = onp.array([v[:n] for v in curves_b])
         if n >= 3 and onp.isfinite(A).all() and onp.isfinite(B).all():  # the common case, as one product
-            R, bad = _corr_matrix(A, B, kind)
+            R, bad = corr_matrix(A, B, kind)
             zeroed += int(bad.sum())
             n_points += n_cfg * n
         else:
             R = onp.zeros((n_cfg, n_cfg))
             for i in range(n_cfg):
                 for j in range(n_cfg):
-                    af, bf = _finite_pairs(A[i], B[j])
+                    af, bf = finite_pairs(A[i], B[j])
                     if len(af) >= 3 and not (is_constant(af) or is_constant(bf)):
                         R[i, j] = float(coef(af, bf)[0])
                     else:
@@ -654,7 +415,7 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
     used_seeds = [s for s in range(n_seeds) if s not in short_seeds]
     per_seed = [float("nan")] * n_seeds
     for s, R in zip(used_seeds, Rs):
-        per_seed[s] = float(_pairing_stat(R, onp.arange(n_cfg)[None])[0])
+        per_seed[s] = float(pairing_stat(R, onp.arange(n_cfg)[None])[0])
     rows = onp.array([[R[i, i] - R[i, off[i]].mean() for i in range(n_cfg)] for R in Rs])  # (S, C)
     per_unit = [float(v) for v in rows.mean(axis=0)]
     Rbar = Rs.mean(axis=0)
@@ -662,7 +423,7 @@ def config_tracking_claim(figure, statement, a, b, a_name, b_name, *, kind="pear
     method = method.replace("pairings", "config permutations, the same in every seed")
     counted = p_min < alpha
     if n_cfg >= TRACKING_CI_MIN_CONFIGS:
-        ci = jackknife_interval(lambda keep: float(_pairing_stat(Rbar[onp.ix_(keep, keep)],
+        ci = jackknife_interval(lambda keep: float(pairing_stat(Rbar[onp.ix_(keep, keep)],
                                                                  onp.arange(len(keep))[None])[0]), n_cfg)
         ci_text = "ci: 95% delete-one jackknife over configs (t, C - 1 df)"
     else:
@@ -696,28 +457,10 @@ def _finite_row_means(X):
     return onp.where(n > 0, total / onp.maximum(n, 1), onp.nan)
 
 
-def _rank_perm_test(rx, ry, n_perm, seed, exact_max):
-    """Two-sided permutation p of Pearson(rx, ry) (ranks: Spearman) over permutations of ry's entries: exact
-    when n! <= exact_max, else Monte Carlo. Returns (p, method, p_min)."""
-    zx, zy = _standardized(rx), _standardized(ry)
-    n = len(zx)
-    t_obs = abs(float(zx @ zy) / n)
-    tol = 1e-9
-    if math.factorial(n) <= exact_max:
-        idx = onp.array(list(itertools.permutations(range(n))))
-        t = onp.abs(_seed_coefs(zx, zy, idx))
-        return (float(onp.mean(t >= t_obs - tol)), f"exact ({len(t)} permutations of the configs)",
-                float(onp.mean(t >= t.max() - tol)))
-    rng = onp.random.default_rng(seed)
-    idx = rng.permuted(onp.tile(onp.arange(n), (n_perm, 1)), axis=1)
-    t = onp.abs(_seed_coefs(zx, zy, idx))
-    return ((1 + int(onp.sum(t >= t_obs - tol))) / (1 + n_perm), f"Monte Carlo ({n_perm} permutations of the configs)",
-            1 / (1 + n_perm))
-
 
 def _seed_spearman(x, y):
     """One seed's Spearman across configs, nan with fewer than 3 finite pairs (the module's rule for a seed)."""
-    xf, _ = _finite_pairs(x, y)
+    xf, _ = finite_pairs(x, y)
     return spearman(x, y) if len(xf) >= 3 else float("nan")
 
 
@@ -764,8 +507,8 @@ def config_rank_claim(figure, statement, xs, ys, expected_sign, x_name, y_name, 
         return Claim(figure, statement, stat_name, float("nan"), n_seeds, "positive" if sign > 0 else "negative",
                      "n/a", per_seed, base + "; " + "; ".join(text), alpha=alpha, n_points=n_cfg, kind="claim",
                      expected_sign=sign, per_unit=[float(v) for v in my])
-    value = float(stats.spearmanr(mx, my)[0])
-    p, method, p_min = _rank_perm_test(stats.rankdata(mx), stats.rankdata(my), n_perm, seed, exact_max)
+    value = float(scipy_stats.spearmanr(mx, my)[0])
+    p, method, p_min = rank_permutation_test(scipy_stats.rankdata(mx), scipy_stats.rankdata(my), n_perm, seed, exact_max)
     counted = p_min < alpha
     if not counted:  # no arrangement of these configs reaches alpha: the data cannot test it (DESIGN: not counted)
         text.insert(0, f"a description, not a test: the smallest p {n_cfg} configs allow is {p_min:.3g} >= alpha, "
@@ -827,7 +570,7 @@ def _rank_sign(u, v):
         if a.shape != b.shape or not onp.array_equal(onp.isfinite(a), onp.isfinite(b)):
             return 0
         ok = onp.isfinite(a)
-        ra, rb = stats.rankdata(a[ok]), stats.rankdata(b[ok])
+        ra, rb = scipy_stats.rankdata(a[ok]), scipy_stats.rankdata(b[ok])
         if onp.array_equal(ra, rb):
             signs.add(1)
         elif onp.array_equal(ra, len(ra) + 1 - rb):
@@ -950,8 +693,8 @@ def judge(claims):
     family = [c for c in claims if c.kind == "claim" and c.p_value is not None and math.isfinite(c.p_value)]
     if family:
         ps = [c.p_value for c in family]
-        qs = stats.false_discovery_control(ps, method="bh")
-        qby = stats.false_discovery_control(ps, method="by")
+        qs = q_values(ps, "bh")
+        qby = q_values(ps, "by")
         for c, q, qb in zip(family, qs, qby):
             c.q_value, c.q_by = float(q), float(qb)
             used = [v for v in c.per_seed if v is not None and math.isfinite(v)]
@@ -960,16 +703,6 @@ def judge(claims):
     return claims
 
 
-# ---- checks ------------------------------------------------------------------------------------------
-def wilson_interval(k, n, z=_Z95):
-    """Wilson score interval of a binomial proportion k/n; (nan, nan) when n == 0."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    den = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / den
-    half = z / den * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, center - half), min(1.0, center + half))
 
 
 def check(figure, statement, statistic, value, ok, *, per_seed=(), ci=(float("nan"), float("nan")), n_seeds=None,
@@ -991,7 +724,7 @@ def inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_
     per_seed, k, n, seeds, dropped = [], 0, 0, 0, 0
     for b, v in zip(bounds_per_seed, values_per_seed):
         n_all = len(onp.asarray(b, dtype=float).ravel())
-        b, v = _finite_pairs(b, v)
+        b, v = finite_pairs(b, v)
         dropped += n_all - len(b)
         if len(b):
             above = int(onp.sum(b >= v * (1 - 1e-12) - 1e-15))
@@ -1007,185 +740,3 @@ def inequality_check(figure, statement, bounds_per_seed, values_per_seed, bound_
                  detail=f"{k}/{n} points over {seeds} seed(s); ci: Wilson 95% over points; {what}"
                  + (f"; {dropped} non-finite point(s) dropped" if dropped else ""))
 
-
-# ---- the table ---------------------------------------------------------------------------------------
-def verdict_counts(claims):
-    """{verdict: count} over the claims of ``kind == "claim"`` only (derived claims, descriptions and checks
-    never count)."""
-    counts = {v: 0 for v in VERDICTS}
-    for c in claims:
-        if getattr(c, "kind", "claim") == "claim":
-            counts[c.verdict] = counts.get(c.verdict, 0) + 1
-    return counts
-
-
-def _fmt(x, spec):
-    return "nan" if x is None or not math.isfinite(float(x)) else format(float(x), spec)
-
-
-MAX_DECIMALS = 6  # a number smaller than this many decimals can show is written in e-notation
-
-
-def decimals_for(magnitude, sig, least):
-    """How many decimals show ``magnitude`` with ``sig`` significant digits, and never fewer than ``least``;
-    None when that takes more than ``MAX_DECIMALS`` (e-notation then). 0 and non-finite magnitudes: ``least``."""
-    if not magnitude or not math.isfinite(magnitude):
-        return least
-    d = sig - 1 - math.floor(math.log10(abs(magnitude)))
-    return max(least, d) if d <= MAX_DECIMALS else None
-
-
-def fmt_sig(x, sig=2, least=3, sign="+"):
-    """``x`` with the digits it needs: at least ``least`` decimals, more until it shows ``sig`` significant
-    digits (``+0.669``, ``+0.0021`` where fixed decimals would print ``+0.002``); ``"nan"`` for none."""
-    if _num(x) is None:
-        return "nan"
-    d = decimals_for(abs(float(x)), sig, least)
-    return format(float(x), f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f")
-
-
-def fmt_row(values, sig=2, least=2, sign="+"):
-    """Numbers read side by side (a claim's per-seed values, an interval's ends) with one number of decimals:
-    enough for the largest to show ``sig`` significant digits, at least ``least`` (``+0.83 +0.45``;
-    ``+0.0012 +0.0034`` where two decimals would print ``+0.00 +0.00``); ``"nan"`` for a missing value."""
-    top = max((abs(float(v)) for v in values if _num(v) is not None), default=0.0)
-    d = decimals_for(top, sig, least)
-    spec = f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f"
-    return ["nan" if _num(v) is None else format(float(v), spec) for v in values]
-
-
-def fmt_interval(lo, hi, sig=2, least=2, sign="+"):
-    """``[lo, hi]`` with one number of decimals, enough for the larger end *and* the width to show ``sig``
-    significant digits (an interval's ends never print equal when they differ); ``"-"`` when it has none."""
-    if _num(lo) is None and _num(hi) is None:
-        return "-"
-    ends = [float(v) for v in (lo, hi) if _num(v) is not None]
-    d = decimals_for(max(abs(v) for v in ends), sig, least)
-    width = abs(ends[-1] - ends[0]) if len(ends) == 2 else 0.0
-    dw = decimals_for(width, sig, least)
-    d = None if d is None or dw is None else max(d, dw)
-    spec = f"{sign}.{sig - 1}e" if d is None else f"{sign}.{d}f"
-    return "[" + ", ".join("nan" if _num(v) is None else format(float(v), spec) for v in (lo, hi)) + "]"
-
-
-def fmt_p(p):
-    """A p- or q-value as the tables print it: 3 decimals, or 2 significant digits below 0.001; "-" for none."""
-    if p is None or not math.isfinite(p):
-        return "-"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def _wrap(text, width):
-    return textwrap.wrap(str(text), width, break_long_words=False, break_on_hyphens=False) or [""]
-
-
-def _block(header, rows, widths):
-    """Rows of cells (each cell a list of lines) as text; widths are each column's wrap width."""
-    cells = [[_wrap(h, w) for h, w in zip(header, widths)]]
-    cells += [[_wrap(c, w) for c, w in zip(r, widths)] for r in rows]
-    cols = [max(len(line) for row in cells for line in row[j]) for j in range(len(header))]
-    multi = any(len(cell) > 1 for row in cells[1:] for cell in row)
-    out = []
-    for i, row in enumerate(cells):
-        if i > 1 and multi:
-            out.append("")
-        for li in range(max(len(cell) for cell in row)):
-            out.append("  ".join((cell[li] if li < len(cell) else "").ljust(cols[j])
-                                 for j, cell in enumerate(row)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in cols))
-    return out
-
-
-def text_table(header, rows, widths):
-    """Rows of cells as plain text lines under ``header``, each column wrapped at its width (never cut)."""
-    return _block(header, rows, widths)
-
-
-def summary_line(claims, scale=None):
-    """The table's last line: the verdict counts of the counted claims, and what is shown but not counted."""
-    claims = list(claims)
-    counts = verdict_counts(claims)
-    n = sum(counts.values())
-    parts = [f"{counts[v]} {v}" for v in VERDICTS] + [f"{k} {v}" for v, k in counts.items() if v not in VERDICTS and k]
-    apart = [(sum(c.kind == kind for c in claims), word) for kind, word in
-             (("derived", "derived"), ("description", "description"), ("check", "check"))]
-    apart = [f"{m} {w}{'s' if m != 1 and w != 'derived' else ''}" for m, w in apart if m]
-    line = f"{n} claim{'s' if n != 1 else ''}: " + ", ".join(parts) + (f" ({', '.join(apart)} not counted)" if apart else "")
-    if scale == "tiny":
-        line = "PLUMBING CHECK at tiny scale, the verdicts mean nothing: " + line
-    return line
-
-
-def by_note(claims):
-    """Lines naming the counted claims whose verdict changes under Benjamini-Yekutieli (``judge``'s ``q_by``)."""
-    judged = [c for c in claims if getattr(c, "verdict_by", None) is not None]
-    if not judged:
-        return []
-    changed = [c for c in judged if c.verdict_by != c.verdict]
-    head = (f"Under Benjamini-Yekutieli (any dependence between the tests; BH assumes independent or positively "
-            f"dependent ones): {len(changed)} of {len(judged)} verdicts change")
-    return ["", head + (":" if changed else ".")] + [
-        f"  - {c.statement}: {c.verdict} -> {c.verdict_by} (q_BY {fmt_p(c.q_by)})" for c in changed]
-
-
-def claim_table(claims, width=46, scale=None, data=None):
-    """The counted claims, then derived claims, descriptions and checks, as plain text; whole statements,
-    wrapped (never cut).
-
-    Claims: statement, statistic, value (mean per-seed coefficient, or the seed-pairing contrast), 95% CI
-    (where one is given), p (permutation test), q (Benjamini-Hochberg over the figure's claims), per seed
-    (every seed), verdict (on q). Numbers carry the digits they need (``fmt_sig``, ``fmt_row``,
-    ``fmt_interval``): at least 3 decimals for a value and 2 for per-seed values and intervals, more until the
-    largest shows 2 significant digits. The last line counts the verdicts of the counted claims only; at
-    ``scale="tiny"`` the header and that line say the table is a plumbing check, on ``data`` (the datasets'
-    names, when given).
-    """
-    claims = list(claims)
-
-    def seeds(c, sign="+"):
-        return " ".join(fmt_row(c.per_seed, sign=sign))
-
-    def ci(c, sign="+"):
-        lo, hi = (list(c.ci) + [None, None])[:2] if c.ci is not None else (None, None)
-        return fmt_interval(lo, hi, sign=sign)
-
-    lines = []
-    if scale == "tiny":
-        lines += [f"PLUMBING CHECK: tiny scale trains short runs on {data or 'small data'} to test the code; its "
-                  "verdicts mean nothing about the paper (use the default laptop scale).", ""]
-    of = lambda kind: [c for c in claims if getattr(c, "kind", "claim") == kind]  # noqa: E731
-    header = ("claim", "statistic", "value", "95% CI", "p", "q", "per seed", "verdict")
-    rows = [(c.statement, c.statistic, fmt_sig(c.value), ci(c), fmt_p(c.p_value), fmt_p(c.q_value), seeds(c),
-             c.verdict) for c in of("claim")]
-    if rows:
-        lines += _block(header, rows, (width, 30, 6, 16, 7, 7, 30, 12))
-    else:
-        lines += ["No counted claims: what this figure shows at this scale is below, as descriptions or checks."
-                  if claims else "No claims."]
-    lines += by_note(of("claim"))
-    if of("derived"):
-        lines += ["", "Derived claims (restate claims above, so not counted; verdict on p)"]
-        rows = [(c.statement, c.derived_from, fmt_sig(c.value), fmt_p(c.p_value), seeds(c), c.verdict)
-                for c in of("derived")]
-        lines += _block(("derived claim", "follows from", "value", "p", "per seed", "verdict"), rows,
-                        (width, 36, 6, 7, 30, 12))
-    if of("description"):
-        lines += ["", "Descriptions (not tests: shown to be seen, never counted)"]
-        rows = [(c.statement, c.statistic, fmt_sig(c.value), seeds(c)) for c in of("description")]
-        lines += _block(("description", "statistic", "value", "per seed"), rows, (width, 40, 6, 30))
-    if of("check"):
-        lines += ["", "Checks (not evidence: they catch bugs in the code or test an assumption of a bound; "
-                      "'by construction' = a mathematical inequality)"]
-        rows = []
-        for c in of("check"):
-            n = c.n_points or 0
-            fraction = c.statistic.startswith("fraction(") and n and _num(c.value) is not None
-            value = _fmt(c.value, ".3f" if fraction or abs(float(c.value if _num(c.value) is not None else 0)) < 1e3
-                         else ".3g") + (f" ({round(c.value * n)}/{n})" if fraction else "")
-            rows.append((c.statement, c.statistic, "by construction" if c.by_construction else "measured", value,
-                         ci(c, ""), seeds(c, ""), c.verdict))
-        lines += _block(("check", "statistic", "type", "value", "95% CI", "per seed", "verdict"), rows,
-                        (width, 30, 15, 16, 16, 30, 7))
-    lines += ["", summary_line(claims, scale)]
-    return "\n".join(lines)

@@ -13,8 +13,8 @@
   before training estimated over an hour (``estimate.confirm``: ``--yes`` goes on without asking), then runs
   them; Ctrl-C, ``kill PID`` (SIGTERM) and a closed terminal (SIGHUP) end with one line saying what was kept
   and that the same command resumes.
-- ``write_figure(...)``: the common end of every figure: the claims judged as one family (q-values), the PNG,
-  the JSON (claims, versions, wall time) and the claim table on stdout.
+- ``write_figure(...)``: the common end of every figure: the PNG and the JSON (claims, versions, wall time); the
+  figure judges its claims before (``claims.judge``) and prints their table after (``table.print_table``).
 
 Every fault ends the command with one line that says what was kept and how to go on (``run_sweep``,
 ``write_figure``): a full or unwritable disk, a dataset file that fails its checksum, a worker killed twice, a
@@ -280,14 +280,10 @@ def save_figure(fig, path):
 
 
 def write_figure(name, scale, out, fig, doc, claims, t0):
-    """Judge the claims as one family (``claims.judge``: Benjamini-Hochberg q-values, verdicts on q), save
-    ``fig`` and the JSON ``doc`` (plus claims, versions, wall time), print the claim table.
-
-    The common end of every ``python -m minigcnc.figureN``; returns (png path, json path).
+    """Save ``fig`` and the JSON ``doc`` (plus the claims as judged, versions, wall time): the common end of
+    every ``python -m minigcnc.figureN``, which judges its claims first (``claims.judge``) and prints their table
+    after (``table.print_table``). Returns (png path, json path).
     """
-    from .claims import claim_table, judge
-
-    judge(claims)
     png, js = figure_outputs(name, scale, out)
     _PHASE["now"] = "writing"
     remove_stale_temps(png.parent)
@@ -301,19 +297,8 @@ def write_figure(name, scale, out, fig, doc, claims, t0):
                          "draws from the cache in seconds") from None
     finally:
         _PHASE["now"] = "drawing"
-    print(claim_table(claims, scale=scale, data=data_names(doc.get("configs", ()))))
     print(f"\nwrote {png} and {js} in {time.time() - t0:.1f} s", file=sys.stderr)
     return png, js
-
-
-def data_names(configs):
-    """The datasets that ``configs`` (``RunConfig``s or their dicts) train and transfer to, as the command line
-    names them: ``"digits"``, ``"digits_rot"``, ``"digits and gaussians"``, ``"fashion_mnist -> mnist5k"``;
-    None when there are no configs (for ``claims.claim_table``'s plumbing banner)."""
-    dicts = [c if isinstance(c, dict) else c.to_dict() for c in configs]
-    names = sorted({c["dataset"] + (f" -> {c['target_dataset']}" if c.get("target_dataset") else "")
-                    for c in dicts if c.get("dataset")})
-    return " and ".join(names) or None
 
 
 def remove_stale_temps(folder):

@@ -12,7 +12,7 @@ runs, train, claims, draw, write.
 
 A sweep figure (Figure 1, its convnet appendix, the GC-regularization appendix, your own) has a
 ``scale_setup(scale) -> (base RunConfig, {field: values}, seeds)`` (any field can be swept; the direction each
-sweep is expected to lower GC comes from ``DIRECTIONS`` or the figure's own table); ``grid.sweep_configs``,
+sweep is expected to lower GC comes from ``EXPECTED_SIGN``, or the figure's own table for another knob); ``grid.sweep_configs``,
 ``grid.flat`` and ``grid.by_sweep`` turn it into runs and back; ``cli.figure_parser``, ``cli.parse``,
 ``cli.run_sweep`` and ``cli.write_figure`` are the command line, the training and the outputs.
 """
@@ -26,10 +26,10 @@ from .config import SCALES
 from .history import final, finals, series, train_seconds
 from .plotting import any_diverged, band_words, fmt_value
 
-# field -> (label, sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2
-# and a stronger GC penalty lower GC)
-DIRECTIONS = {"lr": ("learning rate", -1), "batch_size": ("batch size", +1), "l2": ("L2 strength", -1),
-              "gc_reg": ("GC penalty", -1)}
+# knob -> the sign of spearman(value, final GC) the paper expects: a higher lr, a smaller batch, more L2 and a
+# stronger GC penalty lower GC. The one table of these signs: every figure's sweep claims read it.
+EXPECTED_SIGN = {"lr": -1, "batch_size": +1, "l2": -1, "gc_reg": -1}
+KNOB_LABELS = {"lr": "learning rate", "batch_size": "batch size", "l2": "L2 strength", "gc_reg": "GC penalty"}
 METRICS = [("gc", "embedding GC"), ("gcol", "geometric collapse"), ("nc_train", "NC (train CDNV)")]
 MODEL_NAMES = {"mlp": "MLP", "convnet": "Convnet", "vgg11": "VGG-11", "vgg13": "VGG-13", "resnet18": "ResNet-18"}
 
@@ -214,8 +214,13 @@ def sweep_positions(values):
 
 
 def direction_of(field, directions=None):
-    """(label, expected sign) of a swept field: the figure's table, else ``DIRECTIONS``, else (field, -1)."""
-    return (directions or {}).get(field) or DIRECTIONS.get(field) or (field, -1)
+    """(label, expected sign) of a swept field: the figure's own ``directions`` for a knob outside
+    ``EXPECTED_SIGN`` (e.g. an activation sweep), else ``KNOB_LABELS`` and ``EXPECTED_SIGN``, else (field, -1)."""
+    if directions and field in directions:
+        return directions[field]
+    if field in EXPECTED_SIGN:
+        return KNOB_LABELS.get(field, field), EXPECTED_SIGN[field]
+    return field, -1
 
 
 def draw_sweeps(grid, hist_by_field, title, directions=None, metrics=METRICS, log=(), band="minmax"):
