@@ -485,14 +485,17 @@ def draw_agop(ax, runs, labels):
         if len(share):
             ax.plot(onp.arange(1, len(share) + 1), share, "-", color=color, lw=1.2,
                     label=f"{label}, end: 90% in {dirs:.0f} dirs")
+    n = max((len(r["end"][0]) for r in rows), default=0)
     ax.axhline(0.9, color="gray", lw=0.8, ls=":")
+    ax.text(1, 0.91, "90% of the GC", fontsize=7, color="gray", va="bottom")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("AGOP eigen-directions, largest first (log)")
+    ax.set_xlabel(f"AGOP eigen-directions, largest first (log; the {n} largest are recorded, the legend counts "
+                  "all)")
     ax.set_ylabel("share of the embedding's GC carried")
     ax.set_title("(f) digits: the AGOP spectrum (trace AGOP = GC) at step 0 and at the end, mean over seeds",
                  fontsize=9)
-    ax.legend(fontsize=6, loc="lower right", ncol=1)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, 0.88), ncol=1)
 
 
 def agop_lines(runs):
