@@ -372,10 +372,8 @@ def draw(layout, claims, title):
         ax.text(0.99, 1.08, "1: a bound above this line says nothing", transform=ax.get_yaxis_transform(),
                 va="bottom", ha="right", fontsize=7, color="gray")
         for metric, color, ls in DRAWN:
-            if metric in AT_LAST:
-                plot_last(ax, hs, metric, color, f"{labels[metric]} (last step only)")
-            else:
-                plot_band(ax, hs, metric, color, label=labels[metric], ls=ls)
+            plot_band(ax, hs, metric, color, ls=ls, marker="D" if metric in AT_LAST else None,
+                      label=f"{labels[metric]} (last step only)" if metric in AT_LAST else labels[metric])
         plot_band(ax, hs, ERROR, "C3", label=labels[ERROR], lw=2.2)
         ax.set_yscale("log")
         ax.set_xlabel("training iteration (the untrained network left off)")
@@ -433,18 +431,6 @@ def draw(layout, claims, title):
     fig.suptitle(f"Figure 3: {title}; lines = mean over runs, bands = min-max", y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
-
-
-def plot_last(ax, hs, metric, color, label):
-    """A metric recorded at the last evaluation only: its mean over runs at the last step, with the min-max bar."""
-    vals = onp.array([final(h, metric) for h in hs], dtype=float)
-    vals = vals[onp.isfinite(vals)]
-    if not len(vals):
-        return
-    step = max(int(series(h, metric)[0][-1]) for h in hs)
-    m = float(vals.mean())
-    ax.errorbar([step], [m], yerr=[[m - vals.min()], [vals.max() - m]], fmt="D", color=color, ms=5, capsize=3,
-                label=label)
 
 
 def design_labels(layout):
