@@ -394,7 +394,7 @@ def _claim_of(claims, x, y):
     """The all-configs claim of ``claims`` on final x vs final y (its statistic names them), or None."""
     names = {"gc": "source_gc", "gcol": "source_gcol"}
     want = f"spearman({names.get(x, x)}, {names.get(y, y)}) over config means"
-    return next((c for c in claims if c.statistic == want), None)
+    return next((c for c in claims if c.statistic == want and c.statement.startswith("all configs:")), None)
 
 
 def draw_scatter(grid, hist, title, probe=True, claims=()):

@@ -157,6 +157,10 @@ def test_scatter_titles_print_the_tables_claims_never_a_pooled_coefficient():
                                   "target_nc")]
     assert figure4._claim_of(claims, "gc", "target_nc") is claims[0]
     assert figure4._claim_of(claims, "gc", "fewshot5") is None
+    # a per-sweep claim over the same pair (the same statistic, over the sweep's values) is not the title's
+    sweep = C.config_rank_claim("figure4", "learning rate: lower source GC, lower target NC", [[1, 2], [2, 3], [3, 4]],
+                                [[3, 2], [2, 3], [1, 4]], +1, "source_gc", "target_nc")
+    assert figure4._claim_of([sweep] + claims, "gc", "target_nc") is claims[0]
 
 
 def test_the_claims_variants_name_what_they_read_and_refuse_an_unknown_choice():
